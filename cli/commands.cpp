@@ -1,0 +1,26 @@
+#include "commands.h"
+
+namespace zotune::cli {
+
+namespace {
+std::function<void()>& action() {
+  static std::function<void()> a;
+  return a;
+}
+}  // namespace
+
+void set_action(std::function<void()> a) { action() = std::move(a); }
+
+void register_all(CLI::App& app) {
+  register_inspect(app);
+  register_forward(app);
+  register_generate(app);
+  register_init(app);
+  register_tokenize(app);
+}
+
+void run_selected(CLI::App&) {
+  if (action()) action()();
+}
+
+}  // namespace zotune::cli

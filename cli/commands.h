@@ -1,0 +1,21 @@
+// Sub-command registry. Each cli/cmd_<name>.cpp defines one register_<name>
+// that adds a sub-command and its callback (the callback may throw zotune::Error).
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace zotune::cli {
+
+// Sub-commands set this from their callback; main runs it after parsing, so
+// exceptions surface in main's single catch.
+void set_action(std::function<void()> action);
+void register_all(CLI::App& app);
+void run_selected(CLI::App& app);
+
+void register_inspect(CLI::App& app);
+void register_forward(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_init(CLI::App& app);
+void register_tokenize(CLI::App& app);
+
+}  // namespace zotune::cli

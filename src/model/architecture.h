@@ -1,0 +1,147 @@
+// The fixed interface every architecture implements, one file per architecture
+// (gpt2.cpp, opt.cpp, llama.cpp, qwen3.cpp). Shared code never switches on the
+// architecture: it walks the tensor table and calls these virtuals.
+//
+// Dimension letters: B batch, T new tokens per sequence, Tk keys per sequence
+// (T without a cache, the cache capacity with one), C hidden size, V vocabulary,
+// Hq/Hkv query/key-value heads, D head size.
+//
+// A model is a sequence of blocks that the trainer streams through the tiers:
+// block 0 = embeddings (+ OPT project_in), blocks 1..L = decoder layers,
+// block L+1 = final norm (+ OPT project_out) + untied lm_head. A tied lm_head
+// reads the embedding tensor of block 0, which therefore stays resident.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/aligned_buffer.h"
+#include "io/json_file.h"
+#include "tensor/tensor.h"
+
+namespace zotune {
+
+enum class TensorRole : uint8_t { Matrix, Embedding, Bias, Norm };
+
+struct TensorSpec {
+  std::string name;  // as save_pretrained writes it
+  Shape shape;
+  int block = 0;
+  TensorRole role = TensorRole::Matrix;
+  // MeZO's rule: weight decay on everything but biases and norm weights.
+  bool decays() const { return role == TensorRole::Matrix || role == TensorRole::Embedding; }
+  int64_t numel() const { return zotune::numel(shape); }
+};
+
+// Fields shared code needs; architecture-specific fields live in the architecture.
+struct ModelConfig {
+  std::string model_type;       // "gpt2", "opt", "llama", "qwen3"
+  std::string hf_architecture;  // "GPT2LMHeadModel", ...
+  std::string base_prefix;      // "transformer." / "model." : optional in checkpoints of the base model
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;      // width of the residual stream
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t max_positions = 0;    // 0 = unbounded (RoPE)
+  bool tie_word_embeddings = false;
+  std::optional<DType> torch_dtype;
+  std::optional<int32_t> bos_token_id, pad_token_id;
+  std::vector<int32_t> eos_token_ids;
+  Json json;                    // config.json as read, written back on save
+  std::string file;             // where it came from (for messages)
+  int64_t kv_dim() const { return num_kv_heads * head_dim; }
+};
+
+// Per-layer K/V for incremental decoding: k[l], v[l] are [B, capacity, Hkv*D];
+// RoPE is already applied to cached keys.
+struct KVCache {
+  int64_t B = 0, capacity = 0, kv_dim = 0;
+  int64_t length = 0;  // filled positions per sequence (same for every sequence)
+  std::vector<AlignedBuffer<float>> k, v;
+  KVCache(int64_t layers, int64_t B, int64_t capacity, int64_t kv_dim);
+};
+
+// One forward call: T new tokens per sequence.
+struct ForwardInput {
+  int64_t B = 0, T = 0;
+  const int32_t* ids = nullptr;        // [B*T]
+  const int64_t* positions = nullptr;  // [B*T] position id of each new token
+  const uint8_t* key_valid = nullptr;  // [B*Tk] 1 = a real token
+  int64_t Tk = 0;                      // keys per sequence (T, or the cache capacity)
+  int64_t q_offset = 0;                // key index of the first new token (cache length)
+  const uint8_t* token_mask = nullptr; // [B*T] attention mask of the new tokens (OPT positions)
+};
+
+// Activations of one pass, allocated once for the largest shape and reused.
+struct Activations {
+  AlignedBuffer<float> x;        // [B*T, C] residual stream
+  AlignedBuffer<float> scratch;  // architecture-defined carve-up
+  AlignedBuffer<float> attn;     // attention kernel scratch
+};
+
+// Pointers to fp32 working copies of every parameter, indexed by tensor id
+// (position in the tensor table). The trainer swaps in W+ or W- pointers.
+using ParamPtrs = std::span<const float* const>;
+
+class Architecture {
+ public:
+  virtual ~Architecture() = default;
+  const ModelConfig& config() const { return cfg_; }
+  const std::vector<TensorSpec>& tensors() const { return tensors_; }
+  int num_blocks() const { return static_cast<int>(cfg_.num_layers) + 2; }
+  // Tensor id of the weight the lm_head multiplies with (the embedding if tied).
+  int head_weight_id() const { return head_weight_id_; }
+
+  // Floats of scratch a forward over `rows` = B*T new tokens needs.
+  virtual int64_t scratch_floats(int64_t rows) const = 0;
+  // Width of the hidden state that enters the lm_head (OPT: word_embed_proj_dim).
+  virtual int64_t head_width() const { return cfg_.hidden_size; }
+
+  // block 0: token (+ position) embeddings into a.x
+  virtual void embed(ParamPtrs w, const ForwardInput& in, Activations& a) const = 0;
+  // blocks 1..L (layer l = block - 1); `cache` null for a full forward
+  virtual void layer(int64_t l, ParamPtrs w, const ForwardInput& in, Activations& a,
+                     KVCache* cache) const = 0;
+  // block L+1, first half: final norm (+ projection) of the selected rows of a.x
+  // into `hidden` [nrows, head_width()]. The lm_head GEMM is shared (see forward.h).
+  virtual void final_hidden(ParamPtrs w, const Activations& a, const int64_t* rows, int64_t nrows,
+                            float* hidden) const = 0;
+
+ protected:
+  ModelConfig cfg_;
+  std::vector<TensorSpec> tensors_;
+  int head_weight_id_ = -1;
+  int add_tensor(std::string name, Shape shape, int block, TensorRole role);
+};
+
+// Reads `dir/config.json` (or a config.json path) and builds the architecture.
+// Unknown model_type or unsupported options are errors naming the file and field.
+std::unique_ptr<Architecture> load_architecture(const std::filesystem::path& config_path);
+std::unique_ptr<Architecture> make_architecture(const Json& config, const std::string& file);
+// Known model_type names, in the order of the registry.
+std::vector<std::string> known_architectures();
+
+// Factories, one per architecture file; the registry (architecture.cpp) lists them.
+std::unique_ptr<Architecture> make_gpt2(const Json& config, const std::string& file);
+std::unique_ptr<Architecture> make_opt(const Json& config, const std::string& file);
+std::unique_ptr<Architecture> make_llama(const Json& config, const std::string& file);
+std::unique_ptr<Architecture> make_qwen3(const Json& config, const std::string& file);
+
+// config.json of a named preset of an architecture ("tiny", "gpt2-124m", ...);
+// throws listing the known presets if unknown.
+Json architecture_preset(const std::string& model_type, const std::string& preset);
+Json preset_gpt2(const std::string& name);
+Json preset_opt(const std::string& name);
+Json preset_llama(const std::string& name);
+Json preset_qwen3(const std::string& name);
+
+// Common config fields every architecture reads the same way.
+void read_common_config(const JsonFields& f, ModelConfig& cfg);
+
+}  // namespace zotune

@@ -1,0 +1,57 @@
+// One forward pass over a batch, block by block. The trainer drives two of these
+// (the +eps and -eps passes) through the same resident block; inference drives
+// one through all blocks. Buffers are allocated once for the largest shape seen.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/architecture.h"
+
+namespace zotune {
+
+class ForwardPass {
+ public:
+  explicit ForwardPass(const Architecture& arch) : arch_(arch) {}
+
+  // A new batch of B full sequences of T tokens (mask: 1 = real; null = all real).
+  void start(const int32_t* ids, const uint8_t* mask, int64_t B, int64_t T);
+  // Incremental decoding: T new tokens per sequence appended after cache->length.
+  // `mask` covers the new tokens; positions continue each sequence's count of real tokens.
+  void start_cached(const int32_t* ids, const uint8_t* mask, int64_t B, int64_t T, KVCache& cache);
+
+  // Block 0 = embeddings, 1..L = layers. The head block is run by logits().
+  void run_block(int block, ParamPtrs w);
+  void run_body(ParamPtrs w);  // all blocks but the head
+
+  // logits [nrows, V] of the given rows (indices into B*T) after the head block.
+  void logits(ParamPtrs w, const int64_t* rows, int64_t nrows, float* out);
+  void all_logits(ParamPtrs w, float* out);  // every row, [B*T, V]
+
+  int64_t B() const { return in_.B; }
+  int64_t T() const { return in_.T; }
+  const Architecture& arch() const { return arch_; }
+  // After a cached step: advance the cache past the new tokens.
+  void commit_cache();
+
+ private:
+  const Architecture& arch_;
+  ForwardInput in_;
+  KVCache* cache_ = nullptr;
+  Activations act_;
+  std::vector<int32_t> ids_;
+  std::vector<uint8_t> mask_;
+  std::vector<int64_t> positions_;
+  std::vector<uint8_t> key_valid_;    // no cache: [B*T]
+  std::vector<uint8_t> cache_valid_;  // with cache: [B*capacity], persists across steps
+  std::vector<int64_t> cache_seen_;   // with cache: real tokens so far per sequence
+  std::vector<int64_t> all_rows_;
+  AlignedBuffer<float> hidden_;
+};
+
+// Mean next-token cross-entropy: position t predicts ids[t+1]; counted where both
+// mask[t] and mask[t+1] are 1 (HF: labels = input_ids with padding -100). Returns
+// 0 if no position counts. logits: [B*T, V].
+double next_token_loss(const float* logits, const int32_t* ids, const uint8_t* mask, int64_t B, int64_t T,
+                       int64_t V);
+
+}  // namespace zotune

@@ -1,0 +1,96 @@
+#include "model/model.h"
+
+#include "base/error.h"
+#include "base/fs.h"
+#include "base/philox.h"
+#include "kernels/kernels.h"
+
+namespace zotune {
+namespace fs = std::filesystem;
+
+LoadedModel load_model(const fs::path& dir) {
+  LoadedModel m;
+  if (!fs::is_directory(dir)) fail(dir.string(), ": not a model directory");
+  m.arch = load_architecture(dir);
+  m.ckpt = std::make_unique<Checkpoint>(dir);
+  m.weights = std::make_unique<ModelWeights>(*m.arch, *m.ckpt);
+  return m;
+}
+
+namespace {
+
+const char* torch_dtype_name(DType d) {
+  switch (d) {
+    case DType::BF16: return "bfloat16";
+    case DType::F16: return "float16";
+    default: return "float32";
+  }
+}
+
+void fill_init(const TensorSpec& spec, uint32_t tensor_id, uint64_t seed, float stddev, float* out) {
+  const int64_t n = spec.numel();
+  if (spec.role == TensorRole::Bias) {
+    std::fill(out, out + n, 0.0f);
+    return;
+  }
+  if (spec.role == TensorRole::Norm) {
+    std::fill(out, out + n, 1.0f);
+    return;
+  }
+  const std::array<uint32_t, 2> key{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < (n + 3) / 4; ++blk) {
+    const auto r = Philox4x32::block({static_cast<uint32_t>(blk), static_cast<uint32_t>(blk >> 32), tensor_id,
+                                      0x1A17u /* init stream */},
+                                     key);
+    const auto z = normals4(r);
+    for (int j = 0; j < 4 && blk * 4 + j < n; ++j) out[blk * 4 + j] = stddev * z[static_cast<std::size_t>(j)];
+  }
+}
+
+}  // namespace
+
+void save_checkpoint(const Architecture& arch, const std::vector<const float*>& values, DType dtype,
+                     const fs::path& out) {
+  check(is_float_storage(dtype), "cannot save weights as ", dtype_name(dtype));
+  const auto& table = arch.tensors();
+  check(values.size() == table.size(), "save_checkpoint: ", values.size(), " tensors for a table of ", table.size());
+  fs::create_directories(out);
+  std::vector<AlignedBuffer<uint16_t>> half(table.size());
+  std::vector<NamedTensor> named;
+  named.reserve(table.size());
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    const auto& spec = table[i];
+    TensorView v{dtype, spec.shape, values[i]};
+    if (dtype != DType::F32) {
+      half[i].reset(static_cast<std::size_t>(spec.numel()));
+      if (dtype == DType::BF16) kernels::f32_to_bf16(values[i], half[i].data(), spec.numel());
+      else kernels::f32_to_f16(values[i], half[i].data(), spec.numel());
+      v.data = half[i].data();
+    }
+    named.push_back({spec.name, v});
+  }
+  Json config = arch.config().json;
+  config["torch_dtype"] = torch_dtype_name(dtype);
+  write_checkpoint(out, named);
+  write_file_atomic(out / "config.json", config.dump(2) + "\n");
+}
+
+void init_checkpoint(Json config, DType dtype, uint64_t seed, const fs::path& out) {
+  for (const char* f : {"config.json", "model.safetensors", "model.safetensors.index.json"})
+    if (fs::exists(out / f)) fail(out.string(), ": already holds ", f, "; refusing to overwrite it");
+  config["torch_dtype"] = torch_dtype_name(dtype);
+  auto arch = make_architecture(config, "<preset config>");
+  const float stddev = static_cast<float>(config.value("initializer_range", config.value("init_std", 0.02)));
+  const auto& table = arch->tensors();
+  std::vector<AlignedBuffer<float>> values(table.size());
+  std::vector<const float*> ptrs(table.size());
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    values[i].reset(static_cast<std::size_t>(table[i].numel()));
+    fill_init(table[i], static_cast<uint32_t>(i), seed, stddev, values[i].data());
+    ptrs[i] = values[i].data();
+  }
+  save_checkpoint(*arch, ptrs, dtype, out);
+}
+
+}  // namespace zotune

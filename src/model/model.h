@@ -1,0 +1,32 @@
+// A model directory opened for inference: architecture from config.json,
+// checkpoint (mmap), fp32 weights.
+#pragma once
+#include <filesystem>
+#include <memory>
+
+#include "io/safetensors.h"
+#include "model/architecture.h"
+#include "model/weights.h"
+
+namespace zotune {
+
+struct LoadedModel {
+  std::unique_ptr<Architecture> arch;
+  std::unique_ptr<Checkpoint> ckpt;
+  std::unique_ptr<ModelWeights> weights;
+};
+
+LoadedModel load_model(const std::filesystem::path& dir);
+
+// Writes a random-initialised checkpoint (config.json + model.safetensors) into
+// `out` (created; refuses to overwrite an existing config.json or weights). Matrices
+// and embeddings ~ N(0, initializer_range) from Philox(seed, tensor id), biases 0,
+// norm weights 1 — the HF _init_weights convention.
+void init_checkpoint(Json config, DType dtype, uint64_t seed, const std::filesystem::path& out);
+
+// Writes config.json + weights (converted from fp32 to `dtype`) into `out` atomically.
+// `values[i]` is tensor i of arch.tensors(). Used by init, train and replay.
+void save_checkpoint(const Architecture& arch, const std::vector<const float*>& values, DType dtype,
+                     const std::filesystem::path& out);
+
+}  // namespace zotune

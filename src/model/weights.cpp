@@ -1,0 +1,60 @@
+#include "model/weights.h"
+
+#include <cstring>
+
+#include "base/error.h"
+#include "kernels/kernels.h"
+
+namespace zotune {
+
+std::string resolve_tensor_name(const Architecture& arch, const Checkpoint& ckpt, const TensorSpec& spec) {
+  if (ckpt.has(spec.name)) return spec.name;
+  const std::string& prefix = arch.config().base_prefix;
+  if (!prefix.empty() && spec.name.rfind(prefix, 0) == 0) {
+    std::string bare = spec.name.substr(prefix.size());
+    if (ckpt.has(bare)) return bare;
+  }
+  fail(ckpt.dir().string(), ": missing tensor '", spec.name, "' (required by ", arch.config().file, ")");
+}
+
+TensorView checked_view(const Architecture& arch, const Checkpoint& ckpt, const TensorSpec& spec) {
+  const std::string name = resolve_tensor_name(arch, ckpt, spec);
+  TensorView v = ckpt.get(name);
+  const std::string file = ckpt.file_of(name).string();
+  if (!is_float_storage(v.dtype))
+    fail(file, ": tensor '", name, "' has dtype ", dtype_name(v.dtype), "; expected F32, F16 or BF16");
+  if (v.shape != spec.shape)
+    fail(file, ": tensor '", name, "' has shape ", shape_str(v.shape), ", expected ", shape_str(spec.shape),
+         " from ", arch.config().file);
+  return v;
+}
+
+void upcast_to_f32(const TensorView& v, float* out) {
+  const int64_t n = v.numel();
+  switch (v.dtype) {
+    case DType::F32: std::memcpy(out, v.data, sizeof(float) * static_cast<std::size_t>(n)); break;
+    case DType::BF16: kernels::bf16_to_f32(static_cast<const uint16_t*>(v.data), out, n); break;
+    case DType::F16: kernels::f16_to_f32(static_cast<const uint16_t*>(v.data), out, n); break;
+    default: fail("cannot upcast dtype ", dtype_name(v.dtype), " to F32");
+  }
+}
+
+ModelWeights::ModelWeights(const Architecture& arch, const Checkpoint& ckpt) {
+  const auto& table = arch.tensors();
+  owned_.resize(table.size());
+  ptrs_.resize(table.size());
+  dtypes_.resize(table.size());
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    TensorView v = checked_view(arch, ckpt, table[i]);
+    dtypes_[i] = v.dtype;
+    if (v.dtype == DType::F32 && reinterpret_cast<uintptr_t>(v.data) % alignof(float) == 0) {
+      ptrs_[i] = v.f32();
+    } else {
+      owned_[i].reset(static_cast<std::size_t>(v.numel()));
+      upcast_to_f32(v, owned_[i].data());
+      ptrs_[i] = owned_[i].data();
+    }
+  }
+}
+
+}  // namespace zotune

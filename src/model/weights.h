@@ -1,0 +1,38 @@
+// Binding the tensor table to a checkpoint: name resolution, shape and dtype
+// validation, and fp32 working copies for inference (the trainer's tiers in
+// src/store do the same per block).
+#pragma once
+#include <vector>
+
+#include "io/safetensors.h"
+#include "model/architecture.h"
+
+namespace zotune {
+
+// The checkpoint's name for a table entry: the HF name, or the name without the
+// base-model prefix ("transformer.", "model.") that base-model checkpoints use.
+// Throws naming the directory and tensor if neither exists.
+std::string resolve_tensor_name(const Architecture& arch, const Checkpoint& ckpt, const TensorSpec& spec);
+
+// The checkpoint's view of a table entry after checking its shape and that its
+// dtype is F32, F16 or BF16; errors name the file and tensor.
+TensorView checked_view(const Architecture& arch, const Checkpoint& ckpt, const TensorSpec& spec);
+
+// Copies/upcasts a stored float tensor (F32/F16/BF16) into fp32.
+void upcast_to_f32(const TensorView& v, float* out);
+
+// All parameters as fp32. F32 tensors are used in place from the mmap (zero
+// copy); F16/BF16 tensors are upcast once.
+class ModelWeights {
+ public:
+  ModelWeights(const Architecture& arch, const Checkpoint& ckpt);
+  ParamPtrs ptrs() const { return ptrs_; }
+  DType stored_dtype(std::size_t id) const { return dtypes_[id]; }
+
+ private:
+  std::vector<AlignedBuffer<float>> owned_;
+  std::vector<const float*> ptrs_;
+  std::vector<DType> dtypes_;
+};
+
+}  // namespace zotune
