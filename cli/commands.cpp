@@ -17,6 +17,7 @@ void register_all(CLI::App& app) {
   register_generate(app);
   register_init(app);
   register_tokenize(app);
+  register_bench(app);
 }
 
 void run_selected(CLI::App&) {

@@ -17,5 +17,8 @@ void register_forward(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_init(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_bench(CLI::App& app);
+void register_train(CLI::App& app);
+void register_replay(CLI::App& app);
 
 }  // namespace zotune::cli

@@ -342,7 +342,7 @@ void write_safetensors(const fs::path& path, const std::vector<NamedTensor>& ten
     offset += n;
   }
   std::string text = header.dump();
-
+  text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data region 8-byte aligned
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
 

@@ -51,7 +51,9 @@ std::string lower(std::string_view s) {
 int64_t target_from_name(std::string_view name) {
   const std::string n = lower(name);
   if (n.empty() || n == "native" || n == "best") return 0;
-  if (n == "scalar" || n == "emu128") return HWY_EMU128;
+  // The portable fallback is EMU128, or SCALAR with compilers Highway
+  // considers broken for EMU128 (GCC < 12.3, e.g. Debian 12's).
+  if (n == "scalar" || n == "emu128") return HWY_BASELINE_SCALAR;
   if (n == "sse4" || n == "sse4.2" || n == "sse42") return HWY_SSE4;
   if (n == "avx2") return HWY_AVX2;
   if (n == "avx512" || n == "avx3" || n == "avx-512") return HWY_AVX3;

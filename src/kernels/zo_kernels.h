@@ -27,6 +27,10 @@ enum class ZoStream : uint32_t { Perturbation = 0, Rounding = 1 };
 // Writes z for elements [begin, begin + n) of tensor `tensor_id` into out[0..n).
 void zo_fill_z(uint64_t seed, uint32_t tensor_id, ZDist dist, int64_t begin, int64_t n, float* out);
 
+// Writes the Uniform noise of the Rounding stream (stochastic rounding at
+// write-back) for elements [begin, begin + n) of tensor `tensor_id` into out[0..n).
+void zo_fill_uniform(uint64_t seed, uint32_t tensor_id, int64_t begin, int64_t n, float* out);
+
 struct ZoUpdate {       // the deferred update of the previous step: w -= lr * (g * z + wd * w)
   bool active = false;
   uint64_t seed = 0;    // the previous step's seed

@@ -53,26 +53,34 @@ std::size_t TokenTrie::next_candidate(std::string_view text, std::size_t pos) co
 
 void AddedVocab::add(AddedToken token, FunctionRef<std::string(std::string_view)> normalize) {
   if (token.content.empty()) return;  // HF ignores empty added tokens
+  std::string pattern = token.normalized ? normalize(token.content) : token.content;
   if (auto it = by_content_.find(token.content); it != by_content_.end()) {
-    // Re-adding replaces the flags (e.g. tokenizer_config overriding tokenizer.json).
     AddedToken& old = tokens_[it->second];
     by_id_.erase(old.id);
-    old = token;
-    by_id_[token.id] = it->second;
+    old = std::move(token);
+    patterns_[it->second] = std::move(pattern);
+    by_id_[old.id] = it->second;
   } else {
     by_content_[token.content] = tokens_.size();
     by_id_[token.id] = tokens_.size();
-    tokens_.push_back(token);
+    tokens_.push_back(std::move(token));
+    patterns_.push_back(std::move(pattern));
   }
-  // Rebuild both tries: flags may have moved a token from one set to the other.
+  rebuild_tries();
+}
+
+void AddedVocab::set_split_special_tokens(bool split) {
+  split_special_ = split;
+  rebuild_tries();
+}
+
+void AddedVocab::rebuild_tries() {
   raw_ = TokenTrie{};
   normalized_ = TokenTrie{};
   for (std::size_t i = 0; i < tokens_.size(); ++i) {
     const AddedToken& t = tokens_[i];
-    if (t.normalized)
-      normalized_.insert(normalize(t.content), static_cast<int32_t>(i));
-    else
-      raw_.insert(t.content, static_cast<int32_t>(i));
+    if (split_special_ && t.special) continue;
+    (t.normalized ? normalized_ : raw_).insert(patterns_[i], static_cast<int32_t>(i));
   }
 }
 

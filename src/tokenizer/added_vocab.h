@@ -50,6 +50,9 @@ class AddedVocab {
   const AddedToken* by_id(int32_t id) const;
   const AddedToken* by_content(std::string_view content) const;
   const std::vector<AddedToken>& tokens() const { return tokens_; }
+  // HF's split_special_tokens: special tokens in the text are then encoded as
+  // plain text (they still decode).
+  void set_split_special_tokens(bool split);
   bool has_raw() const { return !raw_.empty(); }
   bool has_normalized() const { return !normalized_.empty(); }
 
@@ -61,7 +64,10 @@ class AddedVocab {
 
  private:
   void split(std::string_view text, const TokenTrie& trie, PieceFn out) const;
+  void rebuild_tries();
   std::vector<AddedToken> tokens_;
+  std::vector<std::string> patterns_;  // what is searched for each token
+  bool split_special_ = false;
   std::unordered_map<int32_t, std::size_t> by_id_;
   std::unordered_map<std::string, std::size_t> by_content_;
   TokenTrie raw_, normalized_;

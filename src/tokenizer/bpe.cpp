@@ -10,6 +10,13 @@
 
 namespace zotune::tok {
 
+namespace {
+constexpr std::string_view kMetaspace = "\xE2\x96\x81";  // U+2581, SentencePiece's space
+bool follows_metaspace(std::string_view s, std::size_t pos) {
+  return pos >= kMetaspace.size() && s.substr(pos - kMetaspace.size(), kMetaspace.size()) == kMetaspace;
+}
+}  // namespace
+
 // Open-addressing map (left id, right id) -> (rank, merged id): the merge
 // lookup is the inner loop of BPE and std::unordered_map costs ~3x more.
 struct BpeModel::MergeTable {
@@ -121,13 +128,26 @@ BpeModel::BpeModel(Vocab vocab, const std::vector<std::pair<std::string, std::st
       if (auto id = vocab_.find(ch)) direct_[c] = *id;
     }
   }
-  all_bytes_ = true;
   for (int b = 0; b < 256; ++b) {
     char name[8];
     std::snprintf(name, sizeof name, "<0x%02X>", b);
     auto id = vocab_.find(name);
     byte_ids_[b] = id ? *id : -1;
-    if (!id) all_bytes_ = false;
+  }
+  // SentencePiece-style pipelines (LLaMA-2's legacy tokenizer.json) have no
+  // pre-tokenizer, so the whole text is one word and BPE on it is slow and
+  // uncacheable. If no token holds a "▁" after another character, no merge
+  // can cross such a position, and cutting the word there gives the same ids.
+  segment_at_metaspace_ = vocab_.find(kMetaspace).has_value() && !opt_.ignore_merges && use_direct_;
+  for (int32_t id = 0; segment_at_metaspace_ && id <= vocab_.max_id(); ++id) {
+    const std::string* t = vocab_.token(id);
+    if (!t) continue;
+    for (std::size_t pos = t->find(kMetaspace, 1); pos != std::string::npos; pos = t->find(kMetaspace, pos + 1)) {
+      if (!follows_metaspace(*t, pos)) {
+        segment_at_metaspace_ = false;
+        break;
+      }
+    }
   }
 }
 
@@ -254,6 +274,21 @@ void BpeModel::tokenize_uncached(std::string_view word, std::vector<int32_t>& ou
 }
 
 void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& out) const {
+  if (!segment_at_metaspace_) {
+    tokenize_segment(word, out);
+    return;
+  }
+  std::size_t begin = 0;
+  for (std::size_t pos = word.find(kMetaspace, 1); pos != std::string_view::npos;
+       pos = word.find(kMetaspace, pos + kMetaspace.size())) {
+    if (follows_metaspace(word, pos)) continue;  // inside a run of "▁"
+    tokenize_segment(word.substr(begin, pos - begin), out);
+    begin = pos;
+  }
+  tokenize_segment(word.substr(begin), out);
+}
+
+void BpeModel::tokenize_segment(std::string_view word, std::vector<int32_t>& out) const {
   if (word.size() > Cache::kMaxWordBytes) {
     tokenize_uncached(word, out);
     return;

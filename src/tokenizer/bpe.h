@@ -34,6 +34,9 @@ class BpeModel {
   const Vocab& vocab() const { return vocab_; }
   // Appends the ids of one pre-tokenized word. Thread-safe.
   void tokenize(std::string_view word, std::vector<int32_t>& out) const;
+  // True if words are cut before each "▁" that follows another character
+  // (see the constructor). Exposed for tests.
+  bool segments_at_metaspace() const { return segment_at_metaspace_; }
   // The same without the cache (the reference the cache must agree with).
   void tokenize_uncached(std::string_view word, std::vector<int32_t>& out) const;
 
@@ -41,6 +44,7 @@ class BpeModel {
   struct MergeTable;
   class Cache;
   int32_t char_id(std::string_view ch, bool first, bool last) const;
+  void tokenize_segment(std::string_view word, std::vector<int32_t>& out) const;
 
   Vocab vocab_;
   BpeOptions opt_;
@@ -52,7 +56,7 @@ class BpeModel {
   std::vector<int32_t> direct_;
   bool use_direct_ = false;
   int32_t byte_ids_[256];  // "<0xAB>" tokens for byte_fallback, -1 if absent
-  bool all_bytes_ = false;
+  bool segment_at_metaspace_ = false;
 };
 
 }  // namespace zotune::tok

@@ -1,5 +1,7 @@
 #include <unicode/uchar.h>
 
+#include <algorithm>
+
 #include "base/error.h"
 #include "tokenizer/regex.h"
 #include "tokenizer/stages.h"

@@ -1,0 +1,117 @@
+// zotune bench --model DIR --batch-size B --seq-len T --steps N [--threads K]
+// Runs N ZO steps on random tokens and prints one JSON line (a contract):
+// sec_per_step_median, tokens_per_sec, forward_sec_median, peak_rss_mb,
+// param_bytes_read_per_step, param_bytes_written_per_step, rng_draws_per_param_per_step.
+// Forward and step timings are interleaved (F S F S ...) so machine noise hits both.
+#include <cstdio>
+
+#include "base/error.h"
+#include "base/philox.h"
+#include "base/threads.h"
+#include "base/timer.h"
+#include "commands.h"
+#include "io/safetensors.h"
+#include "kernels/kernels.h"
+#include "model/architecture.h"
+#include "store/param_store.h"
+#include "train/engine.h"
+
+namespace zotune::cli {
+
+namespace {
+struct BenchArgs {
+  std::string model;
+  int64_t batch = 4, seq_len = 128, steps = 5;
+  int threads = 0;
+  uint64_t seed = 0;
+  std::string perturbation = "gaussian";
+};
+
+Batch random_lm_batch(int64_t B, int64_t T, int64_t V, uint64_t seed) {
+  Batch b;
+  b.objective = Objective::LanguageModel;
+  b.B = B;
+  b.T = T;
+  b.ids.resize(static_cast<std::size_t>(B * T));
+  b.mask.assign(static_cast<std::size_t>(B * T), 1);
+  for (int64_t i = 0; i < B * T; ++i) {
+    auto r = Philox4x32::block({static_cast<uint32_t>(i), 0, 0, 0xBE4Cu}, {static_cast<uint32_t>(seed), 0});
+    b.ids[static_cast<std::size_t>(i)] = static_cast<int32_t>(r[0] % static_cast<uint32_t>(V));
+  }
+  for (int64_t s = 0; s < B; ++s)
+    for (int64_t t = 0; t + 1 < T; ++t) {
+      b.rows.push_back(s * T + t);
+      b.targets.push_back(b.ids[static_cast<std::size_t>(s * T + t + 1)]);
+      b.target_seq.push_back(static_cast<int32_t>(s));
+    }
+  b.num_examples = B;
+  return b;
+}
+
+void run_bench(const BenchArgs& a) {
+  set_compute_threads(a.threads);
+  check(a.batch > 0 && a.seq_len > 1 && a.steps > 0, "--batch-size and --steps must be > 0, --seq-len > 1");
+  auto arch = load_architecture(a.model);
+  Checkpoint ckpt(a.model);
+  RamStore store(*arch, ckpt);
+  MezoOptions opt;
+  auto dist = zdist_from_name(a.perturbation);
+  if (!dist) fail("--perturbation: unknown value '", a.perturbation, "' (gaussian, rademacher, ones)");
+  opt.dist = *dist;
+  opt.lr = 1e-7f;
+  ZoEngine engine(*arch, store, opt, a.seed);
+  Batch batch = random_lm_batch(a.batch, a.seq_len, arch->config().vocab_size, a.seed);
+
+  // Warm-up: first touch of every buffer (page faults) is not what we measure.
+  engine.step(0, a.steps + 1, batch);
+  engine.forward_unflushed(batch);
+  std::vector<double> fwd, stp;
+  store.counters().reset();
+  for (int64_t i = 0; i < a.steps; ++i) {
+    Stopwatch f;
+    engine.forward_unflushed(batch);
+    fwd.push_back(f.seconds());
+    Stopwatch s;
+    engine.step(i + 1, a.steps + 1, batch);  // applies step i's deferred update, perturbs step i+1
+    stp.push_back(s.seconds());
+  }
+  const auto& c = store.counters();
+  const double step_med = median(stp), fwd_med = median(fwd);
+  const double n = static_cast<double>(a.steps), P = static_cast<double>(store.total_params());
+  Json out = {{"model", a.model},
+              {"batch_size", a.batch},
+              {"seq_len", a.seq_len},
+              {"steps", a.steps},
+              {"threads", compute_threads()},
+              {"isa", kernels::isa_name()},
+              {"perturbation", a.perturbation},
+              {"sec_per_step_median", step_med},
+              {"tokens_per_sec", static_cast<double>(a.batch * a.seq_len) / step_med},
+              {"forward_sec_median", fwd_med},
+              {"step_over_forward", step_med / fwd_med},
+              {"peak_rss_mb", peak_rss_mb()},
+              {"param_bytes_read_per_step", static_cast<double>(c.param_bytes_read) / n},
+              {"param_bytes_written_per_step", static_cast<double>(c.param_bytes_written) / n},
+              {"rng_draws_per_param_per_step", static_cast<double>(c.rng_draws) / n / P},
+              {"parameters", store.total_params()},
+              {"param_bytes", store.total_params() * 4},
+              {"sec_per_step_all", stp},
+              {"forward_sec_all", fwd}};
+  std::printf("%s\n", out.dump().c_str());
+}
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto args = std::make_shared<BenchArgs>();
+  auto* cmd = app.add_subcommand("bench", "Time ZO steps against a plain forward on random tokens (prints JSON)");
+  cmd->add_option("--model", args->model, "Hugging Face model directory")->required();
+  cmd->add_option("--batch-size", args->batch, "sequences per step")->capture_default_str();
+  cmd->add_option("--seq-len", args->seq_len, "tokens per sequence")->capture_default_str();
+  cmd->add_option("--steps", args->steps, "timed ZO steps")->capture_default_str();
+  cmd->add_option("--threads", args->threads, "compute threads (default: all cores)");
+  cmd->add_option("--seed", args->seed, "seed of the random tokens and perturbations")->capture_default_str();
+  cmd->add_option("--perturbation", args->perturbation, "gaussian, rademacher or ones")->capture_default_str();
+  cmd->callback([args] { set_action([args] { run_bench(*args); }); });
+}
+
+}  // namespace zotune::cli

@@ -1,0 +1,98 @@
+// Parameter tiers behind one interface. The trainer walks blocks in order and,
+// for each, asks the store to make it resident with this step's work applied:
+// the deferred update of the previous step (written back to storage) and the
+// two perturbed working copies of this step. Models see only fp32 pointers.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "kernels/zo_kernels.h"
+#include "model/architecture.h"
+
+namespace zotune {
+
+class Checkpoint;
+
+struct PendingUpdate {
+  uint64_t seed = 0;
+  float lr = 0;
+  float grad = 0;
+};
+
+// What acquire() does to a block's parameters.
+struct BlockWork {
+  kernels::ZDist dist = kernels::ZDist::Gaussian;
+  std::optional<PendingUpdate> update;  // apply θ -= lr (g z' + wd θ) and store it
+  bool perturb = false;                 // write θ ± εz working copies
+  bool one_sided = false;               // minus copy = θ itself (L0 pass)
+  uint64_t seed = 0;
+  float eps = 0;
+  float weight_decay = 0;               // for tensors whose role decays
+};
+
+// Work done on parameter memory, for the bench report.
+struct StoreCounters {
+  uint64_t param_bytes_read = 0;
+  uint64_t param_bytes_written = 0;
+  uint64_t rng_draws = 0;  // z values generated
+  void reset() { *this = {}; }
+};
+
+class ParamStore {
+ public:
+  explicit ParamStore(const Architecture& arch);
+  virtual ~ParamStore() = default;
+  ParamStore(const ParamStore&) = delete;
+  ParamStore& operator=(const ParamStore&) = delete;
+
+  // Makes block b resident with `work` applied. Afterwards plus()[id] and minus()[id]
+  // are valid fp32 pointers for every tensor of block b (the same pointer when the
+  // block is not perturbed) until release(b).
+  virtual void acquire(int block, const BlockWork& work) = 0;
+  virtual void release(int block) = 0;
+  // Hint: block b is next (tiers that stream start reading it now).
+  virtual void prefetch(int /*block*/) {}
+  // Stored value of tensor `id` as fp32 (all updates must have been flushed).
+  virtual void read_tensor(int id, float* out) const = 0;
+  virtual DType storage_dtype() const = 0;
+
+  ParamPtrs plus() const { return plus_; }
+  ParamPtrs minus() const { return minus_; }
+  const Architecture& arch() const { return arch_; }
+  StoreCounters& counters() { return counters_; }
+  int64_t total_params() const { return total_params_; }
+  // Tensor ids of each block.
+  const std::vector<int>& block_tensors(int block) const { return block_tensors_[static_cast<std::size_t>(block)]; }
+
+ protected:
+  const Architecture& arch_;
+  std::vector<const float*> plus_, minus_;
+  std::vector<std::vector<int>> block_tensors_;
+  StoreCounters counters_;
+  int64_t total_params_ = 0;
+};
+
+// All weights as fp32 in RAM. Perturbed copies live in working slots: one ring
+// slot per resident block plus a pinned slot for block 0 when the lm_head is tied
+// (its copies are needed again by the head at the end of the step).
+class RamStore final : public ParamStore {
+ public:
+  RamStore(const Architecture& arch, const Checkpoint& ckpt);
+  void acquire(int block, const BlockWork& work) override;
+  void release(int block) override;
+  void read_tensor(int id, float* out) const override;
+  DType storage_dtype() const override { return DType::F32; }
+
+ private:
+  struct Slot {
+    AlignedBuffer<float> plus, minus;
+  };
+  Slot& slot_for(int block);
+  std::vector<AlignedBuffer<float>> weights_;
+  std::vector<int64_t> block_numel_;
+  Slot ring_, pinned_;
+  bool pin_block0_ = false;
+};
+
+}  // namespace zotune

@@ -1,0 +1,54 @@
+// MeZO-SGD: the optimizer's arithmetic and its knobs. The execution order (dual
+// forward, deferred fused update) lives in src/train/trainer.cpp; the fused
+// per-parameter kernel in src/kernels/zo_kernels.h.
+//
+//   step t, seed s_t:  L+ = L(θ + εz),  L- = L(θ - εz),  g = (L+ - L-) / (2ε)
+//   one-sided:         L0 = L(θ),                       g = (L+ - L0) / ε
+//   update:            θ ← θ - lr_t · (g · z + wd · θ)   (wd = 0 for biases and norm weights)
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "kernels/zo_kernels.h"
+
+namespace zotune {
+
+enum class ScheduleKind : uint8_t { Constant, Linear };
+
+struct MezoOptions {
+  float lr = 1e-6f;
+  float eps = 1e-3f;
+  float weight_decay = 0.0f;
+  kernels::ZDist dist = kernels::ZDist::Gaussian;
+  bool one_sided = false;
+  ScheduleKind schedule = ScheduleKind::Constant;
+  int64_t warmup_steps = 0;
+};
+
+// The seed of step t (0-based) of a run: splitmix64 of the run seed and t, so any
+// step's z can be regenerated from (run seed, t) alone.
+uint64_t step_seed(uint64_t run_seed, int64_t step);
+
+// Learning rate of step t (0-based) of `total` steps: linear warm-up from 0 over
+// warmup_steps, then constant or linear decay to 0 at `total` (HF's
+// get_linear_schedule_with_warmup / get_constant_schedule_with_warmup).
+float learning_rate(const MezoOptions& o, int64_t step, int64_t total);
+
+// g from the two losses.
+inline double projected_grad(const MezoOptions& o, double loss_plus, double loss_other) {
+  return o.one_sided ? (loss_plus - loss_other) / o.eps : (loss_plus - loss_other) / (2.0 * o.eps);
+}
+
+std::optional<kernels::ZDist> zdist_from_name(const std::string& s);
+const char* zdist_name(kernels::ZDist d);
+
+// One applied step of the update log: enough to redo the update exactly.
+struct UpdateRecord {
+  int64_t step = 0;  // 1-based: the update that completes step `step`
+  uint64_t seed = 0;
+  float lr = 0;
+  float grad = 0;
+};
+
+}  // namespace zotune
