@@ -3,13 +3,19 @@
 namespace zotune::cli {
 
 namespace {
-std::function<void()>& action() {
-  static std::function<void()> a;
+std::function<int()>& action() {
+  static std::function<int()> a;
   return a;
 }
 }  // namespace
 
-void set_action(std::function<void()> a) { action() = std::move(a); }
+void set_action(std::function<void()> a) {
+  action() = [a = std::move(a)] {
+    a();
+    return 0;
+  };
+}
+void set_action_with_status(std::function<int()> a) { action() = std::move(a); }
 
 void register_all(CLI::App& app) {
   register_inspect(app);
@@ -18,10 +24,10 @@ void register_all(CLI::App& app) {
   register_init(app);
   register_tokenize(app);
   register_bench(app);
+  register_train(app);
+  register_replay(app);
 }
 
-void run_selected(CLI::App&) {
-  if (action()) action()();
-}
+int run_selected(CLI::App&) { return action() ? action()() : 0; }
 
 }  // namespace zotune::cli

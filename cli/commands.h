@@ -9,8 +9,10 @@ namespace zotune::cli {
 // Sub-commands set this from their callback; main runs it after parsing, so
 // exceptions surface in main's single catch.
 void set_action(std::function<void()> action);
+// For commands with their own exit code (train: 130 after SIGINT).
+void set_action_with_status(std::function<int()> action);
 void register_all(CLI::App& app);
-void run_selected(CLI::App& app);
+int run_selected(CLI::App& app);
 
 void register_inspect(CLI::App& app);
 void register_forward(CLI::App& app);

@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   zotune::cli::register_all(app);
   try {
     app.parse(argc, argv);
-    zotune::cli::run_selected(app);
+    return zotune::cli::run_selected(app);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const zotune::Error& e) {

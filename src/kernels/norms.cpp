@@ -63,28 +63,61 @@ HWY_INLINE void RowMap(const float* x, float* y, int64_t n, const F& f) {
   for (; i < n; ++i) hn::StoreU(f(d1, hn::LoadU(d1, x + i), i), d1, y + i);
 }
 
+// Sums of (x - shift) and (x - shift)^2 over a row.
+HWY_INLINE void ShiftedMoments(const float* x, int64_t n, float shift, float& s1, float& s2) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const auto sh = hn::Set(d, shift);
+  auto a0 = hn::Zero(d), a1 = hn::Zero(d), q0 = hn::Zero(d), q1 = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    const auto c0 = hn::Sub(hn::LoadU(d, x + i), sh);
+    const auto c1 = hn::Sub(hn::LoadU(d, x + i + N), sh);
+    a0 = hn::Add(a0, c0);
+    a1 = hn::Add(a1, c1);
+    q0 = hn::MulAdd(c0, c0, q0);
+    q1 = hn::MulAdd(c1, c1, q1);
+  }
+  for (; i + N <= n; i += N) {
+    const auto c0 = hn::Sub(hn::LoadU(d, x + i), sh);
+    a0 = hn::Add(a0, c0);
+    q0 = hn::MulAdd(c0, c0, q0);
+  }
+  s1 = hn::GetLane(hn::SumOfLanes(d, hn::Add(a0, a1)));
+  s2 = hn::GetLane(hn::SumOfLanes(d, hn::Add(q0, q1)));
+  for (; i < n; ++i) {
+    const float c = x[i] - shift;
+    s1 += c;
+    s2 += c * c;
+  }
+}
+
 void LayerNormRows(const float* x, const float* gamma, const float* beta, float* y, int64_t rows,
                    int64_t cols, float eps) {
+  const float inv_n = 1.0f / static_cast<float>(cols);
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
     float* yr = y + r * cols;
-    const float mean = RowSum(xr, cols, [](auto, auto v) { return v; }) / static_cast<float>(cols);
-    // Two passes (mean, then squared deviations) avoid the cancellation of
-    // E[x^2] - mean^2 on rows with a large common offset.
-    const float var = RowSum(xr, cols, [mean](auto d, auto v) {
-                        const auto c = hn::Sub(v, hn::Set(d, mean));
-                        return hn::Mul(c, c);
-                      }) / static_cast<float>(cols);
+    // A rough mean first, then moments about it: the deviations are small
+    // numbers, so neither the mean correction nor the variance cancels even
+    // when the row has a large common offset, and x - rough is exact for
+    // values near the mean.
+    const float rough = RowSum(xr, cols, [](auto, auto v) { return v; }) * inv_n;
+    float s1, s2;
+    ShiftedMoments(xr, cols, rough, s1, s2);
+    const float corr = s1 * inv_n;
+    const float var = std::max(s2 * inv_n - corr * corr, 0.0f);
     const float inv = 1.0f / std::sqrt(var + eps);
+    auto normalized = [=](auto d, auto v) {
+      return hn::Mul(hn::Sub(hn::Sub(v, hn::Set(d, rough)), hn::Set(d, corr)), hn::Set(d, inv));
+    };
     if (beta != nullptr) {
       RowMap(xr, yr, cols, [=](auto d, auto v, int64_t i) {
-        const auto n = hn::Mul(hn::Sub(v, hn::Set(d, mean)), hn::Set(d, inv));
-        return hn::MulAdd(n, hn::LoadU(d, gamma + i), hn::LoadU(d, beta + i));
+        return hn::MulAdd(normalized(d, v), hn::LoadU(d, gamma + i), hn::LoadU(d, beta + i));
       });
     } else {
       RowMap(xr, yr, cols, [=](auto d, auto v, int64_t i) {
-        const auto n = hn::Mul(hn::Sub(v, hn::Set(d, mean)), hn::Set(d, inv));
-        return hn::Mul(n, hn::LoadU(d, gamma + i));
+        return hn::Mul(normalized(d, v), hn::LoadU(d, gamma + i));
       });
     }
   }

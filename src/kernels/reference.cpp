@@ -50,9 +50,11 @@ uint32_t round_magnitude(double a, int mant_bits, int bias) {
   return (static_cast<uint32_t>(biased) << mant_bits) | static_cast<uint32_t>(m);
 }
 
+// 0.5 x (1 + tanh(u)), evaluated as x / (1 + exp(-2u)) (the same function):
+// 1 + tanh(u) cancels to 0 in double for u < -19 while the value does not.
 double gelu_tanh_value(double x) {
-  const double k = std::sqrt(2.0 / std::numbers::pi);
-  return 0.5 * x * (1.0 + std::tanh(k * (x + 0.044715 * x * x * x)));
+  const double u = std::sqrt(2.0 / std::numbers::pi) * (x + 0.044715 * x * x * x);
+  return x / (1.0 + std::exp(-2.0 * u));
 }
 
 }  // namespace

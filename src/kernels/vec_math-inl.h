@@ -4,7 +4,8 @@
 // Accuracy (measured in test_kernels against the double references):
 //   exp: Highway's Exp, 1 ulp.
 //   silu / gelu_tanh: x * sigmoid(.) with sigmoid(a) = 1 / (1 + exp(-a)); no
-//     1 + tanh(.) cancellation, so the negative tail keeps its relative accuracy.
+//     1 + tanh(.) cancellation, so the negative tail keeps its relative accuracy
+//     (gelu_tanh also carries its exp argument in extra precision, see there).
 //   gelu_erf: Phi(x) from erfc(t) = exp(-t^2) * erfcx(t), t = |x|/sqrt2, with
 //     erfcx fitted (weighted least squares, relative error) as u * P(w),
 //     u = 1/(1 + t/2), w = (u - 7/12) * 12/5 in [-1, 1] for t in [0, 10].
@@ -36,28 +37,54 @@ HWY_INLINE V TimesSigmoid(D d, V x, V a) {
   return hn::Div(x, hn::Add(hn::Set(d, 1.0f), ExpSafe(d, hn::Neg(a))));
 }
 
-// gelu_new: 0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3).
+// a * b = p + e exactly (an error-free product). Without FMA (SSE4, scalar),
+// Dekker's split of each factor into two 12-bit halves gives e.
 template <class D, class V>
-HWY_INLINE V GeluTanh(D d, V x) {
-  const V c1 = hn::Set(d, 1.5957691216057308f);               // 2 sqrt(2/pi)
-  const V c3 = hn::Set(d, 1.5957691216057308f * 0.044715f);   // 2 sqrt(2/pi) 0.044715
-  const V two_u = hn::Mul(x, hn::MulAdd(c3, hn::Mul(x, x), c1));
-  return TimesSigmoid(d, x, two_u);
+HWY_INLINE void TwoProd(D d, V a, V b, V& p, V& e) {
+  p = hn::Mul(a, b);
+#if HWY_NATIVE_FMA
+  e = hn::MulSub(a, b, p);
+#else
+  const V k = hn::Set(d, 4097.0f);
+  const V ca = hn::Mul(a, k), cb = hn::Mul(b, k);
+  const V ah = hn::Sub(ca, hn::Sub(ca, a)), bh = hn::Sub(cb, hn::Sub(cb, b));
+  const V al = hn::Sub(a, ah), bl = hn::Sub(b, bh);
+  e = hn::Add(hn::Add(hn::Add(hn::Sub(hn::Mul(ah, bh), p), hn::Mul(ah, bl)), hn::Mul(al, bh)),
+              hn::Mul(al, bl));
+#endif
 }
 
-// x^2 = hi + lo exactly. Without FMA (SSE4, EMU128), Dekker's split of x into
-// two 12-bit halves gives the low part.
+// a + b = s + e exactly, for any magnitudes (Knuth's TwoSum).
+template <class V>
+HWY_INLINE void TwoSum(V a, V b, V& s, V& e) {
+  s = hn::Add(a, b);
+  const V bb = hn::Sub(s, a);
+  e = hn::Add(hn::Sub(a, hn::Sub(s, bb)), hn::Sub(b, bb));
+}
+
+// gelu_new: 0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3).
+// exp(-2u) multiplies the relative error of 2u by |2u| (up to ~90), so 2u is
+// carried as a float pair hi + lo (constants included) and
+// exp(-hi - lo) = exp(-hi) (1 - lo).
 template <class D, class V>
-HWY_INLINE void SquareExact(D d, V x, V& hi, V& lo) {
-  hi = hn::Mul(x, x);
-#if HWY_NATIVE_FMA
-  lo = hn::MulSub(x, x, hi);
-#else
-  const V c = hn::Mul(x, hn::Set(d, 4097.0f));
-  const V xh = hn::Sub(c, hn::Sub(c, x));
-  const V xl = hn::Sub(x, xh);
-  lo = hn::Add(hn::Add(hn::Sub(hn::Mul(xh, xh), hi), hn::Mul(hn::Add(xh, xh), xl)), hn::Mul(xl, xl));
-#endif
+HWY_INLINE V GeluTanh(D d, V x) {
+  const V k_hi = hn::Set(d, 1.59576917f), k_lo = hn::Set(d, -4.53406805e-08f);   // 2 sqrt(2/pi)
+  const V c_hi = hn::Set(d, 0.0447149985f), c_lo = hn::Set(d, 1.54614443e-09f);  // 0.044715
+  // Beyond |x| = 16 the result is x or 0 in float; the cap keeps x^3 finite.
+  const V xc = hn::Max(hn::Min(x, hn::Set(d, 16.0f)), hn::Set(d, -16.0f));
+  const V one = hn::Set(d, 1.0f);
+  V s, s_e, t, t_e, w, w_e, v, v_e, z, z_e;
+  TwoProd(d, xc, xc, s, s_e);  // x^2
+  TwoProd(d, c_hi, s, t, t_e);  // c x^2
+  t_e = hn::MulAdd(c_lo, s, hn::MulAdd(c_hi, s_e, t_e));
+  TwoSum(one, t, w, w_e);  // 1 + c x^2
+  w_e = hn::Add(w_e, t_e);
+  TwoProd(d, xc, w, v, v_e);  // x (1 + c x^2)
+  v_e = hn::MulAdd(xc, w_e, v_e);
+  TwoProd(d, k_hi, v, z, z_e);  // 2u
+  z_e = hn::MulAdd(k_lo, v, hn::MulAdd(k_hi, v_e, z_e));
+  const V e = hn::Mul(ExpSafe(d, hn::Neg(z)), hn::Sub(one, z_e));
+  return hn::Div(x, hn::Add(one, e));
 }
 
 // erfc(|x| / sqrt2) for the normal CDF Phi.
@@ -84,7 +111,7 @@ HWY_INLINE V ErfcOfAbsOverSqrt2(D d, V x) {
   // |x| is capped where exp(-x^2/2) has long underflowed, so that x^2 stays finite.
   const V xa = hn::Min(hn::Abs(x), hn::Set(d, 15.0f));
   V hi, lo;
-  SquareExact(d, xa, hi, lo);
+  TwoProd(d, xa, xa, hi, lo);
   const V half = hn::Set(d, 0.5f);
   const V e = hn::Mul(hn::Exp(d, hn::Mul(hi, hn::Neg(half))), hn::NegMulAdd(lo, half, hn::Set(d, 1.0f)));
   return hn::Mul(erfcx, e);

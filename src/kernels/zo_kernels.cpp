@@ -62,6 +62,28 @@ void FillUniform(uint64_t seed, uint32_t tensor_id, int64_t begin, int64_t n, fl
   });
 }
 
+void GaussianFromWords(const uint32_t* wa, const uint32_t* wb, int64_t n, float* z_cos,
+                       float* z_sin) {
+  const ZoD32 du;
+  const hn::Rebind<float, ZoD32> df;
+  const hn::CappedTag<uint32_t, 1> du1;
+  const hn::CappedTag<float, 1> df1;
+  constexpr int64_t kN = static_cast<int64_t>(hn::MaxLanes(du));
+  int64_t i = 0;
+  for (; i + kN <= n; i += kN) {
+    hn::Vec<decltype(df)> zc, zs;
+    BoxMuller(hn::LoadU(du, wa + i), hn::LoadU(du, wb + i), zc, zs);
+    hn::StoreU(zc, df, z_cos + i);
+    hn::StoreU(zs, df, z_sin + i);
+  }
+  for (; i < n; ++i) {
+    hn::Vec<decltype(df1)> zc, zs;
+    BoxMuller(hn::LoadU(du1, wa + i), hn::LoadU(du1, wb + i), zc, zs);
+    hn::StoreU(zc, df1, z_cos + i);
+    hn::StoreU(zs, df1, z_sin + i);
+  }
+}
+
 struct ZoStepParams {
   float lr, grad, wd, eps;
 };
@@ -165,6 +187,7 @@ namespace zotune::kernels {
 HWY_EXPORT(FillZ);
 HWY_EXPORT(FillUniform);
 HWY_EXPORT(UpdatePerturb);
+HWY_EXPORT(GaussianFromWords);
 
 namespace {
 
@@ -230,6 +253,16 @@ void zo_update_perturb(uint32_t tensor_id, ZDist dist, const ZoUpdate& upd, cons
                                         pert.active ? minus + o : nullptr);
   });
 }
+
+namespace detail {
+
+void zo_gaussian_from_words(const uint32_t* wa, const uint32_t* wb, int64_t n, float* z_cos,
+                            float* z_sin) {
+  ensure_isa();
+  HWY_DYNAMIC_DISPATCH(GaussianFromWords)(wa, wb, n, z_cos, z_sin);
+}
+
+}  // namespace detail
 
 }  // namespace zotune::kernels
 #endif  // HWY_ONCE

@@ -54,4 +54,11 @@ struct ZoPerturb {      // this step's perturbation: plus = w + eps*z, minus = w
 void zo_update_perturb(uint32_t tensor_id, ZDist dist, const ZoUpdate& upd, const ZoPerturb& pert,
                        int64_t begin, int64_t n, float* weights, float* plus, float* minus);
 
+namespace detail {
+// Box-Muller of the layout on given word pairs (wa -> u1, wb -> u2), element by
+// element: exposes the float math to exhaustive tests over every u1 and u2.
+void zo_gaussian_from_words(const uint32_t* wa, const uint32_t* wb, int64_t n, float* z_cos,
+                            float* z_sin);
+}  // namespace detail
+
 }  // namespace zotune::kernels

@@ -62,6 +62,8 @@ inline ZoRoundKeys zo_round_keys(uint64_t seed) {
 // in one vector, odd blocks in another), so one MulEven yields lo and hi of the
 // 32x32 product in place and no lane shuffles are needed between rounds. High
 // halves carry garbage that MulEven ignores and the final packing drops.
+// (On Highway's one-lane SCALAR target the odd vector is computed and then
+// dropped by OddEven, which keeps lane 0: correct, at twice the cost.)
 HWY_INLINE void PhiloxGroup(const ZoRoundKeys& keys, uint64_t group, uint32_t tensor_id,
                             uint32_t stream, hn::Vec<ZoD32> (&w)[4][kZoParts]) {
   const ZoD32 d32;

@@ -302,12 +302,19 @@ std::optional<int32_t> special_id(const Pipeline& p, const Settings& s, const ch
 std::shared_ptr<Pipeline> load_pipeline(const fs::path& dir) {
   check(fs::is_directory(dir), "tokenizer directory '", dir.string(), "' does not exist or is not a directory");
   auto p = std::make_shared<Pipeline>();
-  const Settings s = read_settings(dir);
+  Settings s = read_settings(dir);
   const fs::path tj = dir / "tokenizer.json";
   if (fs::exists(tj)) {
     build_from_tokenizer_json(*p, tj);
   } else if (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt")) {
     build_from_vocab_and_merges(*p, dir, s);
+    // The slow tokenizer classes' own defaults for tokens the files leave unset.
+    const bool qwen = s.tokenizer_class() == "Qwen2Tokenizer";
+    for (const char* name : {"bos_token", "eos_token", "unk_token", "pad_token"}) {
+      const bool gpt2_default = !qwen && std::string_view(name) != "pad_token";
+      const bool qwen_default = qwen && std::string_view(name) != "bos_token";
+      if (!s.specials.contains(name) && (gpt2_default || qwen_default)) s.specials[name] = "<|endoftext|>";
+    }
   } else {
     fail(dir.string(), ": no tokenizer.json, and no vocab.json + merges.txt pair");
   }

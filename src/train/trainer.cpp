@@ -1,0 +1,516 @@
+#include "train/trainer.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+
+#include "base/error.h"
+#include "base/fs.h"
+#include "base/threads.h"
+#include "base/timer.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "io/json_file.h"
+#include "io/safetensors.h"
+#include "model/model.h"
+#include "store/param_store.h"
+#include "tokenizer/tokenizer.h"
+#include "train/engine.h"
+#include "train/plot.h"
+#include "train/update_log.h"
+
+namespace zotune {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::atomic<int> g_signal{0};
+extern "C" void on_stop_signal(int sig) { g_signal.store(sig); }
+
+// Installs SIGINT/SIGTERM handlers for the lifetime of a training run.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_signal.store(0);
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  int received() const { return g_signal.load(); }
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+constexpr const char* kTokenizerFiles[] = {"tokenizer.json",        "tokenizer_config.json", "special_tokens_map.json",
+                                           "vocab.json",            "merges.txt",            "tokenizer.model",
+                                           "added_tokens.json",     "generation_config.json"};
+
+bool has_tokenizer(const fs::path& dir) {
+  return fs::exists(dir / "tokenizer.json") || fs::exists(dir / "vocab.json");
+}
+
+std::string checkpoint_name(int64_t step) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "checkpoint-%06lld", static_cast<long long>(step));
+  return buf;
+}
+
+std::string hms(double s) {
+  if (!std::isfinite(s) || s < 0) return "--:--:--";
+  const auto t = static_cast<long long>(s + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%02lld:%02lld:%02lld", t / 3600, (t / 60) % 60, t % 60);
+  return buf;
+}
+
+// The run's identity: resuming with other values would not reproduce it.
+Json run_identity(const TrainOptions& o) {
+  return {{"run_seed", o.seed},
+          {"lr", static_cast<double>(o.mezo.lr)},
+          {"eps", static_cast<double>(o.mezo.eps)},
+          {"weight_decay", static_cast<double>(o.mezo.weight_decay)},
+          {"perturbation", zdist_name(o.mezo.dist)},
+          {"one_sided", o.mezo.one_sided},
+          {"schedule", o.mezo.schedule == ScheduleKind::Constant ? "constant" : "linear"},
+          {"warmup_steps", o.mezo.warmup_steps},
+          {"batch_size", o.batch_size},
+          {"max_length", o.max_length},
+          {"task", o.task}};
+}
+
+class Trainer {
+ public:
+  explicit Trainer(const TrainOptions& o) : opt_(o) {}
+  int run();
+
+ private:
+  void prepare_output();
+  void load_starting_weights();
+  void load_data();
+  void evaluate(int64_t step);
+  void log_step(const StepResult& r, double step_sec);
+  void progress(int64_t step, bool final);
+  void save_checkpoint_dir(int64_t step);
+  void save_final();
+  void write_state(int64_t step, bool finished, const std::string& weights);
+  void write_plot();
+  void append_metric(const Json& j);
+  std::vector<const float*> flushed_weights(std::vector<AlignedBuffer<float>>& keep);
+
+  TrainOptions opt_;
+  fs::path base_model_;
+  std::unique_ptr<Architecture> arch_;
+  std::unique_ptr<Checkpoint> ckpt_;
+  std::unique_ptr<RamStore> store_;
+  std::unique_ptr<ZoEngine> engine_;
+  std::optional<Tokenizer> tok_;
+  std::unique_ptr<Dataset> train_, eval_;
+  std::unique_ptr<DataLoader> loader_;
+  DType input_dtype_ = DType::F32;
+  int64_t start_step_ = 0;
+  std::vector<UpdateRecord> resumed_records_;
+  Json log_header_;
+  std::unique_ptr<UpdateLogAppender> updates_;
+  std::FILE* metrics_ = nullptr;
+  std::vector<double> plot_step_, plot_loss_, eval_step_, eval_loss_, eval_acc_;
+  Stopwatch clock_;
+  double tokens_since_start_ = 0;
+  double last_log_time_ = -1e9;
+  bool tty_ = false;
+  StepResult last_{};
+};
+
+void Trainer::prepare_output() {
+  check(!opt_.out.empty(), "--out is required");
+  std::error_code ec;
+  if (fs::exists(opt_.out) && fs::exists(opt_.model) && fs::equivalent(opt_.out, opt_.model, ec))
+    fail("--out ", opt_.out.string(), " is the input model directory; the input is never modified");
+  const bool ours = fs::exists(opt_.out / "trainer_state.json");
+  const bool resuming_here = !opt_.resume.empty() && fs::exists(opt_.out) && fs::equivalent(opt_.out, opt_.resume, ec);
+  if (fs::exists(opt_.out) && !fs::is_directory(opt_.out)) fail("--out ", opt_.out.string(), " is not a directory");
+  if (fs::exists(opt_.out) && !fs::is_empty(opt_.out) && !resuming_here) {
+    if (ours) fail("--out ", opt_.out.string(), " already holds a training run; resume it with --resume ", opt_.out.string(), " or choose another --out");
+    fail("--out ", opt_.out.string(), " is not empty; refusing to write into a directory zotune did not create");
+  }
+  fs::create_directories(opt_.out);
+}
+
+void Trainer::load_starting_weights() {
+  base_model_ = opt_.model;
+  if (opt_.resume.empty()) {
+    arch_ = load_architecture(opt_.model);
+    ckpt_ = std::make_unique<Checkpoint>(opt_.model);
+    store_ = std::make_unique<RamStore>(*arch_, *ckpt_);
+    return;
+  }
+  const fs::path state_file = opt_.resume / "trainer_state.json";
+  if (!fs::exists(state_file)) fail("--resume ", opt_.resume.string(), ": no trainer_state.json (not a zotune run or checkpoint)");
+  Json st = read_json_file(state_file);
+  JsonFields f(st, state_file.string());
+  start_step_ = f.req<int64_t>("step");
+  Json id = run_identity(opt_);
+  for (auto& [k, v] : id.items())
+    if (st["run"].contains(k) && st["run"][k] != v)
+      fail("--resume: the run used ", k, " = ", st["run"][k].dump(), ", this command gives ", v.dump(),
+           " (", state_file.string(), " field 'run.", k, "'); pass the same options to continue it");
+  base_model_ = f.req<std::string>("base_model");
+  const std::string weights = f.opt<std::string>("weights", "");
+  arch_ = load_architecture(base_model_);
+  if (!weights.empty()) {
+    // Exact weights saved by the run (storage precision) at `step`.
+    ckpt_ = std::make_unique<Checkpoint>(opt_.resume / weights);
+    store_ = std::make_unique<RamStore>(*arch_, *ckpt_);
+  } else {
+    // Only the update log is exact: rebuild from the base model.
+    ckpt_ = std::make_unique<Checkpoint>(base_model_);
+    store_ = std::make_unique<RamStore>(*arch_, *ckpt_);
+  }
+  fs::path log_file = opt_.resume / "updates.jsonl";
+  if (!fs::exists(log_file) && f.has("updates")) log_file = opt_.resume / f.req<std::string>("updates");
+  UpdateLog log = read_update_log(log_file);
+  check(static_cast<int64_t>(log.records.size()) >= start_step_, log_file.string(), ": holds ", log.records.size(),
+        " updates, the run stands at step ", start_step_);
+  resumed_records_.assign(log.records.begin(), log.records.begin() + start_step_);
+  if (weights.empty()) apply_updates(*store_, opt_.mezo.dist, opt_.mezo.weight_decay, resumed_records_);
+  check(start_step_ <= opt_.steps, "--resume: the run is at step ", start_step_, ", beyond --steps ", opt_.steps);
+}
+
+void Trainer::load_data() {
+  if (has_tokenizer(base_model_)) tok_.emplace(Tokenizer::load(base_model_));
+  DatasetOptions d;
+  d.max_length = opt_.max_length;
+  d.task = opt_.task;
+  d.vocab_size = arch_->config().vocab_size;
+  train_ = std::make_unique<Dataset>(Dataset::load_jsonl(opt_.data, d, tok_ ? &*tok_ : nullptr));
+  if (!opt_.eval.empty()) eval_ = std::make_unique<Dataset>(Dataset::load_jsonl(opt_.eval, d, tok_ ? &*tok_ : nullptr));
+  LoaderOptions lo;
+  lo.batch_size = opt_.batch_size;
+  lo.seed = opt_.seed;
+  loader_ = std::make_unique<DataLoader>(*train_, lo);
+}
+
+void Trainer::append_metric(const Json& j) {
+  const std::string s = j.dump() + "\n";
+  if (std::fwrite(s.data(), 1, s.size(), metrics_) != s.size() || std::fflush(metrics_) != 0)
+    fail("cannot write ", (opt_.out / "metrics.jsonl").string());
+}
+
+void Trainer::evaluate(int64_t step) {
+  if (!eval_) return;
+  const int64_t bs = opt_.eval_batch_size > 0 ? opt_.eval_batch_size : opt_.batch_size;
+  EvalLoader el(*eval_, bs);
+  Batch batch;
+  el.reserve(batch);
+  std::vector<int64_t> examples;
+  double loss_sum = 0, weight = 0;
+  int64_t correct = 0, counted = 0;
+  for (int64_t i = 0; i < el.num_batches(); ++i) {
+    if (opt_.max_eval_examples > 0 && counted >= opt_.max_eval_examples) break;
+    el.fill(i, batch);
+    if (batch.B == 0) continue;
+    BatchLoss l = engine_->evaluate(batch);
+    el.examples_for_batch(i, examples);
+    if (batch.objective == Objective::Classification) {
+      loss_sum += l.loss * static_cast<double>(l.examples);
+      weight += static_cast<double>(l.examples);
+      for (std::size_t e = 0; e < l.predictions.size(); ++e)
+        if (eval_->is_correct(examples[e], l.predictions[e])) ++correct;
+    } else {
+      loss_sum += l.loss * static_cast<double>(l.scored);
+      weight += static_cast<double>(l.scored);
+    }
+    counted += static_cast<int64_t>(examples.size());
+  }
+  Json rec = {{"type", "eval"}, {"step", step}, {"loss", weight > 0 ? loss_sum / weight : 0.0}, {"examples", counted},
+              {"elapsed_sec", clock_.seconds()}};
+  eval_step_.push_back(static_cast<double>(step));
+  eval_loss_.push_back(rec["loss"].get<double>());
+  if (eval_->objective() == Objective::Classification) {
+    rec["accuracy"] = counted ? static_cast<double>(correct) / static_cast<double>(counted) : 0.0;
+    eval_acc_.push_back(rec["accuracy"].get<double>());
+  }
+  append_metric(rec);
+  if (tty_) std::fprintf(stderr, "\r\033[K");
+  std::fprintf(stderr, "eval  step %lld: loss %.4f", static_cast<long long>(step), rec["loss"].get<double>());
+  if (rec.contains("accuracy")) std::fprintf(stderr, ", accuracy %.2f%%", 100.0 * rec["accuracy"].get<double>());
+  std::fprintf(stderr, " (%lld examples)\n", static_cast<long long>(counted));
+}
+
+void Trainer::log_step(const StepResult& r, double step_sec) {
+  const double loss = opt_.mezo.one_sided ? r.loss_minus : 0.5 * (r.loss_plus + r.loss_minus);
+  tokens_since_start_ += static_cast<double>(r.tokens);
+  Json rec = {{"type", "train"},
+              {"step", r.step},
+              {"loss", loss},
+              {"loss_plus", r.loss_plus},
+              {"loss_minus", r.loss_minus},
+              {"projected_grad", r.grad},
+              {"lr", static_cast<double>(r.lr)},
+              {"tokens", r.tokens},
+              {"step_sec", step_sec},
+              {"tokens_per_sec", static_cast<double>(r.tokens) / step_sec},
+              {"epoch", loader_->epoch_at(r.step)},
+              {"elapsed_sec", clock_.seconds()}};
+  append_metric(rec);
+  plot_step_.push_back(static_cast<double>(r.step));
+  plot_loss_.push_back(loss);
+  updates_->append(UpdateRecord{r.step, r.seed, r.lr, static_cast<float>(r.grad)});
+  last_ = r;
+}
+
+void Trainer::progress(int64_t step, bool final) {
+  const double el = clock_.seconds();
+  const int64_t done = step - start_step_, todo = opt_.steps - step;
+  const double tps = el > 0 ? tokens_since_start_ / el : 0;
+  const double eta = done > 0 ? el / static_cast<double>(done) * static_cast<double>(todo) : NAN;
+  // A smoothed loss reads better than the noisy per-step one.
+  double smooth = 0;
+  const std::size_t k = std::min<std::size_t>(plot_loss_.size(), 20);
+  for (std::size_t i = plot_loss_.size() - k; i < plot_loss_.size(); ++i) smooth += plot_loss_[i];
+  if (k) smooth /= static_cast<double>(k);
+  if (tty_) {
+    const int width = 28;
+    const int fill = opt_.steps ? static_cast<int>(width * step / opt_.steps) : width;
+    std::string bar(static_cast<std::size_t>(fill), '#');
+    bar.resize(width, '.');
+    std::fprintf(stderr, "\r\033[K[%s] %lld/%lld loss %.4f  %.0f tok/s  ETA %s", bar.c_str(),
+                 static_cast<long long>(step), static_cast<long long>(opt_.steps), smooth, tps, hms(eta).c_str());
+    if (final) std::fprintf(stderr, "\n");
+  } else if (final || el - last_log_time_ >= 10.0 || done == 1) {
+    std::fprintf(stderr, "step %lld/%lld loss %.4f (avg of last %zu) g %.4g lr %.3g %.0f tok/s elapsed %s ETA %s\n",
+                 static_cast<long long>(step), static_cast<long long>(opt_.steps), smooth, k, last_.grad,
+                 static_cast<double>(last_.lr), tps, hms(el).c_str(), hms(eta).c_str());
+    last_log_time_ = el;
+  }
+}
+
+std::vector<const float*> Trainer::flushed_weights(std::vector<AlignedBuffer<float>>& keep) {
+  engine_->flush();
+  const auto& table = arch_->tensors();
+  keep.resize(table.size());
+  std::vector<const float*> ptrs(table.size());
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    keep[i].reset(static_cast<std::size_t>(table[i].numel()));
+    store_->read_tensor(static_cast<int>(i), keep[i].data());
+    ptrs[i] = keep[i].data();
+  }
+  return ptrs;
+}
+
+void Trainer::write_state(int64_t step, bool finished, const std::string& weights) {
+  Json st = {{"format", "zotune-trainer-state"},
+             {"step", step},
+             {"total_steps", opt_.steps},
+             {"finished", finished},
+             {"base_model", fs::absolute(base_model_).string()},
+             {"weights", weights},
+             {"updates", "updates.jsonl"},
+             {"run", run_identity(opt_)},
+             {"data", fs::absolute(opt_.data).string()}};
+  write_file_atomic(opt_.out / "trainer_state.json", st.dump(2) + "\n");
+}
+
+void Trainer::save_checkpoint_dir(int64_t step) {
+  const std::string name = checkpoint_name(step);
+  const fs::path final_dir = opt_.out / name, tmp = opt_.out / (name + ".tmp");
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  std::vector<AlignedBuffer<float>> keep;
+  save_checkpoint(*arch_, flushed_weights(keep), store_->storage_dtype(), tmp);
+  updates_->sync();
+  // The directory appears whole or not at all.
+  fs::remove_all(final_dir);
+  fs::rename(tmp, final_dir);
+  write_state(step, step >= opt_.steps, name);
+  // Keep the newest keep_checkpoints directories.
+  std::vector<fs::path> cks;
+  for (auto& e : fs::directory_iterator(opt_.out)) {
+    const std::string n = e.path().filename().string();
+    if (e.is_directory() && n.rfind("checkpoint-", 0) == 0 && n.find(".tmp") == std::string::npos) cks.push_back(e.path());
+  }
+  std::sort(cks.begin(), cks.end());
+  while (opt_.keep_checkpoints > 0 && static_cast<int64_t>(cks.size()) > opt_.keep_checkpoints) {
+    fs::remove_all(cks.front());
+    cks.erase(cks.begin());
+  }
+}
+
+void Trainer::save_final() {
+  const DType dtype = opt_.save_dtype.value_or(input_dtype_);
+  for (auto& e : fs::directory_iterator(opt_.out)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("model", 0) == 0 && (n.ends_with(".safetensors") || n.ends_with(".safetensors.index.json")))
+      fs::remove(e.path());
+  }
+  std::vector<AlignedBuffer<float>> keep;
+  save_checkpoint(*arch_, flushed_weights(keep), dtype, opt_.out);
+  for (const char* f : kTokenizerFiles)
+    if (fs::exists(base_model_ / f)) copy_file_atomic(base_model_ / f, opt_.out / f);
+}
+
+void Trainer::write_plot() {
+  std::vector<Series> s;
+  Series raw{"train loss", "#9ecae1", plot_step_, plot_loss_, false, 0.8};
+  Series ema{"train loss (EMA)", "#08519c", plot_step_, {}, false, 1.0};
+  double m = plot_loss_.empty() ? 0 : plot_loss_[0];
+  for (double v : plot_loss_) ema.y.push_back(m = 0.9 * m + 0.1 * v);
+  s.push_back(raw);
+  s.push_back(ema);
+  if (!eval_step_.empty()) s.push_back({"eval loss", "#d62728", eval_step_, eval_loss_, true, 1.0});
+  write_file_atomic(opt_.out / "loss.svg", render_svg_plot("zotune: MeZO fine-tuning", "step", "loss", s));
+  if (!eval_acc_.empty())
+    write_file_atomic(opt_.out / "accuracy.svg",
+                      render_svg_plot("zotune: evaluation accuracy", "step", "accuracy",
+                                      {{"eval accuracy", "#2ca02c", eval_step_, eval_acc_, false, 1.0}}));
+}
+
+int Trainer::run() {
+  set_compute_threads(opt_.threads);
+  check(opt_.steps >= 0, "--steps must be >= 0");
+  check(opt_.batch_size > 0, "--batch-size must be > 0");
+  check(opt_.mezo.eps > 0, "--eps must be > 0");
+  check(opt_.max_length >= 2, "--max-length must be >= 2");
+  if (!fs::is_directory(opt_.model)) fail("--model ", opt_.model.string(), ": not a model directory");
+  if (!fs::exists(opt_.data)) fail("--data ", opt_.data.string(), ": no such file");
+  if (!opt_.eval.empty() && !fs::exists(opt_.eval)) fail("--eval ", opt_.eval.string(), ": no such file");
+  prepare_output();
+  load_starting_weights();
+  load_data();
+  {
+    const auto& first = arch_->tensors().front();
+    Checkpoint base(base_model_);
+    input_dtype_ = checked_view(*arch_, base, first).dtype;
+  }
+  engine_ = std::make_unique<ZoEngine>(*arch_, *store_, opt_.mezo, opt_.seed);
+  tty_ = opt_.progress == 1 || (opt_.progress == -1 && ::isatty(STDERR_FILENO));
+
+  // Journals: rewritten to the resumed step, then appended.
+  log_header_ = {{"format", "zotune-updates"}, {"version", 1}, {"base_model", fs::absolute(base_model_).string()},
+                 {"model_type", arch_->config().model_type}, {"parameters", store_->total_params()},
+                 {"run_seed", opt_.seed}, {"perturbation", zdist_name(opt_.mezo.dist)},
+                 {"weight_decay", static_cast<double>(opt_.mezo.weight_decay)},
+                 {"eps", static_cast<double>(opt_.mezo.eps)}, {"one_sided", opt_.mezo.one_sided}};
+  write_update_log(opt_.out / "updates.jsonl", UpdateLog{log_header_, resumed_records_});
+  {
+    std::string kept;
+    if (start_step_ > 0 && fs::exists(opt_.resume / "metrics.jsonl")) {
+      std::ifstream in(opt_.resume / "metrics.jsonl");
+      std::string line;
+      while (std::getline(in, line)) {
+        Json j;
+        try { j = Json::parse(line); } catch (const Json::parse_error&) { continue; }
+        if (j.value("step", int64_t{0}) > start_step_) continue;
+        if (j.value("type", "") == "train") { plot_step_.push_back(j["step"].get<double>()); plot_loss_.push_back(j["loss"].get<double>()); }
+        if (j.value("type", "") == "eval") {
+          eval_step_.push_back(j["step"].get<double>());
+          eval_loss_.push_back(j["loss"].get<double>());
+          if (j.contains("accuracy")) eval_acc_.push_back(j["accuracy"].get<double>());
+        }
+        kept += line + "\n";
+      }
+    }
+    write_file_atomic(opt_.out / "metrics.jsonl", kept);
+  }
+  updates_ = std::make_unique<UpdateLogAppender>(opt_.out / "updates.jsonl");
+  metrics_ = std::fopen((opt_.out / "metrics.jsonl").c_str(), "ab");
+  if (!metrics_) fail("cannot open ", (opt_.out / "metrics.jsonl").string());
+  struct Closer { std::FILE*& f; ~Closer() { if (f) std::fclose(f); f = nullptr; } } closer{metrics_};
+  write_state(start_step_, false, "");
+
+  std::fprintf(stderr, "zotune train: %s (%s, %lld parameters), %lld training examples%s, steps %lld..%lld\n",
+               base_model_.c_str(), arch_->config().model_type.c_str(), static_cast<long long>(store_->total_params()),
+               static_cast<long long>(train_->size()),
+               eval_ ? (", " + std::to_string(eval_->size()) + " eval examples").c_str() : "",
+               static_cast<long long>(start_step_ + 1), static_cast<long long>(opt_.steps));
+  if (start_step_ == 0) evaluate(0);
+
+  StopSignals signals;
+  Batch batch;
+  loader_->reserve(batch);
+  clock_.restart();
+  for (int64_t t = start_step_; t < opt_.steps; ++t) {
+    loader_->fill(t, batch);
+    Stopwatch sw;
+    StepResult r = engine_->step(t, opt_.steps, batch);
+    log_step(r, sw.seconds());
+    progress(r.step, r.step == opt_.steps);
+    const bool last = r.step == opt_.steps;
+    if (opt_.eval_every > 0 && r.step % opt_.eval_every == 0 && !last) evaluate(r.step);
+    if (opt_.save_every > 0 && r.step % opt_.save_every == 0 && !last) {
+      save_checkpoint_dir(r.step);
+      write_plot();
+    }
+    if (int sig = signals.received(); sig != 0 && !last) {
+      if (tty_) std::fprintf(stderr, "\n");
+      save_checkpoint_dir(r.step);
+      write_plot();
+      std::fprintf(stderr, "zotune train: stopped by signal %d after step %lld; checkpoint written. Continue with --resume %s\n",
+                   sig, static_cast<long long>(r.step), opt_.out.c_str());
+      return 128 + sig;
+    }
+  }
+  engine_->flush();
+  evaluate(opt_.steps);
+  save_final();
+  const DType saved = opt_.save_dtype.value_or(input_dtype_);
+  updates_->sync();
+  if (saved == store_->storage_dtype()) write_state(opt_.steps, true, ".");
+  else {
+    save_checkpoint_dir(opt_.steps);
+  }
+  write_plot();
+  std::fprintf(stderr, "zotune train: done; model, metrics.jsonl, updates.jsonl and loss.svg in %s\n", opt_.out.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int run_training(const TrainOptions& options) {
+  Trainer t(options);
+  return t.run();
+}
+
+void replay_updates(const fs::path& base_model, const fs::path& log_path, const fs::path& out,
+                    std::optional<int64_t> steps, std::optional<DType> save_dtype) {
+  UpdateLog log = read_update_log(log_path);
+  auto arch = load_architecture(base_model);
+  Checkpoint ckpt(base_model);
+  RamStore store(*arch, ckpt);
+  const auto dist = zdist_from_name(log.header.value("perturbation", "gaussian"));
+  if (!dist) fail(log_path.string(), ":1: field 'perturbation': unknown value");
+  const auto wd = static_cast<float>(log.header.value("weight_decay", 0.0));
+  std::vector<UpdateRecord> recs = log.records;
+  if (steps) {
+    check(*steps >= 0 && *steps <= static_cast<int64_t>(recs.size()), "--steps ", *steps, ": the log holds ", recs.size(), " updates");
+    recs.resize(static_cast<std::size_t>(*steps));
+  }
+  for (const char* f : {"config.json", "model.safetensors", "model.safetensors.index.json"})
+    if (fs::exists(out / f)) fail(out.string(), ": already holds ", f, "; refusing to overwrite it");
+  apply_updates(store, *dist, wd, recs);
+  const auto& table = arch->tensors();
+  std::vector<AlignedBuffer<float>> keep(table.size());
+  std::vector<const float*> ptrs(table.size());
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    keep[i].reset(static_cast<std::size_t>(table[i].numel()));
+    store.read_tensor(static_cast<int>(i), keep[i].data());
+    ptrs[i] = keep[i].data();
+  }
+  const DType dtype = save_dtype.value_or(checked_view(*arch, ckpt, table.front()).dtype);
+  save_checkpoint(*arch, ptrs, dtype, out);
+  for (const char* f : kTokenizerFiles)
+    if (fs::exists(base_model / f)) copy_file_atomic(base_model / f, out / f);
+}
+
+}  // namespace zotune

@@ -1,0 +1,47 @@
+// `zotune train`: data, the ZO engine, evaluation, metrics, checkpoints, resume.
+//
+// Output directory (created; never the input model directory):
+//   config.json, model.safetensors, tokenizer files   the fine-tuned model (HF layout)
+//   trainer_state.json                                 where the run stands (resume reads it)
+//   updates.jsonl                                      header + (step, seed, lr, grad) per step
+//   metrics.jsonl                                      one record per step and per evaluation
+//   loss.svg                                           train/eval loss curves
+//   checkpoint-<step>/                                 exact (storage-precision) weights + state
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "tensor/dtype.h"
+#include "zo/mezo.h"
+
+namespace zotune {
+
+struct TrainOptions {
+  std::filesystem::path model, data, eval, out, resume;
+  int64_t steps = 100;
+  int64_t batch_size = 8;
+  int64_t eval_batch_size = 0;  // 0 = batch_size
+  int64_t max_length = 256;
+  int64_t eval_every = 0;       // 0 = only before the first and after the last step
+  int64_t save_every = 0;       // 0 = only at the end (and on SIGINT/SIGTERM)
+  int64_t keep_checkpoints = 2;
+  int64_t max_eval_examples = 0;  // 0 = all
+  uint64_t seed = 0;
+  MezoOptions mezo;
+  std::string task;             // a MeZO task name: data lines are its raw records
+  std::optional<DType> save_dtype;
+  int threads = 0;
+  int progress = -1;            // -1 auto (a terminal), 0 plain log lines, 1 bar
+};
+
+// Runs training; returns the process exit code: 0 when all steps are done,
+// 130 / 143 when stopped by SIGINT / SIGTERM after writing a checkpoint.
+int run_training(const TrainOptions& options);
+
+// Rebuilds fine-tuned weights from a base model and an update log.
+void replay_updates(const std::filesystem::path& base_model, const std::filesystem::path& log,
+                    const std::filesystem::path& out, std::optional<int64_t> steps, std::optional<DType> save_dtype);
+
+}  // namespace zotune

@@ -1,0 +1,84 @@
+#include "train/update_log.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+
+#include "base/error.h"
+#include "base/fs.h"
+
+namespace zotune {
+
+Json update_record_json(const UpdateRecord& r) {
+  // lr and grad are float32; stored as doubles they round-trip exactly.
+  return {{"step", r.step}, {"seed", r.seed}, {"lr", static_cast<double>(r.lr)}, {"grad", static_cast<double>(r.grad)}};
+}
+
+UpdateLog read_update_log(const std::filesystem::path& path) {
+  std::string text = read_file(path);
+  UpdateLog log;
+  std::istringstream in(text);
+  std::string line;
+  int64_t lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.empty()) continue;
+    const bool last = in.peek() == std::char_traits<char>::eof();
+    Json j;
+    try {
+      j = Json::parse(line);
+    } catch (const Json::parse_error&) {
+      if (last && text.back() != '\n') break;  // a torn final line from a crash
+      fail(path.string(), ":", lineno, ": invalid JSON");
+    }
+    if (lineno == 1) {
+      if (!j.is_object() || j.value("format", "") != "zotune-updates")
+        fail(path.string(), ":1: not a zotune update log (field 'format' must be \"zotune-updates\")");
+      log.header = j;
+      continue;
+    }
+    try {
+      UpdateRecord r;
+      r.step = j.at("step").get<int64_t>();
+      r.seed = j.at("seed").get<uint64_t>();
+      r.lr = static_cast<float>(j.at("lr").get<double>());
+      r.grad = static_cast<float>(j.at("grad").get<double>());
+      if (r.step != static_cast<int64_t>(log.records.size()) + 1)
+        fail(path.string(), ":", lineno, ": field 'step' is ", r.step, ", expected ", log.records.size() + 1);
+      log.records.push_back(r);
+    } catch (const Json::exception& e) {
+      fail(path.string(), ":", lineno, ": bad update record: ", e.what());
+    }
+  }
+  if (log.header.is_null()) fail(path.string(), ": empty update log");
+  return log;
+}
+
+void write_update_log(const std::filesystem::path& path, const UpdateLog& log) {
+  std::string s = log.header.dump() + "\n";
+  for (const auto& r : log.records) s += update_record_json(r).dump() + "\n";
+  write_file_atomic(path, s);
+}
+
+UpdateLogAppender::UpdateLogAppender(const std::filesystem::path& path) : path_(path) {
+  f_ = std::fopen(path.c_str(), "ab");
+  if (!f_) fail("cannot open ", path.string(), " for appending: ", std::strerror(errno));
+}
+
+UpdateLogAppender::~UpdateLogAppender() {
+  if (f_) std::fclose(f_);
+}
+
+void UpdateLogAppender::append(const UpdateRecord& r) {
+  const std::string s = update_record_json(r).dump() + "\n";
+  if (std::fwrite(s.data(), 1, s.size(), f_) != s.size() || std::fflush(f_) != 0)
+    fail("cannot write ", path_.string(), ": ", std::strerror(errno));
+}
+
+void UpdateLogAppender::sync() {
+  if (std::fflush(f_) != 0 || ::fsync(::fileno(f_)) != 0) fail("cannot write ", path_.string(), ": ", std::strerror(errno));
+}
+
+}  // namespace zotune

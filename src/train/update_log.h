@@ -1,0 +1,40 @@
+// The update log: a run's fine-tuning is fully described by the base model and,
+// per step, (seed, lr, g). updates.jsonl holds a header line, then one record per
+// step; it is an append-only journal (a torn last line from a crash is ignored).
+#pragma once
+#include <cstdio>
+#include <filesystem>
+#include <vector>
+
+#include "io/json_file.h"
+#include "zo/mezo.h"
+
+namespace zotune {
+
+struct UpdateLog {
+  Json header;  // format, base_model, run_seed, perturbation, weight_decay, ...
+  std::vector<UpdateRecord> records;
+};
+
+UpdateLog read_update_log(const std::filesystem::path& path);
+// Writes header + records atomically (used to start or truncate a log).
+void write_update_log(const std::filesystem::path& path, const UpdateLog& log);
+
+// Appends records to an existing log, one line each, flushed per record.
+class UpdateLogAppender {
+ public:
+  explicit UpdateLogAppender(const std::filesystem::path& path);
+  ~UpdateLogAppender();
+  UpdateLogAppender(const UpdateLogAppender&) = delete;
+  UpdateLogAppender& operator=(const UpdateLogAppender&) = delete;
+  void append(const UpdateRecord& r);
+  void sync();  // fsync: called at checkpoints
+
+ private:
+  std::filesystem::path path_;
+  std::FILE* f_ = nullptr;
+};
+
+Json update_record_json(const UpdateRecord& r);
+
+}  // namespace zotune
