@@ -39,8 +39,9 @@ constexpr int64_t kZoGroup = 64;  // elements per group of 16 Philox blocks
 using ZoD32 = hn::CappedTag<uint32_t, 16>;
 constexpr size_t kZoParts = 16 / hn::MaxLanes(ZoD32());
 
+// Held as u64 so that each round key can be an embedded broadcast operand.
 struct ZoRoundKeys {
-  uint32_t k0[10], k1[10];
+  uint64_t k0[10], k1[10];
 };
 
 inline ZoRoundKeys zo_round_keys(uint64_t seed) {
@@ -75,6 +76,8 @@ HWY_INLINE void PhiloxGroup(const ZoRoundKeys& keys, uint64_t group, uint32_t te
   const uint64_t first = group * 16;  // low word + 15 never carries: first % 16 == 0
   const V even_lane = hn::ShiftLeft<1>(hn::Iota(d64, 0));
   V c0[kVecs], c1[kVecs], c2[kVecs], c3[kVecs];
+  // Fully unrolled so that the state stays in registers.
+  HWY_UNROLL(32)
   for (size_t v = 0; v < kVecs; ++v) {
     const uint64_t base = static_cast<uint32_t>(first) + (v / 2) * kN + (v % 2);
     c0[v] = hn::Add(hn::Set(d64, base), even_lane);
@@ -83,17 +86,23 @@ HWY_INLINE void PhiloxGroup(const ZoRoundKeys& keys, uint64_t group, uint32_t te
     c3[v] = hn::Set(d64, stream);
   }
   const auto m0 = hn::Set(d32, 0xD2511F53u), m1 = hn::Set(d32, 0xCD9E8D57u);
+  // Swapping the halves is a shuffle (AVX-512: port 5), not a shift (port 0,
+  // which the multiplies already keep busy).
+  const auto hi_to_lo = [&](V p) { return hn::BitCast(d64, hn::Shuffle2301(hn::BitCast(d32, p))); };
+  HWY_UNROLL(10)
   for (int r = 0; r < 10; ++r) {
     const V k0 = hn::Set(d64, keys.k0[r]), k1 = hn::Set(d64, keys.k1[r]);
+    HWY_UNROLL(32)
     for (size_t v = 0; v < kVecs; ++v) {
       const V p0 = hn::MulEven(hn::BitCast(d32, c0[v]), m0);
       const V p1 = hn::MulEven(hn::BitCast(d32, c2[v]), m1);
-      c0[v] = hn::Xor3(hn::ShiftRight<32>(p1), c1[v], k0);
-      c2[v] = hn::Xor3(hn::ShiftRight<32>(p0), c3[v], k1);
+      c0[v] = hn::Xor3(hi_to_lo(p1), c1[v], k0);
+      c2[v] = hn::Xor3(hi_to_lo(p0), c3[v], k1);
       c1[v] = p1;
       c3[v] = p0;
     }
   }
+  HWY_UNROLL(16)
   for (size_t p = 0; p < kZoParts; ++p) {
     const auto pack = [&](const V& even, const V& odd) {
       return hn::OddEven(hn::BitCast(d32, hn::ShiftLeft<32>(odd)), hn::BitCast(d32, even));
@@ -108,6 +117,7 @@ HWY_INLINE void PhiloxGroup(const ZoRoundKeys& keys, uint64_t group, uint32_t te
 template <class DF, class VF = hn::Vec<DF>>
 HWY_INLINE VF ZoHorner(DF df, VF x, const float* c, int count) {
   VF r = hn::Set(df, c[count - 1]);
+  HWY_UNROLL(8)
   for (int k = count - 2; k >= 0; --k) r = hn::Add(hn::Mul(r, x), hn::Set(df, c[k]));
   return r;
 }
@@ -177,6 +187,7 @@ HWY_INLINE void ZGroup(const ZoRoundKeys& keys, uint64_t group, uint32_t tensor_
   } else {
     hn::Vec<ZoD32> w[4][kZoParts];
     PhiloxGroup(keys, group, tensor_id, static_cast<uint32_t>(ZoStream::Perturbation), w);
+    HWY_UNROLL(16)
     for (size_t p = 0; p < kZoParts; ++p) {
       float* o = out + p * kN;
       if constexpr (kDist == ZDist::Gaussian) {
@@ -190,6 +201,7 @@ HWY_INLINE void ZGroup(const ZoRoundKeys& keys, uint64_t group, uint32_t tensor_
       } else {
         // -1.0f with the sign bit flipped where bit 31 of the word is set.
         const auto minus_one = hn::Set(du, 0xBF800000u), sign = hn::Set(du, 0x80000000u);
+        HWY_UNROLL(4)
         for (int r = 0; r < 4; ++r)
           hn::StoreU(hn::BitCast(df, hn::Xor(hn::And(w[r][p], sign), minus_one)), df, o + 16 * r);
       }
@@ -206,7 +218,9 @@ HWY_INLINE void UniformGroup(const ZoRoundKeys& keys, uint64_t group, uint32_t t
   constexpr size_t kN = hn::MaxLanes(du);
   hn::Vec<ZoD32> w[4][kZoParts];
   PhiloxGroup(keys, group, tensor_id, static_cast<uint32_t>(ZoStream::Rounding), w);
+  HWY_UNROLL(16)
   for (size_t p = 0; p < kZoParts; ++p)
+    HWY_UNROLL(4)
     for (int r = 0; r < 4; ++r) {
       const auto m = hn::ConvertTo(df, hn::BitCast(di, hn::ShiftRight<8>(w[r][p])));
       hn::StoreU(hn::Mul(m, hn::Set(df, 0x1p-24f)), df, out + p * kN + 16 * r);
