@@ -5,11 +5,13 @@
 //   bench_kernels --benchmark_filter=Sgemm
 //   LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp bench_kernels   # OpenBLAS variant
 #include <benchmark/benchmark.h>
+#include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "base/aligned_buffer.h"
@@ -74,6 +76,22 @@ void BM_MlpBlock(benchmark::State& state) {
   set_flops(state, 2.0 * 2 * T * C * F);
 }
 BENCHMARK(BM_MlpBlock)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The loss head: logits = h W_te^T, then logsumexp per row (OpenMP).
+void BM_LmHeadLoss(benchmark::State& state) {
+  const int64_t T = 512, C = 768, V = 50257;
+  auto h = random_buffer(static_cast<size_t>(T * C), -1, 1, 24);
+  auto w = random_buffer(static_cast<size_t>(V * C), -0.05f, 0.05f, 25);
+  zotune::AlignedBuffer<float> logits(static_cast<size_t>(T * V));
+  std::vector<float> lse(static_cast<size_t>(T));
+  for (auto _ : state) {
+    zk::sgemm(false, true, T, V, C, 1.0f, h.data(), C, w.data(), C, 0.0f, logits.data(), V);
+    zk::logsumexp_rows(logits.data(), T, V, lse.data());
+    benchmark::DoNotOptimize(lse.data());
+  }
+  set_flops(state, 2.0 * T * V * C);
+}
+BENCHMARK(BM_LmHeadLoss)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 template <void (*Fn)(float*, int64_t)>
 void BM_Unary(benchmark::State& state) {
@@ -255,6 +273,9 @@ BENCHMARK(BM_CastF16)->Arg(1 << 22)->UseRealTime();
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   benchmark::AddCustomContext("isa", zk::isa_name());
+  // Which OpenBLAS build got loaded (0 sequential, 1 pthreads, 2 OpenMP).
+  benchmark::AddCustomContext("openblas", std::string(openblas_get_config()) + ", parallel=" +
+                                              std::to_string(openblas_get_parallel()));
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

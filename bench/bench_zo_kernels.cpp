@@ -73,8 +73,9 @@ void BM_PerturbOnly(benchmark::State& state) {
   auto w = buffer(n, 0.1f), plus = buffer(n, 0.0f), minus = buffer(n, 0.0f);
   uint64_t seed = 1;
   for (auto _ : state) {
-    zk::zo_update_perturb(3, zk::ZDist::Gaussian, zk::ZoUpdate{}, zk::ZoPerturb{true, seed++, 1e-3f},
-                          0, n, w.data(), plus.data(), minus.data());
+    zk::zo_update_perturb(3, zk::ZDist::Gaussian, zk::ZoUpdate{},
+                          zk::ZoPerturb{true, seed++, 1e-3f}, 0, n, w.data(), plus.data(),
+                          minus.data());
     benchmark::DoNotOptimize(plus.data());
   }
   finish(state, n, 12);

@@ -3,6 +3,8 @@
 //   zotune tokenize --tokenizer DIR --text "Hello"        -> {"ids": [15043]}
 //   zotune tokenize --tokenizer DIR --text-file notes.txt  (the file's bytes, as one UTF-8 text)
 //   zotune tokenize --tokenizer DIR --decode "1,15043"     -> {"text": "<s> Hello"}
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,7 +47,7 @@ std::vector<int32_t> parse_ids(const std::string& list) {
   return ids;
 }
 
-void run_tokenize(const TokenizeOptions& o, bool has_text, bool has_file, bool has_decode) {
+void run_tokenize(const TokenizeOptions& o, bool has_file, bool has_decode) {
   const Tokenizer tok = Tokenizer::load(o.dir);
   if (has_decode) {
     const std::vector<int32_t> ids = parse_ids(o.decode);
@@ -53,7 +55,6 @@ void run_tokenize(const TokenizeOptions& o, bool has_text, bool has_file, bool h
     return;
   }
   const std::string text = has_file ? read_file(o.text_file) : o.text;
-  (void)has_text;
   const std::vector<int32_t> ids = tok.encode(text, !o.no_special_tokens);
   std::string out = "{\"ids\": [";
   for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -82,7 +83,7 @@ void register_tokenize(CLI::App& app) {
   cmd->callback([o, text, file, decode] {
     const bool has_text = text->count() > 0, has_file = file->count() > 0, has_decode = decode->count() > 0;
     if (!has_text && !has_file && !has_decode) throw CLI::RequiredError("--text, --text-file or --decode");
-    set_action([o, has_text, has_file, has_decode] { run_tokenize(*o, has_text, has_file, has_decode); });
+    set_action([o, has_file, has_decode] { run_tokenize(*o, has_file, has_decode); });
   });
 }
 

@@ -6,6 +6,7 @@
 #include "kernels/hwy_targets.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/zo_kernels.cpp"
@@ -18,8 +19,19 @@ HWY_BEFORE_NAMESPACE();
 namespace zotune::kernels::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Calls gen(group, out64) for every group touching [begin, begin + n) and
-// leaves element begin + j at out[j].
+// Groups generated together where a range allows (see PhiloxGroups). A group
+// is 8 Philox state registers with AVX-512 (of 32), but 16 with AVX2 (of 16).
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr size_t kBatch = 2;
+#else
+constexpr size_t kBatch = 1;
+#endif
+template <size_t kG>
+using GroupCount = std::integral_constant<size_t, kG>;
+
+// Calls gen(GroupCount<kG>(), group, out) to generate groups group .. group +
+// kG - 1 into out, for every group touching [begin, begin + n), and leaves
+// element begin + j at out[j].
 template <class Gen>
 HWY_INLINE void ForGroups(int64_t begin, int64_t n, float* HWY_RESTRICT out, const Gen& gen) {
   HWY_ALIGN float scratch[kZoGroup];
@@ -27,11 +39,14 @@ HWY_INLINE void ForGroups(int64_t begin, int64_t n, float* HWY_RESTRICT out, con
   int64_t i = begin;
   while (i < end) {
     const int64_t group = i / kZoGroup, group_begin = group * kZoGroup;
-    if (i == group_begin && end - i >= kZoGroup) {
-      gen(static_cast<uint64_t>(group), out + (i - begin));
+    if (i == group_begin && end - i >= kBatch * kZoGroup) {
+      gen(GroupCount<kBatch>(), static_cast<uint64_t>(group), out + (i - begin));
+      i += kBatch * kZoGroup;
+    } else if (i == group_begin && end - i >= kZoGroup) {
+      gen(GroupCount<1>(), static_cast<uint64_t>(group), out + (i - begin));
       i += kZoGroup;
     } else {
-      gen(static_cast<uint64_t>(group), scratch);
+      gen(GroupCount<1>(), static_cast<uint64_t>(group), scratch);
       const int64_t stop = std::min(end, group_begin + kZoGroup);
       for (int64_t j = i; j < stop; ++j) out[j - begin] = scratch[j - group_begin];
       i = stop;
@@ -40,25 +55,29 @@ HWY_INLINE void ForGroups(int64_t begin, int64_t n, float* HWY_RESTRICT out, con
 }
 
 template <ZDist kDist>
-HWY_NOINLINE void FillZDist(uint64_t seed, uint32_t tensor_id, int64_t begin, int64_t n, float* out) {
+HWY_NOINLINE void FillZDist(uint64_t seed, uint32_t tensor_id, int64_t begin, int64_t n,
+                            float* out) {
   const ZoRoundKeys keys = zo_round_keys(seed);
-  ForGroups(begin, n, out, [&](uint64_t group, float* HWY_RESTRICT o) {
-    ZGroup<kDist>(keys, group, tensor_id, o);
+  ForGroups(begin, n, out, [&](auto count, uint64_t group, float* HWY_RESTRICT o) {
+    ZGroups<kDist, decltype(count)::value>(keys, group, tensor_id, o);
   });
 }
 
 void FillZ(uint64_t seed, uint32_t tensor_id, ZDist dist, int64_t begin, int64_t n, float* out) {
   switch (dist) {
-    case ZDist::Gaussian: return FillZDist<ZDist::Gaussian>(seed, tensor_id, begin, n, out);
-    case ZDist::Rademacher: return FillZDist<ZDist::Rademacher>(seed, tensor_id, begin, n, out);
-    case ZDist::Ones: return FillZDist<ZDist::Ones>(seed, tensor_id, begin, n, out);
+    case ZDist::Gaussian:
+      return FillZDist<ZDist::Gaussian>(seed, tensor_id, begin, n, out);
+    case ZDist::Rademacher:
+      return FillZDist<ZDist::Rademacher>(seed, tensor_id, begin, n, out);
+    case ZDist::Ones:
+      return FillZDist<ZDist::Ones>(seed, tensor_id, begin, n, out);
   }
 }
 
 void FillUniform(uint64_t seed, uint32_t tensor_id, int64_t begin, int64_t n, float* out) {
   const ZoRoundKeys keys = zo_round_keys(seed);
-  ForGroups(begin, n, out, [&](uint64_t group, float* HWY_RESTRICT o) {
-    UniformGroup(keys, group, tensor_id, o);
+  ForGroups(begin, n, out, [&](auto count, uint64_t group, float* HWY_RESTRICT o) {
+    UniformGroups<decltype(count)::value>(keys, group, tensor_id, o);
   });
 }
 
@@ -96,8 +115,8 @@ HWY_INLINE void UpdatePerturbLanes(D d, const ZoStepParams& p, const float* HWY_
                                    float* HWY_RESTRICT plus, float* HWY_RESTRICT minus) {
   auto w = hn::LoadU(d, weights);
   if constexpr (kUpdate) {
-    const auto step = hn::Add(hn::Mul(hn::Set(d, p.grad), hn::LoadU(d, z_prev)),
-                              hn::Mul(hn::Set(d, p.wd), w));
+    const auto step =
+        hn::Add(hn::Mul(hn::Set(d, p.grad), hn::LoadU(d, z_prev)), hn::Mul(hn::Set(d, p.wd), w));
     w = hn::Sub(w, hn::Mul(hn::Set(d, p.lr), step));
     hn::StoreU(w, d, weights);
   }
@@ -117,28 +136,41 @@ HWY_NOINLINE void UpdatePerturbT(uint32_t tensor_id, uint64_t seed_prev, uint64_
   const hn::CappedTag<float, 1> d1;
   constexpr int64_t kN = static_cast<int64_t>(hn::MaxLanes(d));
   const ZoRoundKeys keys_prev = zo_round_keys(seed_prev), keys = zo_round_keys(seed);
-  HWY_ALIGN float z_prev[kZoGroup];
-  HWY_ALIGN float z[kZoGroup];
+  HWY_ALIGN float z_prev[kBatch * kZoGroup];
+  HWY_ALIGN float z[kBatch * kZoGroup];
+  // Generates z for kG groups from `group` (z_prev / z index 0 = element group * 64).
+  const auto draw = [&](auto count, int64_t group) {
+    constexpr size_t kG = decltype(count)::value;
+    if constexpr (kUpdate)
+      ZGroups<kDist, kG>(keys_prev, static_cast<uint64_t>(group), tensor_id, z_prev);
+    if constexpr (kPerturb) ZGroups<kDist, kG>(keys, static_cast<uint64_t>(group), tensor_id, z);
+  };
+  // Elements [j, j + lanes) relative to `begin`, whose z sit at z[j - zj];
+  // plus/minus may be null without kPerturb.
+  const auto lanes = [&](auto tag, int64_t j, int64_t zj) {
+    UpdatePerturbLanes<kUpdate, kPerturb>(tag, p, z_prev + (j - zj), z + (j - zj), weights + j,
+                                          kPerturb ? plus + j : nullptr,
+                                          kPerturb ? minus + j : nullptr);
+  };
   const int64_t end = begin + n;
   int64_t i = begin;
   while (i < end) {
     const int64_t group = i / kZoGroup, group_begin = group * kZoGroup;
-    const int64_t stop = std::min(end, group_begin + kZoGroup);
-    if constexpr (kUpdate) ZGroup<kDist>(keys_prev, static_cast<uint64_t>(group), tensor_id, z_prev);
-    if constexpr (kPerturb) ZGroup<kDist>(keys, static_cast<uint64_t>(group), tensor_id, z);
-    // j: element index relative to `begin`; plus/minus may be null without kPerturb.
-    const auto lanes = [&](auto tag, int64_t j) {
-      const int64_t g = begin + j - group_begin;
-      UpdatePerturbLanes<kUpdate, kPerturb>(tag, p, z_prev + g, z + g, weights + j,
-                                            kPerturb ? plus + j : nullptr,
-                                            kPerturb ? minus + j : nullptr);
-    };
-    if (i == group_begin && stop - i == kZoGroup) {
-      for (int64_t j = i - begin; j < stop - begin; j += kN) lanes(d, j);
+    const int64_t zj = group_begin - begin;  // where the group starts, relative to begin
+    if (i == group_begin && end - i >= kBatch * kZoGroup) {
+      draw(GroupCount<kBatch>(), group);
+      for (int64_t j = zj; j < zj + kBatch * kZoGroup; j += kN) lanes(d, j, zj);
+      i += kBatch * kZoGroup;
     } else {
-      for (int64_t j = i - begin; j < stop - begin; ++j) lanes(d1, j);
+      draw(GroupCount<1>(), group);
+      const int64_t stop = std::min(end, group_begin + kZoGroup);
+      if (i == group_begin && stop - i == kZoGroup) {
+        for (int64_t j = zj; j < zj + kZoGroup; j += kN) lanes(d, j, zj);
+      } else {
+        for (int64_t j = i - begin; j < stop - begin; ++j) lanes(d1, j, zj);
+      }
+      i = stop;
     }
-    i = stop;
   }
 }
 
@@ -162,7 +194,8 @@ void UpdatePerturb(uint32_t tensor_id, ZDist dist, const ZoUpdate& upd, const Zo
                    int64_t begin, int64_t n, float* weights, float* plus, float* minus) {
   switch (dist) {
     case ZDist::Gaussian:
-      return UpdatePerturbDist<ZDist::Gaussian>(tensor_id, upd, pert, begin, n, weights, plus, minus);
+      return UpdatePerturbDist<ZDist::Gaussian>(tensor_id, upd, pert, begin, n, weights, plus,
+                                                minus);
     case ZDist::Rademacher:
       return UpdatePerturbDist<ZDist::Rademacher>(tensor_id, upd, pert, begin, n, weights, plus,
                                                   minus);
@@ -175,7 +208,7 @@ void UpdatePerturb(uint32_t tensor_id, ZDist dist, const ZoUpdate& upd, const Zo
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
-#include <algorithm>
+#include <limits>
 
 #include "base/error.h"
 #include "kernels/isa.h"
@@ -212,13 +245,14 @@ void for_group_ranges(int64_t begin, int64_t n, const Body& body) {
 }
 
 void check_range(const char* fn, uint32_t tensor_id, int64_t begin, int64_t n) {
-  check(begin >= 0 && n >= 0, fn, ": tensor ", tensor_id, ": bad element range begin=", begin,
-        " n=", n);
+  check(begin >= 0 && n >= 0 && n <= std::numeric_limits<int64_t>::max() - begin, fn, ": tensor ",
+        tensor_id, ": bad element range begin=", begin, " n=", n);
 }
 
 }  // namespace
 
-void zo_fill_z(uint64_t seed, uint32_t tensor_id, ZDist dist, int64_t begin, int64_t n, float* out) {
+void zo_fill_z(uint64_t seed, uint32_t tensor_id, ZDist dist, int64_t begin, int64_t n,
+               float* out) {
   check_range("zo_fill_z", tensor_id, begin, n);
   if (n == 0) return;
   check(out != nullptr, "zo_fill_z: tensor ", tensor_id, ": null output");
@@ -248,9 +282,9 @@ void zo_update_perturb(uint32_t tensor_id, ZDist dist, const ZoUpdate& upd, cons
   detail::ensure_isa();
   for_group_ranges(begin, n, [&](int64_t b, int64_t e) {
     const int64_t o = b - begin;
-    HWY_DYNAMIC_DISPATCH(UpdatePerturb)(tensor_id, dist, upd, pert, b, e - b, weights + o,
-                                        pert.active ? plus + o : nullptr,
-                                        pert.active ? minus + o : nullptr);
+    HWY_DYNAMIC_DISPATCH(UpdatePerturb)
+    (tensor_id, dist, upd, pert, b, e - b, weights + o, pert.active ? plus + o : nullptr,
+     pert.active ? minus + o : nullptr);
   });
 }
 

@@ -9,11 +9,12 @@
 // Head and tail elements of a range are cut from a whole group computed by the
 // same code, so a sub-range gives exactly the z of the full tensor.
 //
-// Accuracy against double-precision Box-Muller (measured exhaustively over
-// every input, see tests/unit/test_zo_kernels.cpp for the end-to-end figure):
-//   ln(u1): 1.2 ulp; sqrt(-2 ln u1): relative error 1.1e-7;
-//   sin/cos(pi/2 s), s in [0, 1/2]: 1.6 / 1.2 ulp.
-// Coefficients: minimax (Lawson) fits of relative error, rounded to float.
+// Polynomial coefficients come from tools/fit_zo_polys.py (minimax fits of
+// relative error), which also measures them over every input in a float32
+// simulation of this operation order: ln(u1) 1.2 ulp, sqrt(-2 ln u1) relative
+// error 1.04e-7, sin/cos(pi/2 s) for s in [0, 1/2] 1.6 / 1.2 ulp. The end
+// result, z against double-precision Box-Muller over every u1 and every u2, is
+// checked in tests/unit/test_zo_kernels.cpp: max error 6.3e-7 (|z| <= 5.77).
 
 #if defined(ZOTUNE_KERNELS_ZO_RNG_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef ZOTUNE_KERNELS_ZO_RNG_INL_H_
@@ -56,8 +57,10 @@ inline ZoRoundKeys zo_round_keys(uint64_t seed) {
   return keys;
 }
 
-// The four Philox words of every block of group `group`: w[r][p] holds word r of
-// blocks p * Lanes .. (p + 1) * Lanes - 1.
+// The four Philox words of every block of groups group .. group + kG - 1:
+// w[r][g * kZoParts + p] holds word r of blocks p * Lanes .. (p + 1) * Lanes - 1
+// of group + g. Several groups at once give the out-of-order core independent
+// chains: one round is a multiply, a shuffle and a xor in sequence.
 //
 // Each block's counter words live in the low halves of u64 lanes (even blocks
 // in one vector, odd blocks in another), so one MulEven yields lo and hi of the
@@ -65,30 +68,40 @@ inline ZoRoundKeys zo_round_keys(uint64_t seed) {
 // halves carry garbage that MulEven ignores and the final packing drops.
 // (On Highway's one-lane SCALAR target the odd vector is computed and then
 // dropped by OddEven, which keeps lane 0: correct, at twice the cost.)
-HWY_INLINE void PhiloxGroup(const ZoRoundKeys& keys, uint64_t group, uint32_t tensor_id,
-                            uint32_t stream, hn::Vec<ZoD32> (&w)[4][kZoParts]) {
+template <size_t kG>
+HWY_INLINE void PhiloxGroups(const ZoRoundKeys& keys, uint64_t group, uint32_t tensor_id,
+                             uint32_t stream, hn::Vec<ZoD32> (&w)[4][kG * kZoParts]) {
   const ZoD32 d32;
   const hn::Repartition<uint64_t, ZoD32> d64;
   using V = hn::Vec<decltype(d64)>;
   constexpr size_t kN = hn::MaxLanes(ZoD32());
-  constexpr size_t kVecs = 2 * kZoParts;
+  constexpr size_t kParts = kG * kZoParts;
+  constexpr size_t kVecs = 2 * kParts;
 
-  const uint64_t first = group * 16;  // low word + 15 never carries: first % 16 == 0
   const V even_lane = hn::ShiftLeft<1>(hn::Iota(d64, 0));
   V c0[kVecs], c1[kVecs], c2[kVecs], c3[kVecs];
   // Fully unrolled so that the state stays in registers.
   HWY_UNROLL(32)
   for (size_t v = 0; v < kVecs; ++v) {
-    const uint64_t base = static_cast<uint32_t>(first) + (v / 2) * kN + (v % 2);
+    const size_t part = v / 2;
+    // Block numbers are multiples of 16 plus 0..15: the low word never carries.
+    const uint64_t first = (group + part / kZoParts) * 16;
+    const uint64_t base = static_cast<uint32_t>(first) + (part % kZoParts) * kN + (v % 2);
     c0[v] = hn::Add(hn::Set(d64, base), even_lane);
     c1[v] = hn::Set(d64, first >> 32);
     c2[v] = hn::Set(d64, tensor_id);
     c3[v] = hn::Set(d64, stream);
   }
   const auto m0 = hn::Set(d32, 0xD2511F53u), m1 = hn::Set(d32, 0xCD9E8D57u);
-  // Swapping the halves is a shuffle (AVX-512: port 5), not a shift (port 0,
-  // which the multiplies already keep busy).
-  const auto hi_to_lo = [&](V p) { return hn::BitCast(d64, hn::Shuffle2301(hn::BitCast(d32, p))); };
+  // With AVX-512, 512-bit shifts share port 0 with the multiplies while
+  // shuffles run on port 5: there the high half is moved down by a shuffle.
+  const auto hi_to_lo = [&](V p) {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+    return hn::BitCast(d64, hn::Shuffle2301(hn::BitCast(d32, p)));
+#else
+    return hn::ShiftRight<32>(p);
+#endif
+  };
   HWY_UNROLL(10)
   for (int r = 0; r < 10; ++r) {
     const V k0 = hn::Set(d64, keys.k0[r]), k1 = hn::Set(d64, keys.k1[r]);
@@ -102,8 +115,8 @@ HWY_INLINE void PhiloxGroup(const ZoRoundKeys& keys, uint64_t group, uint32_t te
       c3[v] = p0;
     }
   }
-  HWY_UNROLL(16)
-  for (size_t p = 0; p < kZoParts; ++p) {
+  HWY_UNROLL(32)
+  for (size_t p = 0; p < kParts; ++p) {
     const auto pack = [&](const V& even, const V& odd) {
       return hn::OddEven(hn::BitCast(d32, hn::ShiftLeft<32>(odd)), hn::BitCast(d32, even));
     };
@@ -140,8 +153,8 @@ HWY_INLINE void BoxMuller(VU wa, VU wb, hn::Vec<DF>& z_cos, hn::Vec<DF>& z_sin) 
   // e - 24, plus one where f was halved (the mask vector is -1 there).
   const auto e = hn::Sub(hn::Sub(hn::BitCast(di, hn::ShiftRight<23>(bits)), hn::Set(di, 127 + 24)),
                          hn::VecFromMask(di, above));
-  static constexpr float kLn1p[8] = {-0.4999999f,   0.3333395f,  -0.25001755f, 0.19962068f,
-                                     -0.16570497f,  0.14918002f, -0.1430763f,  0.08734897f};
+  static constexpr float kLn1p[8] = {-0.4999999f,  0.3333395f,  -0.25001755f, 0.19962068f,
+                                     -0.16570497f, 0.14918002f, -0.1430763f,  0.08734897f};
   const auto x = hn::Sub(hn::BitCast(df, mant), hn::Set(df, 1.0f));
   const auto ln1p = hn::Add(x, hn::Mul(hn::Mul(x, x), ZoHorner(df, x, kLn1p, 8)));
   // ln 2 = hi + lo with hi = 355/512: (e - 24) hi is exact for |e - 24| <= 24.
@@ -169,33 +182,34 @@ HWY_INLINE void BoxMuller(VU wa, VU wb, hn::Vec<DF>& z_cos, hn::Vec<DF>& z_sin) 
   const auto swap = hn::RebindMask(df, hn::TestBit(t, hn::Set(du, 1u << 30)));
   const VU sign = hn::Set(du, 0x80000000u);
   const auto cos_a = hn::Xor(hn::IfThenElse(swap, sin_s, cos_s), hn::BitCast(df, hn::And(t, sign)));
-  const auto sin_a = hn::Xor(hn::IfThenElse(swap, cos_s, sin_s), hn::BitCast(df, hn::And(wb, sign)));
+  const auto sin_a =
+      hn::Xor(hn::IfThenElse(swap, cos_s, sin_s), hn::BitCast(df, hn::And(wb, sign)));
   z_cos = hn::Mul(rad, cos_a);
   z_sin = hn::Mul(rad, sin_a);
 }
 
-// z for the 64 elements of group `group` (element G*64 + r*16 + k at out[r*16 + k]).
-template <ZDist kDist>
-HWY_INLINE void ZGroup(const ZoRoundKeys& keys, uint64_t group, uint32_t tensor_id,
-                       float* HWY_RESTRICT out) {
+// z for the kG * 64 elements of groups group .. group + kG - 1 (element
+// (group + g) * 64 + r * 16 + k at out[g * 64 + r * 16 + k]).
+template <ZDist kDist, size_t kG = 1>
+HWY_INLINE void ZGroups(const ZoRoundKeys& keys, uint64_t group, uint32_t tensor_id,
+                        float* HWY_RESTRICT out) {
   const ZoD32 du;
   const hn::Rebind<float, ZoD32> df;
   constexpr size_t kN = hn::MaxLanes(du);
   if constexpr (kDist == ZDist::Ones) {
-    for (int64_t i = 0; i < kZoGroup; i += kN) hn::StoreU(hn::Set(df, 1.0f), df, out + i);
-    return;
+    for (size_t i = 0; i < kG * kZoGroup; i += kN) hn::StoreU(hn::Set(df, 1.0f), df, out + i);
   } else {
-    hn::Vec<ZoD32> w[4][kZoParts];
-    PhiloxGroup(keys, group, tensor_id, static_cast<uint32_t>(ZoStream::Perturbation), w);
-    HWY_UNROLL(16)
-    for (size_t p = 0; p < kZoParts; ++p) {
-      float* o = out + p * kN;
+    hn::Vec<ZoD32> w[4][kG * kZoParts];
+    PhiloxGroups<kG>(keys, group, tensor_id, static_cast<uint32_t>(ZoStream::Perturbation), w);
+    HWY_UNROLL(32)
+    for (size_t q = 0; q < kG * kZoParts; ++q) {
+      float* o = out + (q / kZoParts) * kZoGroup + (q % kZoParts) * kN;
       if constexpr (kDist == ZDist::Gaussian) {
         hn::Vec<decltype(df)> zc, zs;
-        BoxMuller(w[0][p], w[1][p], zc, zs);
+        BoxMuller(w[0][q], w[1][q], zc, zs);
         hn::StoreU(zc, df, o);
         hn::StoreU(zs, df, o + 16);
-        BoxMuller(w[2][p], w[3][p], zc, zs);
+        BoxMuller(w[2][q], w[3][q], zc, zs);
         hn::StoreU(zc, df, o + 32);
         hn::StoreU(zs, df, o + 48);
       } else {
@@ -203,28 +217,31 @@ HWY_INLINE void ZGroup(const ZoRoundKeys& keys, uint64_t group, uint32_t tensor_
         const auto minus_one = hn::Set(du, 0xBF800000u), sign = hn::Set(du, 0x80000000u);
         HWY_UNROLL(4)
         for (int r = 0; r < 4; ++r)
-          hn::StoreU(hn::BitCast(df, hn::Xor(hn::And(w[r][p], sign), minus_one)), df, o + 16 * r);
+          hn::StoreU(hn::BitCast(df, hn::Xor(hn::And(w[r][q], sign), minus_one)), df, o + 16 * r);
       }
     }
   }
 }
 
-// Uniform [0, 1) noise of the Rounding stream for group `group`.
-HWY_INLINE void UniformGroup(const ZoRoundKeys& keys, uint64_t group, uint32_t tensor_id,
-                             float* HWY_RESTRICT out) {
+// Uniform [0, 1) noise of the Rounding stream, laid out as in ZGroups.
+template <size_t kG = 1>
+HWY_INLINE void UniformGroups(const ZoRoundKeys& keys, uint64_t group, uint32_t tensor_id,
+                              float* HWY_RESTRICT out) {
   const ZoD32 du;
   const hn::RebindToSigned<ZoD32> di;
   const hn::Rebind<float, ZoD32> df;
   constexpr size_t kN = hn::MaxLanes(du);
-  hn::Vec<ZoD32> w[4][kZoParts];
-  PhiloxGroup(keys, group, tensor_id, static_cast<uint32_t>(ZoStream::Rounding), w);
-  HWY_UNROLL(16)
-  for (size_t p = 0; p < kZoParts; ++p)
+  hn::Vec<ZoD32> w[4][kG * kZoParts];
+  PhiloxGroups<kG>(keys, group, tensor_id, static_cast<uint32_t>(ZoStream::Rounding), w);
+  HWY_UNROLL(32)
+  for (size_t q = 0; q < kG * kZoParts; ++q) {
+    float* o = out + (q / kZoParts) * kZoGroup + (q % kZoParts) * kN;
     HWY_UNROLL(4)
     for (int r = 0; r < 4; ++r) {
-      const auto m = hn::ConvertTo(df, hn::BitCast(di, hn::ShiftRight<8>(w[r][p])));
-      hn::StoreU(hn::Mul(m, hn::Set(df, 0x1p-24f)), df, out + p * kN + 16 * r);
+      const auto m = hn::ConvertTo(df, hn::BitCast(di, hn::ShiftRight<8>(w[r][q])));
+      hn::StoreU(hn::Mul(m, hn::Set(df, 0x1p-24f)), df, o + 16 * r);
     }
+  }
 }
 
 }  // namespace zotune::kernels::HWY_NAMESPACE

@@ -167,7 +167,7 @@ class SequenceDecoder : public Decoder {
 std::string one_char(const Json& j, const char* key, const char* def, const Where& where) {
   JsonFields f(j, where.str());
   std::string c = f.opt<std::string>(key, def);
-  check(!c.empty() && static_cast<std::size_t>(utf8_len(static_cast<unsigned char>(c[0]))) == c.size(),
+  ZOTUNE_TOK_CHECK(!c.empty() && static_cast<std::size_t>(utf8_len(static_cast<unsigned char>(c[0]))) == c.size(),
         where.at(key).str(), ": must be exactly one character, got '", c, "'");
   return c;
 }
@@ -190,12 +190,12 @@ std::unique_ptr<Decoder> make_decoder(const Json& j, const Where& where) {
   if (type == "Fuse") return std::make_unique<FuseDecoder>();
   if (type == "Strip") {
     const int64_t start = f.opt<int64_t>("start", 0), stop = f.opt<int64_t>("stop", 0);
-    check(start >= 0 && stop >= 0, where.str(), ": start and stop must be >= 0");
+    ZOTUNE_TOK_CHECK(start >= 0 && stop >= 0, where.str(), ": start and stop must be >= 0");
     return std::make_unique<StripDecoder>(one_char(j, "content", " ", where), static_cast<std::size_t>(start),
                                           static_cast<std::size_t>(stop));
   }
   if (type == "Replace") {
-    check(j.contains("pattern") && j["pattern"].is_object(), where.str(), ": missing object field 'pattern'");
+    ZOTUNE_TOK_CHECK(j.contains("pattern") && j["pattern"].is_object(), where.str(), ": missing object field 'pattern'");
     const Json& p = j["pattern"];
     std::unique_ptr<Regex> re;
     if (p.contains("String") && p["String"].is_string())
@@ -207,7 +207,7 @@ std::unique_ptr<Decoder> make_decoder(const Json& j, const Where& where) {
     return std::make_unique<ReplaceDecoder>(std::move(re), f.req<std::string>("content"));
   }
   if (type == "Sequence") {
-    check(j.contains("decoders") && j["decoders"].is_array(), where.str(), ": missing array field 'decoders'");
+    ZOTUNE_TOK_CHECK(j.contains("decoders") && j["decoders"].is_array(), where.str(), ": missing array field 'decoders'");
     std::vector<std::unique_ptr<Decoder>> parts;
     for (std::size_t i = 0; i < j["decoders"].size(); ++i)
       parts.push_back(make_decoder(j["decoders"][i], where.at("decoders").at(i)));

@@ -18,28 +18,28 @@ namespace {
 std::optional<Json> read_optional_object(const fs::path& path) {
   if (!fs::exists(path)) return std::nullopt;
   Json j = read_json_file(path);
-  check(j.is_object(), path.string(), ": expected a JSON object at the top level");
+  ZOTUNE_TOK_CHECK(j.is_object(), path.string(), ": expected a JSON object at the top level");
   return j;
 }
 
 bool opt_bool(const Json& j, const char* key, bool def, const Where& where) {
   if (!j.contains(key) || j[key].is_null()) return def;
-  check(j[key].is_boolean(), where.at(key).str(), ": expected true or false, got ", j[key].dump());
+  ZOTUNE_TOK_CHECK(j[key].is_boolean(), where.at(key).str(), ": expected true or false, got ", j[key].dump());
   return j[key].get<bool>();
 }
 
 std::optional<std::string> opt_string(const Json& j, const char* key, const Where& where) {
   if (!j.contains(key) || j[key].is_null()) return std::nullopt;
-  check(j[key].is_string(), where.at(key).str(), ": expected a string, got ", j[key].dump());
+  ZOTUNE_TOK_CHECK(j[key].is_string(), where.at(key).str(), ": expected a string, got ", j[key].dump());
   return j[key].get<std::string>();
 }
 
 // An added token as tokenizer.json / added_tokens_decoder write it.
 AddedToken parse_added_token(const Json& j, const Where& where, bool default_special) {
-  check(j.is_object(), where.str(), ": expected an object, got ", j.dump());
+  ZOTUNE_TOK_CHECK(j.is_object(), where.str(), ": expected an object, got ", j.dump());
   AddedToken t;
   auto content = opt_string(j, "content", where);
-  check(content.has_value(), where.str(), ": missing string field 'content'");
+  ZOTUNE_TOK_CHECK(content.has_value(), where.str(), ": missing string field 'content'");
   t.content = *content;
   t.special = opt_bool(j, "special", default_special, where);
   t.single_word = opt_bool(j, "single_word", false, where);
@@ -50,50 +50,55 @@ AddedToken parse_added_token(const Json& j, const Where& where, bool default_spe
 }
 
 int32_t parse_id(const Json& v, const Where& where) {
-  check(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX, where.str(),
+  ZOTUNE_TOK_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX, where.str(),
         ": expected a token id (integer >= 0), got ", v.dump());
   return v.get<int32_t>();
 }
 
 Vocab parse_vocab(const Json& j, const Where& where) {
-  check(j.is_object(), where.str(), ": expected an object {token: id}, got ",
+  ZOTUNE_TOK_CHECK(j.is_object(), where.str(), ": expected an object {token: id}, got ",
         j.is_null() ? std::string("null") : std::string(j.type_name()));
   Vocab v;
-  for (const auto& [token, id] : j.items()) v.add(token, parse_id(id, where.at(token)));
+  for (const auto& [token, id] : j.items()) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX) parse_id(id, where.at(token));
+    v.add(token, id.get<int32_t>());
+  }
   return v;
 }
 
-std::pair<std::string, std::string> split_merge(std::string_view line, const Where& where) {
+std::pair<std::string, std::string> split_merge(std::string_view line, const Where& merges, std::size_t i) {
   const std::size_t sp = line.find(' ');
-  check(sp != std::string_view::npos && line.find(' ', sp + 1) == std::string_view::npos, where.str(),
-        ": a merge must be two tokens separated by one space, got \"", std::string(line), "\"");
+  ZOTUNE_TOK_CHECK(sp != std::string_view::npos && line.find(' ', sp + 1) == std::string_view::npos,
+                   merges.at(i).str(), ": a merge must be two tokens separated by one space, got \"",
+                   std::string(line), "\"");
   return {std::string(line.substr(0, sp)), std::string(line.substr(sp + 1))};
 }
 
 std::unique_ptr<BpeModel> bpe_from_json(const Json& m, const Where& where) {
-  check(m.is_object(), where.str(), ": expected an object");
+  ZOTUNE_TOK_CHECK(m.is_object(), where.str(), ": expected an object");
   const std::string type = m.contains("type") ? stage_type(m, where) : (m.contains("merges") ? "BPE" : "");
-  check(type == "BPE", where.at("type").str(), ": unsupported model type '", type,
+  ZOTUNE_TOK_CHECK(type == "BPE", where.at("type").str(), ": unsupported model type '", type,
         "' (zotune implements the BPE model only)");
-  check(m.contains("vocab"), where.str(), ": missing field 'vocab'");
-  check(m.contains("merges") && m["merges"].is_array(), where.str(), ": missing array field 'merges'");
+  ZOTUNE_TOK_CHECK(m.contains("vocab"), where.str(), ": missing field 'vocab'");
+  ZOTUNE_TOK_CHECK(m.contains("merges") && m["merges"].is_array(), where.str(), ": missing array field 'merges'");
   Vocab vocab = parse_vocab(m["vocab"], where.at("vocab"));
   std::vector<std::pair<std::string, std::string>> merges;
   const Json& mj = m["merges"];
+  const Where mw = where.at("merges");
   merges.reserve(mj.size());
   for (std::size_t i = 0; i < mj.size(); ++i) {
     const Json& e = mj[i];
     if (e.is_string()) {
-      merges.push_back(split_merge(e.get_ref<const std::string&>(), where.at("merges").at(i)));
+      merges.push_back(split_merge(e.get_ref<const std::string&>(), mw, i));
     } else {
-      check(e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string(), where.at("merges").at(i).str(),
+      ZOTUNE_TOK_CHECK(e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string(), mw.at(i).str(),
             ": expected \"a b\" or [\"a\", \"b\"], got ", e.dump());
       merges.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
     }
   }
   if (m.contains("dropout") && !m["dropout"].is_null()) {
-    check(m["dropout"].is_number(), where.at("dropout").str(), ": expected a number or null");
-    check(m["dropout"].get<double>() == 0.0, where.at("dropout").str(),
+    ZOTUNE_TOK_CHECK(m["dropout"].is_number(), where.at("dropout").str(), ": expected a number or null");
+    ZOTUNE_TOK_CHECK(m["dropout"].get<double>() == 0.0, where.at("dropout").str(),
           ": BPE dropout (random merges) is not supported; encoding must be deterministic");
   }
   BpeOptions opt;
@@ -153,7 +158,7 @@ Settings read_settings(const fs::path& dir) {
   s.specials_where = {cfg.string(), ""};
   if (auto j = read_optional_object(cfg)) s.config = std::move(*j);
   if (s.config.contains("tokenizer_class") && !s.config["tokenizer_class"].is_null())
-    check(s.config["tokenizer_class"].is_string(), cfg.string(), ": field 'tokenizer_class': expected a string");
+    ZOTUNE_TOK_CHECK(s.config["tokenizer_class"].is_string(), cfg.string(), ": field 'tokenizer_class': expected a string");
   for (const char* name : kSpecialNames)
     if (s.config.contains(name)) s.specials[name] = s.config[name];
   if (s.config.contains("additional_special_tokens"))
@@ -187,8 +192,8 @@ bool is_llama_like(const std::string& cls) {
 void build_from_tokenizer_json(Pipeline& p, const fs::path& file) {
   const Json j = read_json_file(file);
   const std::string f = file.string();
-  check(j.is_object(), f, ": expected a JSON object at the top level");
-  check(j.contains("model"), f, ": missing field 'model'");
+  ZOTUNE_TOK_CHECK(j.is_object(), f, ": expected a JSON object at the top level");
+  ZOTUNE_TOK_CHECK(j.contains("model"), f, ": missing field 'model'");
   p.model = bpe_from_json(j["model"], Where{f, "model"});
   auto stage = [&](const char* key) -> const Json* {
     return j.contains(key) && !j[key].is_null() ? &j[key] : nullptr;
@@ -198,11 +203,11 @@ void build_from_tokenizer_json(Pipeline& p, const fs::path& file) {
   if (const Json* n = stage("post_processor")) p.post_processor = make_post_processor(*n, Where{f, "post_processor"});
   if (const Json* n = stage("decoder")) p.decoder = make_decoder(*n, Where{f, "decoder"});
   if (const Json* a = stage("added_tokens")) {
-    check(a->is_array(), f, ": field 'added_tokens': expected an array");
+    ZOTUNE_TOK_CHECK(a->is_array(), f, ": field 'added_tokens': expected an array");
     for (std::size_t i = 0; i < a->size(); ++i) {
       const Where w{f, "added_tokens[" + std::to_string(i) + "]"};
       AddedToken t = parse_added_token((*a)[i], w, false);
-      check((*a)[i].contains("id"), w.str(), ": missing field 'id'");
+      ZOTUNE_TOK_CHECK((*a)[i].contains("id"), w.str(), ": missing field 'id'");
       t.id = parse_id((*a)[i]["id"], w.at("id"));
       p.added.add(std::move(t), [&](std::string_view s) {
         std::string out(s);
@@ -216,7 +221,7 @@ void build_from_tokenizer_json(Pipeline& p, const fs::path& file) {
 void build_from_vocab_and_merges(Pipeline& p, const fs::path& dir, const Settings& s) {
   const std::string cls = s.tokenizer_class();
   const bool qwen = cls == "Qwen2Tokenizer";
-  check(cls.empty() || cls == "GPT2Tokenizer" || cls == "CodeGenTokenizer" || qwen, s.config_where.file,
+  ZOTUNE_TOK_CHECK(cls.empty() || cls == "GPT2Tokenizer" || cls == "CodeGenTokenizer" || qwen, s.config_where.file,
         ": field 'tokenizer_class': '", cls,
         "' has no tokenizer.json and is not a byte-level BPE class zotune can build from vocab.json + "
         "merges.txt (GPT2Tokenizer, CodeGenTokenizer, Qwen2Tokenizer)");
@@ -267,12 +272,12 @@ void add_tokens_from_settings(Pipeline& p, const Settings& s) {
   if (s.config.contains("added_tokens_decoder")) {
     const Json& d = s.config["added_tokens_decoder"];
     const Where w = s.config_where.at("added_tokens_decoder");
-    check(d.is_object(), w.str(), ": expected an object {id: token}");
+    ZOTUNE_TOK_CHECK(d.is_object(), w.str(), ": expected an object {id: token}");
     for (const auto& [key, v] : d.items()) {
       AddedToken t = parse_added_token(v, w.at(key), false);
       char* end = nullptr;
       const long id = std::strtol(key.c_str(), &end, 10);
-      check(!key.empty() && *end == '\0' && id >= 0 && id <= INT32_MAX, w.str(), ": key '", key, "' is not a token id");
+      ZOTUNE_TOK_CHECK(!key.empty() && *end == '\0' && id >= 0 && id <= INT32_MAX, w.str(), ": key '", key, "' is not a token id");
       t.id = static_cast<int32_t>(id);
       if (p.added.by_id(t.id)) continue;
       add_if_missing(std::move(t));
@@ -300,7 +305,7 @@ std::optional<int32_t> special_id(const Pipeline& p, const Settings& s, const ch
 }  // namespace
 
 std::shared_ptr<Pipeline> load_pipeline(const fs::path& dir) {
-  check(fs::is_directory(dir), "tokenizer directory '", dir.string(), "' does not exist or is not a directory");
+  ZOTUNE_TOK_CHECK(fs::is_directory(dir), "tokenizer directory '", dir.string(), "' does not exist or is not a directory");
   auto p = std::make_shared<Pipeline>();
   Settings s = read_settings(dir);
   const fs::path tj = dir / "tokenizer.json";
@@ -325,17 +330,18 @@ std::shared_ptr<Pipeline> load_pipeline(const fs::path& dir) {
   p->unk = special_id(*p, s, "unk_token");
   p->clean_up_spaces = opt_bool(s.config, "clean_up_tokenization_spaces", false, s.config_where);
 
-  // transformers rebuilds these post-processors from add_bos_token /
-  // add_eos_token instead of using the one in tokenizer.json; the slow->fast
-  // GPT-2 conversion (OPT) does the same for add_bos_token.
+  // transformers' LLaMA-family classes rebuild the post-processor from
+  // add_bos_token / add_eos_token instead of using the one in tokenizer.json;
+  // the slow->fast GPT-2 conversion (OPT) does the same for add_bos_token.
+  // Every other class keeps tokenizer.json's post-processor.
   const std::string cls = s.tokenizer_class();
   const bool has_json = fs::exists(tj);
   const bool flags_set = s.config.contains("add_bos_token") || s.config.contains("add_eos_token");
-  if (is_llama_like(cls) || (!has_json && flags_set) || (has_json && cls == "PreTrainedTokenizer" && flags_set)) {
+  if (is_llama_like(cls) || (!has_json && flags_set)) {
     const bool add_bos = opt_bool(s.config, "add_bos_token", is_llama_like(cls), s.config_where);
     const bool add_eos = opt_bool(s.config, "add_eos_token", false, s.config_where);
-    check(!add_bos || p->bos, s.config_where.file, ": add_bos_token is true but bos_token is not set");
-    check(!add_eos || p->eos, s.config_where.file, ": add_eos_token is true but eos_token is not set");
+    ZOTUNE_TOK_CHECK(!add_bos || p->bos, s.config_where.file, ": add_bos_token is true but bos_token is not set");
+    ZOTUNE_TOK_CHECK(!add_eos || p->eos, s.config_where.file, ": add_eos_token is true but eos_token is not set");
     std::vector<int32_t> before, after;
     if (add_bos) before.push_back(*p->bos);
     if (add_eos) after.push_back(*p->eos);

@@ -10,8 +10,8 @@
 namespace zotune::tok {
 
 std::string stage_type(const Json& j, const Where& where) {
-  check(j.is_object(), where.str(), ": expected an object, got ", j.dump());
-  check(j.contains("type") && j["type"].is_string(), where.str(), ": missing string field 'type'");
+  ZOTUNE_TOK_CHECK(j.is_object(), where.str(), ": expected an object, got ", j.dump());
+  ZOTUNE_TOK_CHECK(j.contains("type") && j["type"].is_string(), where.str(), ": missing string field 'type'");
   return j["type"].get<std::string>();
 }
 
@@ -31,7 +31,7 @@ class UnicodeNormalizer : public Normalizer {
     else if (form == "NFD") norm_ = icu::Normalizer2::getNFDInstance(st);
     else if (form == "NFKC") norm_ = icu::Normalizer2::getNFKCInstance(st);
     else norm_ = icu::Normalizer2::getNFKDInstance(st);
-    check(U_SUCCESS(st), where.str(), ": ICU has no ", form, " data: ", u_errorName(st));
+    ZOTUNE_TOK_CHECK(U_SUCCESS(st), where.str(), ": ICU has no ", form, " data: ", u_errorName(st));
   }
   void normalize(std::string& s) const override {
     if (is_ascii(s)) return;  // ASCII is invariant under all four forms
@@ -41,7 +41,7 @@ class UnicodeNormalizer : public Normalizer {
     icu::StringByteSink<std::string> sink(&out, static_cast<int32_t>(s.size()));
     st = U_ZERO_ERROR;
     norm_->normalizeUTF8(0, s, sink, nullptr, st);
-    check(U_SUCCESS(st), "Unicode normalization failed: ", u_errorName(st));
+    ZOTUNE_TOK_CHECK(U_SUCCESS(st), "Unicode normalization failed: ", u_errorName(st));
     s = std::move(out);
   }
 
@@ -63,7 +63,7 @@ class Lowercase : public Normalizer {
     const int32_t n = ucasemap_utf8ToLower(map, out.data(), static_cast<int32_t>(out.size()), s.data(),
                                            static_cast<int32_t>(s.size()), &st);
     ucasemap_close(map);
-    check(U_SUCCESS(st), "lowercasing failed: ", u_errorName(st));
+    ZOTUNE_TOK_CHECK(U_SUCCESS(st), "lowercasing failed: ", u_errorName(st));
     out.resize(static_cast<std::size_t>(n));
     s = std::move(out);
   }
@@ -85,7 +85,7 @@ class Replace : public Normalizer {
   Replace(const Json& j, const Where& where) {
     JsonFields f(j, where.str());
     content_ = f.req<std::string>("content");
-    check(j.contains("pattern") && j["pattern"].is_object(), where.str(), ": missing object field 'pattern'");
+    ZOTUNE_TOK_CHECK(j.contains("pattern") && j["pattern"].is_object(), where.str(), ": missing object field 'pattern'");
     const Json& p = j["pattern"];
     if (p.contains("String") && p["String"].is_string() && !p["String"].get<std::string>().empty()) {
       literal_ = p["String"].get<std::string>();
@@ -173,7 +173,7 @@ std::unique_ptr<Normalizer> make_normalizer(const Json& j, const Where& where) {
   if (type == "Replace") return std::make_unique<Replace>(j, where);
   if (type == "Strip") return std::make_unique<Strip>(f.opt<bool>("strip_left", true), f.opt<bool>("strip_right", true));
   if (type == "Sequence") {
-    check(j.contains("normalizers") && j["normalizers"].is_array(), where.str(),
+    ZOTUNE_TOK_CHECK(j.contains("normalizers") && j["normalizers"].is_array(), where.str(),
           ": missing array field 'normalizers'");
     std::vector<std::unique_ptr<Normalizer>> parts;
     for (std::size_t i = 0; i < j["normalizers"].size(); ++i)

@@ -1,3 +1,5 @@
+#include <cctype>
+
 #include "base/error.h"
 #include "tokenizer/stages.h"
 
@@ -38,8 +40,8 @@ class SequencePost : public PostProcessor {
 };
 
 std::unique_ptr<PostProcessor> template_processing(const Json& j, const Where& where) {
-  check(j.contains("single") && j["single"].is_array(), where.str(), ": missing array field 'single'");
-  check(j.contains("special_tokens") && j["special_tokens"].is_object(), where.str(),
+  ZOTUNE_TOK_CHECK(j.contains("single") && j["single"].is_array(), where.str(), ": missing array field 'single'");
+  ZOTUNE_TOK_CHECK(j.contains("special_tokens") && j["special_tokens"].is_object(), where.str(),
         ": missing object field 'special_tokens'");
   const Json& specials = j["special_tokens"];
   std::vector<int32_t> before, after;
@@ -51,22 +53,22 @@ std::unique_ptr<PostProcessor> template_processing(const Json& j, const Where& w
     std::string special;
     if (piece.is_object() && piece.contains("Sequence")) {
       const Json& s = piece["Sequence"];
-      check(s.is_object() && s.value("id", std::string()) == "A", w.str(),
+      ZOTUNE_TOK_CHECK(s.is_object() && s.value("id", std::string()) == "A", w.str(),
             ": a single-sequence template can only hold sequence A, got ", piece.dump());
-      check(!seen_sequence, w.str(), ": sequence A appears twice");
+      ZOTUNE_TOK_CHECK(!seen_sequence, w.str(), ": sequence A appears twice");
       seen_sequence = true;
       continue;
     }
     if (piece.is_object() && piece.contains("SpecialToken")) {
       const Json& s = piece["SpecialToken"];
-      check(s.is_object() && s.contains("id") && s["id"].is_string(), w.str(), ": SpecialToken needs a string 'id'");
+      ZOTUNE_TOK_CHECK(s.is_object() && s.contains("id") && s["id"].is_string(), w.str(), ": SpecialToken needs a string 'id'");
       special = s["id"].get<std::string>();
     } else if (piece.is_string()) {  // the "$A" / "[CLS]:0" shorthand
       std::string p = piece.get<std::string>();
       if (!p.empty() && p[0] == '$') {
-        check(p == "$" || p.rfind("$A", 0) == 0 || p.rfind("$a", 0) == 0 || std::isdigit(static_cast<unsigned char>(p[1])),
+        ZOTUNE_TOK_CHECK(p == "$" || p.rfind("$A", 0) == 0 || p.rfind("$a", 0) == 0 || std::isdigit(static_cast<unsigned char>(p[1])),
               w.str(), ": a single-sequence template can only hold sequence A, got ", p);
-        check(!seen_sequence, w.str(), ": sequence A appears twice");
+        ZOTUNE_TOK_CHECK(!seen_sequence, w.str(), ": sequence A appears twice");
         seen_sequence = true;
         continue;
       }
@@ -74,20 +76,20 @@ std::unique_ptr<PostProcessor> template_processing(const Json& j, const Where& w
     } else {
       fail(w.str(), ": expected {\"Sequence\": ...} or {\"SpecialToken\": ...}, got ", piece.dump());
     }
-    check(specials.contains(special) && specials[special].is_object() && specials[special].contains("ids") &&
+    ZOTUNE_TOK_CHECK(specials.contains(special) && specials[special].is_object() && specials[special].contains("ids") &&
               specials[special]["ids"].is_array(),
           where.at("special_tokens").str(), ": no entry with 'ids' for '", special, "' used in 'single'");
     for (const Json& id : specials[special]["ids"]) {
-      check(id.is_number_integer(), where.at("special_tokens").at(special).str(), ": ids must be integers");
+      ZOTUNE_TOK_CHECK(id.is_number_integer(), where.at("special_tokens").at(special).str(), ": ids must be integers");
       (seen_sequence ? after : before).push_back(id.get<int32_t>());
     }
   }
-  check(seen_sequence, where.at("single").str(), ": the template has no sequence ($A)");
+  ZOTUNE_TOK_CHECK(seen_sequence, where.at("single").str(), ": the template has no sequence ($A)");
   return std::make_unique<WrapPost>(std::move(before), std::move(after));
 }
 
 int32_t pair_id(const Json& j, const char* key, const Where& where) {
-  check(j.contains(key) && j[key].is_array() && j[key].size() == 2 && j[key][1].is_number_integer(),
+  ZOTUNE_TOK_CHECK(j.contains(key) && j[key].is_array() && j[key].size() == 2 && j[key][1].is_number_integer(),
         where.at(key).str(), ": expected [token, id]");
   return j[key][1].get<int32_t>();
 }
@@ -105,7 +107,7 @@ std::unique_ptr<PostProcessor> make_post_processor(const Json& j, const Where& w
   if (type == "RobertaProcessing" || type == "BertProcessing")
     return make_wrap_post_processor({pair_id(j, "cls", where)}, {pair_id(j, "sep", where)});
   if (type == "Sequence") {
-    check(j.contains("processors") && j["processors"].is_array(), where.str(), ": missing array field 'processors'");
+    ZOTUNE_TOK_CHECK(j.contains("processors") && j["processors"].is_array(), where.str(), ": missing array field 'processors'");
     std::vector<std::unique_ptr<PostProcessor>> parts;
     for (std::size_t i = 0; i < j["processors"].size(); ++i)
       parts.push_back(make_post_processor(j["processors"][i], where.at("processors").at(i)));

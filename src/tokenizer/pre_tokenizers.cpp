@@ -187,7 +187,9 @@ class DigitsPre : public PreTokenizer {
       const std::size_t b = i;
       const char32_t c = next_code_point(text, i);
       const bool digit = (U_GET_GC_MASK(static_cast<UChar32>(c)) & U_GC_N_MASK) != 0;
-      spans.push_back({b, i, digit});
+      // HF's char-predicate pattern: each digit is a match, runs of other characters one gap.
+      if (!digit && !spans.empty() && !spans.back().match) spans.back().end = i;
+      else spans.push_back({b, i, digit});
     }
     emit_split(text, at_start, spans, individual_ ? Behavior::Isolated : Behavior::Contiguous, out);
   }
@@ -225,7 +227,7 @@ Behavior parse_behavior(const std::string& s, const Where& where) {
 }
 
 std::unique_ptr<Regex> pattern_regex(const Json& j, const Where& where) {
-  check(j.contains("pattern") && j["pattern"].is_object(), where.str(), ": missing object field 'pattern'");
+  ZOTUNE_TOK_CHECK(j.contains("pattern") && j["pattern"].is_object(), where.str(), ": missing object field 'pattern'");
   const Json& p = j["pattern"];
   if (p.contains("String") && p["String"].is_string())
     return std::make_unique<Regex>(Regex::escape(p["String"].get<std::string>()), where.at("pattern.String").str());
@@ -252,7 +254,7 @@ PrependScheme parse_prepend_scheme(const Json& j, const Where& where) {
 std::string replacement_char(const Json& j, const Where& where) {
   JsonFields f(j, where.str());
   std::string rep = f.opt<std::string>("replacement", "\xE2\x96\x81");
-  check(!rep.empty() && static_cast<std::size_t>(utf8_len(static_cast<unsigned char>(rep[0]))) == rep.size(),
+  ZOTUNE_TOK_CHECK(!rep.empty() && static_cast<std::size_t>(utf8_len(static_cast<unsigned char>(rep[0]))) == rep.size(),
         where.at("replacement").str(), ": must be exactly one character, got '", rep, "'");
   return rep;
 }
@@ -277,7 +279,7 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const Json& j, const Where& whe
                                           f.opt<bool>("split", true));
   if (type == "Digits") return std::make_unique<DigitsPre>(f.opt<bool>("individual_digits", false));
   if (type == "Sequence") {
-    check(j.contains("pretokenizers") && j["pretokenizers"].is_array(), where.str(),
+    ZOTUNE_TOK_CHECK(j.contains("pretokenizers") && j["pretokenizers"].is_array(), where.str(),
           ": missing array field 'pretokenizers'");
     std::vector<std::unique_ptr<PreTokenizer>> parts;
     for (std::size_t i = 0; i < j["pretokenizers"].size(); ++i)

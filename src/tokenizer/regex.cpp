@@ -3,6 +3,7 @@
 
 #include <pcre2.h>
 
+#include <cctype>
 #include <memory>
 
 #include "base/error.h"
@@ -15,6 +16,8 @@ namespace {
 constexpr std::string_view kSpaceRanges =
     "\\t-\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}"
     "\\x{3000}";
+constexpr std::string_view kWordMembers = "\\p{L}\\p{M}\\p{Nd}\\p{Pc}";
+constexpr std::string_view kHexMembers = "0-9A-Fa-f";
 
 struct MatchDataDeleter {
   void operator()(pcre2_match_data* m) const { pcre2_match_data_free(m); }
@@ -65,23 +68,31 @@ std::string Regex::translate(std::string_view p) {
     const char c = p[i];
     if (c == '\\' && i + 1 < p.size()) {
       const char e = p[i + 1];
-      if (e == 's') {
-        if (in_class) {
-          out += kSpaceRanges;
-        } else {
-          out += '[';
-          out += kSpaceRanges;
-          out += ']';
-        }
-      } else if (e == 'S' && !in_class) {
-        out += "[^";
-        out += kSpaceRanges;
-        out += ']';
-      } else {
-        out += c;
+      const char lower = static_cast<char>(e | 0x20);
+      const std::string_view members = lower == 's' ? kSpaceRanges : lower == 'w' ? kWordMembers
+                                       : lower == 'h'                 ? kHexMembers
+                                                                      : std::string_view();
+      const bool negated = e == 'S' || e == 'W' || e == 'H';
+      if (members.empty() || (negated && in_class)) {
+        out += c;  // a negated class inside a class has no PCRE2 spelling; left as is
         out += e;
+      } else if (in_class) {
+        out += members;
+      } else {
+        out += negated ? "[^" : "[";
+        out += members;
+        out += ']';
       }
       ++i;
+      continue;
+    }
+    if (!in_class && c == '(' && p.substr(i, 2) == "(?") {
+      // Inline options: Ruby's m is PCRE2's s.
+      std::size_t j = i + 2;
+      out += "(?";
+      for (; j < p.size() && (std::isalpha(static_cast<unsigned char>(p[j])) || p[j] == '-'); ++j)
+        out += p[j] == 'm' ? 's' : p[j];
+      i = j - 1;
       continue;
     }
     if (!in_class && c == '[') {
@@ -116,24 +127,20 @@ std::string Regex::escape(std::string_view literal) {
   return out;
 }
 
-Regex::Regex(std::string_view pattern, const std::string& where) : impl_(new Impl) {
+Regex::Regex(std::string_view pattern, const std::string& where) : impl_(std::make_unique<Impl>()) {
   const std::string translated = translate(pattern);
   int err = 0;
   PCRE2_SIZE offset = 0;
   impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
-                              PCRE2_UTF | PCRE2_UCP, &err, &offset, nullptr);
+                              PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE, &err, &offset, nullptr);
   if (!impl_->code) {
-    delete impl_;
     fail(where, ": cannot compile regex '", std::string(pattern), "': ", pcre2_message(err),
          " (at offset ", offset, " of the PCRE2 form '", translated, "')");
   }
   impl_->jit = pcre2_jit_compile(impl_->code, PCRE2_JIT_COMPLETE) == 0;
 }
 
-Regex::~Regex() {
-  pcre2_code_free(impl_->code);
-  delete impl_;
-}
+Regex::~Regex() { pcre2_code_free(impl_->code); }
 
 void Regex::for_each_match(std::string_view text,
                            FunctionRef<void(std::size_t, std::size_t)> on_match) const {

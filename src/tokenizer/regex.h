@@ -2,6 +2,7 @@
 // running the Oniguruma patterns found in tokenizer.json files.
 #pragma once
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -24,13 +25,17 @@ class Regex {
                       FunctionRef<void(std::size_t, std::size_t)> on_match) const;
 
   static std::string escape(std::string_view literal);
-  // Oniguruma's \s (Unicode White_Space) differs from PCRE2's on U+180E, so \s
-  // and \S are rewritten as explicit classes. Exposed for tests.
+  // Rewrites what Oniguruma's Ruby syntax (HF's regex engine) means
+  // differently from PCRE2: \s/\S (Unicode White_Space; PCRE2 adds U+180E),
+  // \w/\W (letters, marks, decimal digits, connectors; PCRE2 adds No and Nl),
+  // \h/\H (a hex digit in Ruby), and the option (?m) (dot-all in Ruby).
+  // ^ and $ match at line breaks in Ruby; the pattern is compiled with
+  // PCRE2_MULTILINE for that. Exposed for tests.
   static std::string translate(std::string_view oniguruma_pattern);
 
  private:
   struct Impl;
-  Impl* impl_;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace zotune::tok

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "io/json_file.h"
+#include "tokenizer/check.h"
 #include "tokenizer/function_ref.h"
 
 namespace zotune::tok {

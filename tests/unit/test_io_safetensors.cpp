@@ -345,7 +345,7 @@ with open(sys.argv[1], "wb") as f:
 TEST(SafetensorsPython, ReadsFileWrittenByIndependentWriter) {
   TempDir dir;
   const fs::path p = dir / "py.safetensors";
-  if (!run_python(dir, kPythonWriter, p.string())) GTEST_SKIP() << "python3 not available";
+  if (!run_python(dir, kPythonWriter, p.string())) GTEST_FAIL() << "python3 is required (scripts/install-deps.sh installs it)";
   SafetensorsFile f(p);
   EXPECT_EQ(f.metadata(), (std::map<std::string, std::string>{{"format", "pt"}, {"origin", "python"}}));
   EXPECT_EQ(f.tensors().size(), 11u);
@@ -410,7 +410,7 @@ TEST(SafetensorsPython, IndependentReaderDecodesOurFile) {
   const fs::path p = dir / "ours.safetensors";
   write_safetensors(p, named(tensors), {{"format", "pt"}, {"step", "12"}});
   const auto out = run_python(dir, kPythonReader, p.string());
-  if (!out) GTEST_SKIP() << "python3 not available";
+  if (!out) GTEST_FAIL() << "python3 is required (scripts/install-deps.sh installs it)";
   const Json j = Json::parse(*out);
   EXPECT_EQ(j["header_len"].get<uint64_t>() % 8, 0u);
   EXPECT_EQ(j["metadata"], Json({{"format", "pt"}, {"step", "12"}}));
@@ -478,7 +478,7 @@ TEST(Checkpoint, ShardedWriteReadRoundTripMatchesHfSplit) {
   EXPECT_EQ(SafetensorsFile(ck / s3).metadata().at("format"), "pt");
 
   const auto verdict = run_python(dir, kPythonIndexCheck, (ck / "model.safetensors.index.json").string());
-  if (!verdict) GTEST_SKIP() << "python3 not available for the index format check";
+  if (!verdict) GTEST_FAIL() << "python3 is required for the index format check";
   EXPECT_EQ(*verdict, "same\n");
 }
 

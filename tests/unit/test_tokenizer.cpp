@@ -214,6 +214,32 @@ TEST(TokenizerFamilies, OptStyleVocabAndMerges) {
   EXPECT_EQ(tok.decode(std::vector<int32_t>{2, hello[0], 2}), "</s>Hello</s>");
 }
 
+// Whole texts that appear in no vector: 1 MB of English prose and the UDHR in
+// ~500 languages (2.1 MB), against the reference's digests of ids and decode.
+void check_corpus(const std::string& family) {
+  const Tokenizer tok = Tokenizer::load(tokenizer_data(family));
+  const auto hashes = nlohmann::json::parse(
+      read_file(std::filesystem::path(ZOTUNE_SOURCE_DIR) / "tests" / "data" / "tokenizers" / "corpus_hashes.json"));
+  const auto text_dir = tokenizer_data("text");
+  for (const char* corpus : {"english", "mixed"}) {
+    SCOPED_TRACE(family + " / " + corpus);
+    const auto& want = hashes.at(family).at(corpus);
+    std::string text = read_file(text_dir / (std::string(corpus) + ".txt"));
+    text.resize(want.at("bytes").get<std::size_t>());
+    const std::vector<int32_t> ids = tok.encode(text, false);
+    EXPECT_EQ(ids.size(), want.at("ids").get<std::size_t>());
+    EXPECT_EQ(test::sha256_hex(ids.data(), ids.size() * sizeof(int32_t)), want.at("ids_sha256").get<std::string>());
+    const std::string decoded = tok.decode(ids);
+    EXPECT_EQ(test::sha256_hex(decoded.data(), decoded.size()), want.at("decoded_sha256").get<std::string>());
+    EXPECT_EQ(decoded == text, want.at("roundtrip").get<bool>());
+  }
+}
+
+TEST(TokenizerCorpus, Gpt2) { check_corpus("gpt2"); }
+TEST(TokenizerCorpus, Qwen3) { check_corpus("qwen3"); }
+TEST(TokenizerCorpus, Llama2) { check_corpus("llama2"); }
+TEST(TokenizerCorpus, Llama3) { check_corpus("llama3"); }
+
 TEST(TokenizerThreads, ConcurrentEncodeMatchesReference) {
   const Tokenizer tok = Tokenizer::load(tokenizer_data("gpt2"));
   const auto vectors = read_vectors("gpt2");

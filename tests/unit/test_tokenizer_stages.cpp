@@ -49,7 +49,7 @@ TEST(TokenizerUtf8, LossyDecodingReplacesMaximalSubparts) {
   EXPECT_EQ(tok::utf8_lossy("\xE2\x82\xAC\xFF"), "\xE2\x82\xAC\xEF\xBF\xBD");
   EXPECT_EQ(tok::utf8_lossy("\xF0\x9F\x98\x80"), "\xF0\x9F\x98\x80");
   EXPECT_EQ(tok::find_invalid_utf8("plain ascii text, long enough for the 8-byte path"), std::string_view::npos);
-  EXPECT_EQ(tok::find_invalid_utf8("abcdefgh\xC3\xA9ok\xE2\x82"), 13u);
+  EXPECT_EQ(tok::find_invalid_utf8("abcdefgh\xC3\xA9ok\xE2\x82"), 12u);
   EXPECT_EQ(tok::find_invalid_utf8("\xED\xA0\x80"), 0u);  // a surrogate
 }
 
@@ -81,8 +81,23 @@ TEST(TokenizerRegex, WhitespaceFollowsOniguruma) {
             "[^\\t-\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
             "\\p{L}][^\\t-\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}"
             "\\x{3000}]");
+  EXPECT_EQ(tok::Regex::translate("\\w\\H(?mi:.)(?!x)"),
+            "[\\p{L}\\p{M}\\p{Nd}\\p{Pc}][^0-9A-Fa-f](?si:.)(?!x)");
   EXPECT_EQ(tok::Regex::translate("[]\\s]"), "[]\\t-\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}"
                                              "\\x{2029}\\x{202F}\\x{205F}\\x{3000}]");
+}
+
+TEST(TokenizerRegex, RubySyntaxDifferences) {
+  auto count = [](const char* pattern, std::string_view text) {
+    int n = 0;
+    tok::Regex(pattern, "test").for_each_match(text, [&](std::size_t b, std::size_t e) { n += e > b; });
+    return n;
+  };
+  EXPECT_EQ(count("\\w+", "x\xC2\xB2"), 1);   // "²" (No) is not a word character in Oniguruma
+  EXPECT_EQ(count("\\w", "e\xCC\x81"), 2);   // a combining mark is
+  EXPECT_EQ(count("^a", "a\na"), 2);          // ^ matches after every line break
+  EXPECT_EQ(count("(?m)a.b", "a\nb"), 1);     // (?m) is dot-all
+  EXPECT_EQ(count("\\h+", "0xBEEF g"), 2);     // hex digits in Ruby: "0" and "BEEF"
 }
 
 TEST(TokenizerPreTokenizers, Gpt2AndLlama3Patterns) {
@@ -204,7 +219,7 @@ class TinyTokenizer : public ::testing::Test {
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
-  // Characters a-z, space and "<", ">", "/", "m", with merges for "ab" and "abc".
+  // The 32 characters a-z, space, "<>/!." (ids 0-31), and "ab" = 32, "abc" = 33 with their merges.
   json base() const {
     json vocab = json::object();
     int id = 0;
@@ -231,8 +246,8 @@ class TinyTokenizer : public ::testing::Test {
 
 TEST_F(TinyTokenizer, MergesInBothFormsAndNoDecoderJoinsWithSpaces) {
   const Tokenizer tok = write_and_load(base());
-  EXPECT_EQ(tok.encode("abcab"), (std::vector<int32_t>{33, 31}));  // "abc", "ab"
-  EXPECT_EQ(tok.decode(std::vector<int32_t>{33, 31}), "abc ab");   // HF joins with " " without a decoder
+  EXPECT_EQ(tok.encode("abcab"), (std::vector<int32_t>{33, 32}));  // "abc", "ab"
+  EXPECT_EQ(tok.decode(std::vector<int32_t>{33, 32}), "abc ab");   // HF joins with " " without a decoder
   EXPECT_EQ(tok.vocab_size(), 34);
 }
 
@@ -255,6 +270,23 @@ TEST_F(TinyTokenizer, AddedTokenFlags) {
   EXPECT_EQ(tok.decode(V{a, 40, 43, b}, true), "a b");
   EXPECT_TRUE(tok.is_special(40));
   EXPECT_FALSE(tok.is_special(41));
+}
+
+// normalized=false tokens are found in the raw text, normalized=true ones in
+// the normalized text, with their content normalized too (as HF does).
+TEST_F(TinyTokenizer, NormalizedAndRawAddedTokens) {
+  json j = base();
+  j["normalizer"] = {{"type", "Lowercase"}};
+  j["added_tokens"] = json::parse(R"([
+    {"id": 40, "content": "AB!", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": false},
+    {"id": 41, "content": "XY", "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": false}])");
+  const Tokenizer tok = write_and_load(j);
+  const int32_t a = *tok.token_to_id("a"), b = *tok.token_to_id("b"), bang = *tok.token_to_id("!");
+  using V = std::vector<int32_t>;
+  EXPECT_EQ(tok.encode("AB!xY"), (V{40, 41}));
+  EXPECT_EQ(tok.encode("ab!"), (V{32, bang}));  // raw match is case-sensitive: "ab" + "!"
+  EXPECT_EQ(tok.encode("Ab!"), (V{32, bang}));
+  EXPECT_EQ(tok.encode("aXyb"), (V{a, 41, b}));
 }
 
 TEST_F(TinyTokenizer, ByteFallbackUnkAndIgnoreMerges) {

@@ -138,8 +138,8 @@ TEST(ZoKernels, BoxMullerOverEveryU1AndU2) {
       const double c = rad * std::cos(2.0 * std::numbers::pi * u2);
       const double s = rad * std::sin(2.0 * std::numbers::pi * u2);
       const double err = std::max(std::abs(zc[j] - c), std::abs(zs[j] - s));
-      ASSERT_LT(err, 2e-6) << "u1 " << u1 << " u2 " << u2 << ": " << zc[j] << " " << zs[j]
-                           << " vs " << c << " " << s;
+      ASSERT_LT(err, 2e-6) << "u1 " << u1 << " u2 " << u2 << ": " << zc[j] << " " << zs[j] << " vs "
+                           << c << " " << s;
       max_err = std::max(max_err, err);
       max_abs_z = std::max({max_abs_z, std::abs(c), std::abs(s)});
     }
@@ -300,7 +300,8 @@ TEST(ZoKernels, UpdatePerturbMatchesScalarLoop) {
     for (int combo = 0; combo < 4; ++combo)
       for (float wd : {0.0f, 0.1f})
         for (const Range& r : ranges) {
-          const ZoUpdate upd{(combo & 1) != 0, 1000 + static_cast<uint64_t>(combo), 2e-2f, -0.77f, wd};
+          const ZoUpdate upd{(combo & 1) != 0, 1000 + static_cast<uint64_t>(combo), 2e-2f, -0.77f,
+                             wd};
           const ZoPerturb pert{(combo & 2) != 0, 2000 + static_cast<uint64_t>(combo), 1e-3f};
           const size_t n = static_cast<size_t>(r.n);
           std::vector<float> w(n), plus(n, -7.0f), minus(n, -7.0f);

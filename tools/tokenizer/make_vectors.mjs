@@ -10,7 +10,8 @@
 // Run:
 //   TOK_JS=/tmp/tokjs node tools/tokenizer/make_vectors.mjs [DATA_DIR]
 //     DATA_DIR defaults to $ZOTUNE_TOKENIZER_DATA, else <repo>/.cache/tokenizer-data
-//   -> tests/data/tokenizers/<family>/vectors.jsonl and tests/data/tokenizers/crosscheck.json
+//   -> tests/data/tokenizers/<family>/vectors.jsonl, tests/data/tokenizers/corpus_hashes.json
+//      and tests/data/tokenizers/crosscheck.json
 //
 // Each line: {"text", "ids", "ids_hf", "decoded", "decoded_skip"}
 //   ids          HF encode(text, add_special_tokens=false); special tokens in text are split out
@@ -21,8 +22,13 @@
 // tokenizer.json of each family. crosscheck.json records, per implementation, how many
 // strings it reproduces and every disagreement.
 //
+// corpus_hashes.json: for the first 1 MB of text/english.txt and all of text/mixed.txt (2.1 MB),
+// the number of ids and the sha256 of the ids (int32 little-endian) from encode(text,
+// add_special_tokens=false), and the sha256 of decode(ids) (UTF-8).
+//
 // Known difference kept out of the strings: JavaScript's \s matches U+FEFF and not
 // U+0085, Oniguruma (HF Rust) the reverse; zotune follows Oniguruma.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -215,6 +221,13 @@ const FAMILIES = {
   },
 };
 
+const CORPUS = {
+  english: fs.readFileSync(path.join(DATA, 'text', 'english.txt')).subarray(0, 1000000).toString('utf8'),
+  mixed: fs.readFileSync(path.join(DATA, 'text', 'mixed.txt'), 'utf8'),
+};
+const sha256 = (buf) => crypto.createHash('sha256').update(buf).digest('hex');
+const corpusHashes = {};
+
 const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 const short = (s) => JSON.stringify(s.length > 60 ? s.slice(0, 60) + '…' : s);
 const report = { generated_by: 'tools/tokenizer/make_vectors.mjs', node: process.version, reference: version('@huggingface/tokenizers'), strings: STRINGS.length, families: {} };
@@ -240,10 +253,20 @@ for (const [name, fam] of Object.entries(FAMILIES)) {
     }
     return c;
   });
+  corpusHashes[name] = {};
+  for (const [cname, text] of Object.entries(CORPUS)) {
+    const ids = Int32Array.from(ref.encode(text, { add_special_tokens: false }).ids, Number);
+    const decoded = dec(Array.from(ids), false);
+    corpusHashes[name][cname] = {
+      bytes: Buffer.byteLength(text), ids: ids.length, ids_sha256: sha256(Buffer.from(ids.buffer)),
+      decoded_sha256: sha256(Buffer.from(decoded, 'utf8')), roundtrip: decoded === text,
+    };
+  }
   fs.mkdirSync(path.join(OUT, name), { recursive: true });
   fs.writeFileSync(path.join(OUT, name, 'vectors.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
   report.families[name] = { roundtrip_failures: rows.filter((r) => r.decoded !== r.text).map((r) => short(r.text)), crosschecks: checks };
   console.log(`${name}: ${rows.length} strings`);
   for (const c of checks) console.log(`   ${c.agree}/${rows.length - c.skipped} agree (${c.skipped} skipped)  ${c.impl} vs ${c.compared_to}`);
 }
+fs.writeFileSync(path.join(OUT, 'corpus_hashes.json'), JSON.stringify(corpusHashes, null, 1) + '\n');
 fs.writeFileSync(path.join(OUT, 'crosscheck.json'), JSON.stringify(report, null, 1) + '\n');
