@@ -74,6 +74,9 @@ struct AttentionShape {
   int64_t q_offset;
   float scale;
 };
+// `threads`: the OpenMP threads that will run attention(); the result also
+// covers omp_get_max_threads() at the time of this call, which attention() uses.
+// One scratch buffer must not be shared by concurrent attention() calls.
 int64_t attention_scratch_floats(const AttentionShape& s, int threads);
 void attention(const AttentionShape& s, const float* q, const float* k, const float* v,
                const uint8_t* key_valid, float* out, float* scratch);

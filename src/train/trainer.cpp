@@ -104,7 +104,7 @@ class Trainer {
   void progress(int64_t step, bool final);
   void save_checkpoint_dir(int64_t step);
   void save_final();
-  void write_state(int64_t step, bool finished, const std::string& weights);
+  void write_state(const fs::path& dir, int64_t step, bool finished, const std::string& weights);
   void write_plot();
   void append_metric(const Json& j);
   std::vector<const float*> flushed_weights(std::vector<AlignedBuffer<float>>& keep);
@@ -121,6 +121,7 @@ class Trainer {
   DType input_dtype_ = DType::F32;
   int64_t start_step_ = 0;
   std::vector<UpdateRecord> resumed_records_;
+  std::vector<UpdateRecord> records_;  // every update of the run so far
   Json log_header_;
   std::unique_ptr<UpdateLogAppender> updates_;
   std::FILE* metrics_ = nullptr;
@@ -266,7 +267,8 @@ void Trainer::log_step(const StepResult& r, double step_sec) {
   append_metric(rec);
   plot_step_.push_back(static_cast<double>(r.step));
   plot_loss_.push_back(loss);
-  updates_->append(UpdateRecord{r.step, r.seed, r.lr, static_cast<float>(r.grad)});
+  records_.push_back(UpdateRecord{r.step, r.seed, r.lr, static_cast<float>(r.grad)});
+  updates_->append(records_.back());
   last_ = r;
 }
 
@@ -309,7 +311,7 @@ std::vector<const float*> Trainer::flushed_weights(std::vector<AlignedBuffer<flo
   return ptrs;
 }
 
-void Trainer::write_state(int64_t step, bool finished, const std::string& weights) {
+void Trainer::write_state(const fs::path& dir, int64_t step, bool finished, const std::string& weights) {
   Json st = {{"format", "zotune-trainer-state"},
              {"step", step},
              {"total_steps", opt_.steps},
@@ -319,7 +321,7 @@ void Trainer::write_state(int64_t step, bool finished, const std::string& weight
              {"updates", "updates.jsonl"},
              {"run", run_identity(opt_)},
              {"data", fs::absolute(opt_.data).string()}};
-  write_file_atomic(opt_.out / "trainer_state.json", st.dump(2) + "\n");
+  write_file_atomic(dir / "trainer_state.json", st.dump(2) + "\n");
 }
 
 void Trainer::save_checkpoint_dir(int64_t step) {
@@ -329,11 +331,14 @@ void Trainer::save_checkpoint_dir(int64_t step) {
   fs::create_directories(tmp);
   std::vector<AlignedBuffer<float>> keep;
   save_checkpoint(*arch_, flushed_weights(keep), store_->storage_dtype(), tmp);
+  // A checkpoint stands alone: its exact weights, its state and its update log.
+  write_update_log(tmp / "updates.jsonl", UpdateLog{log_header_, records_});
+  write_state(tmp, step, step >= opt_.steps, ".");
   updates_->sync();
   // The directory appears whole or not at all.
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);
-  write_state(step, step >= opt_.steps, name);
+  write_state(opt_.out, step, step >= opt_.steps, name);
   // Keep the newest keep_checkpoints directories.
   std::vector<fs::path> cks;
   for (auto& e : fs::directory_iterator(opt_.out)) {
@@ -402,7 +407,8 @@ int Trainer::run() {
                  {"run_seed", opt_.seed}, {"perturbation", zdist_name(opt_.mezo.dist)},
                  {"weight_decay", static_cast<double>(opt_.mezo.weight_decay)},
                  {"eps", static_cast<double>(opt_.mezo.eps)}, {"one_sided", opt_.mezo.one_sided}};
-  write_update_log(opt_.out / "updates.jsonl", UpdateLog{log_header_, resumed_records_});
+  records_ = resumed_records_;
+  write_update_log(opt_.out / "updates.jsonl", UpdateLog{log_header_, records_});
   {
     std::string kept;
     if (start_step_ > 0 && fs::exists(opt_.resume / "metrics.jsonl")) {
@@ -427,7 +433,7 @@ int Trainer::run() {
   metrics_ = std::fopen((opt_.out / "metrics.jsonl").c_str(), "ab");
   if (!metrics_) fail("cannot open ", (opt_.out / "metrics.jsonl").string());
   struct Closer { std::FILE*& f; ~Closer() { if (f) std::fclose(f); f = nullptr; } } closer{metrics_};
-  write_state(start_step_, false, "");
+  write_state(opt_.out, start_step_, false, "");
 
   std::fprintf(stderr, "zotune train: %s (%s, %lld parameters), %lld training examples%s, steps %lld..%lld\n",
                base_model_.c_str(), arch_->config().model_type.c_str(), static_cast<long long>(store_->total_params()),
@@ -466,7 +472,7 @@ int Trainer::run() {
   save_final();
   const DType saved = opt_.save_dtype.value_or(input_dtype_);
   updates_->sync();
-  if (saved == store_->storage_dtype()) write_state(opt_.steps, true, ".");
+  if (saved == store_->storage_dtype()) write_state(opt_.out, opt_.steps, true, ".");
   else {
     save_checkpoint_dir(opt_.steps);
   }
