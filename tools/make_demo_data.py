@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Writes examples/sentiment/{train,eval}.jsonl: the built-in demo task of the
 README's main job. A small synthetic sentiment task in MeZO's SST-2 format
-(classification over the label words " terrible" / " great" after the prompt
-"<sentence> It was"). Sentences are drawn from fixed word lists, so the task is
-learnable from the words alone; eval sentences use the same words in unseen
-combinations. Deterministic: rerunning gives identical files.
+(classification over the label words " terrible" / " great"). Sentences are
+drawn from fixed word lists and end with the word that carries the sentiment,
+right where the label word is predicted: a task a randomly initialised tiny
+model can learn by zeroth-order steps within a minute (MeZO's own template,
+"<sentence> It was", needs a pretrained model to route the sentiment through
+attention). Eval sentences use the same words in unseen combinations.
+Deterministic: rerunning gives identical files.
 
     python3 tools/make_demo_data.py
 """
@@ -19,12 +22,13 @@ NEGATIVE = ["boring", "awful", "dull", "tedious", "clumsy", "lifeless", "painful
 SUBJECTS = ["The film", "This movie", "The story", "The acting", "The script", "The ending", "The music",
             "The cast", "The plot", "The director's work"]
 TEMPLATES = [
-    "{s} was {a}.",
-    "{s} is {a} and {b}.",
-    "{s} felt {a} from start to finish.",
-    "I found {s_lower} {a}.",
-    "A {a}, {b} experience.",
-    "{s} turned out {a}.",
+    "{s} was {a}",
+    "{s} is {b} and {a}",
+    "{s} felt {a}",
+    "I found {s_lower} {a}",
+    "A {b}, {a}",
+    "{s} turned out {a}",
+    "{s} was, in a word, {a}",
 ]
 LABEL_WORDS = [" terrible", " great"]  # label 0 = negative, 1 = positive (MeZO's SST-2 verbalizer)
 
@@ -35,7 +39,7 @@ def example(rng):
     a, b = rng.sample(words, 2)
     s = rng.choice(SUBJECTS)
     sentence = rng.choice(TEMPLATES).format(s=s, s_lower=s[0].lower() + s[1:], a=a, b=b)
-    return {"prompt": sentence + " It was", "candidates": LABEL_WORDS, "label": label}
+    return {"prompt": sentence, "candidates": LABEL_WORDS, "label": label}
 
 
 def write(path, rows):

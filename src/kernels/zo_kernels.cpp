@@ -22,12 +22,12 @@ namespace hn = hwy::HWY_NAMESPACE;
 // Groups generated together where a range allows (see PhiloxGroups). A group
 // is 8 Philox state registers with AVX-512 (of 32), but 16 with AVX2 (of 16).
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-constexpr size_t kBatch = 2;
+constexpr int64_t kBatch = 2;
 #else
-constexpr size_t kBatch = 1;
+constexpr int64_t kBatch = 1;
 #endif
-template <size_t kG>
-using GroupCount = std::integral_constant<size_t, kG>;
+template <int64_t kG>
+using GroupCount = std::integral_constant<int64_t, kG>;
 
 // Calls gen(GroupCount<kG>(), group, out) to generate groups group .. group +
 // kG - 1 into out, for every group touching [begin, begin + n), and leaves
@@ -140,7 +140,7 @@ HWY_NOINLINE void UpdatePerturbT(uint32_t tensor_id, uint64_t seed_prev, uint64_
   HWY_ALIGN float z[kBatch * kZoGroup];
   // Generates z for kG groups from `group` (z_prev / z index 0 = element group * 64).
   const auto draw = [&](auto count, int64_t group) {
-    constexpr size_t kG = decltype(count)::value;
+    constexpr size_t kG = static_cast<size_t>(decltype(count)::value);
     if constexpr (kUpdate)
       ZGroups<kDist, kG>(keys_prev, static_cast<uint64_t>(group), tensor_id, z_prev);
     if constexpr (kPerturb) ZGroups<kDist, kG>(keys, static_cast<uint64_t>(group), tensor_id, z);

@@ -29,6 +29,16 @@
 #include "hwy/highway.h"
 #include "kernels/zo_kernels.h"
 
+// Full unrolling keeps the Philox state in registers. The one-lane SCALAR
+// fallback would need 16 times the code for nothing (and its sanitizer builds
+// take many minutes), so it keeps the loops.
+#undef ZOTUNE_ZO_UNROLL
+#if HWY_TARGET == HWY_SCALAR
+#define ZOTUNE_ZO_UNROLL(n)
+#else
+#define ZOTUNE_ZO_UNROLL(n) HWY_UNROLL(n)
+#endif
+
 HWY_BEFORE_NAMESPACE();
 namespace zotune::kernels::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
@@ -80,8 +90,7 @@ HWY_INLINE void PhiloxGroups(const ZoRoundKeys& keys, uint64_t group, uint32_t t
 
   const V even_lane = hn::ShiftLeft<1>(hn::Iota(d64, 0));
   V c0[kVecs], c1[kVecs], c2[kVecs], c3[kVecs];
-  // Fully unrolled so that the state stays in registers.
-  HWY_UNROLL(32)
+  ZOTUNE_ZO_UNROLL(32)
   for (size_t v = 0; v < kVecs; ++v) {
     const size_t part = v / 2;
     // Block numbers are multiples of 16 plus 0..15: the low word never carries.
@@ -102,10 +111,10 @@ HWY_INLINE void PhiloxGroups(const ZoRoundKeys& keys, uint64_t group, uint32_t t
     return hn::ShiftRight<32>(p);
 #endif
   };
-  HWY_UNROLL(10)
+  ZOTUNE_ZO_UNROLL(10)
   for (int r = 0; r < 10; ++r) {
     const V k0 = hn::Set(d64, keys.k0[r]), k1 = hn::Set(d64, keys.k1[r]);
-    HWY_UNROLL(32)
+    ZOTUNE_ZO_UNROLL(32)
     for (size_t v = 0; v < kVecs; ++v) {
       const V p0 = hn::MulEven(hn::BitCast(d32, c0[v]), m0);
       const V p1 = hn::MulEven(hn::BitCast(d32, c2[v]), m1);
@@ -115,7 +124,7 @@ HWY_INLINE void PhiloxGroups(const ZoRoundKeys& keys, uint64_t group, uint32_t t
       c3[v] = p0;
     }
   }
-  HWY_UNROLL(32)
+  ZOTUNE_ZO_UNROLL(32)
   for (size_t p = 0; p < kParts; ++p) {
     const auto pack = [&](const V& even, const V& odd) {
       return hn::OddEven(hn::BitCast(d32, hn::ShiftLeft<32>(odd)), hn::BitCast(d32, even));
@@ -130,7 +139,7 @@ HWY_INLINE void PhiloxGroups(const ZoRoundKeys& keys, uint64_t group, uint32_t t
 template <class DF, class VF = hn::Vec<DF>>
 HWY_INLINE VF ZoHorner(DF df, VF x, const float* c, int count) {
   VF r = hn::Set(df, c[count - 1]);
-  HWY_UNROLL(8)
+  ZOTUNE_ZO_UNROLL(8)
   for (int k = count - 2; k >= 0; --k) r = hn::Add(hn::Mul(r, x), hn::Set(df, c[k]));
   return r;
 }
@@ -201,7 +210,7 @@ HWY_INLINE void ZGroups(const ZoRoundKeys& keys, uint64_t group, uint32_t tensor
   } else {
     hn::Vec<ZoD32> w[4][kG * kZoParts];
     PhiloxGroups<kG>(keys, group, tensor_id, static_cast<uint32_t>(ZoStream::Perturbation), w);
-    HWY_UNROLL(32)
+    ZOTUNE_ZO_UNROLL(32)
     for (size_t q = 0; q < kG * kZoParts; ++q) {
       float* o = out + (q / kZoParts) * kZoGroup + (q % kZoParts) * kN;
       if constexpr (kDist == ZDist::Gaussian) {
@@ -215,7 +224,7 @@ HWY_INLINE void ZGroups(const ZoRoundKeys& keys, uint64_t group, uint32_t tensor
       } else {
         // -1.0f with the sign bit flipped where bit 31 of the word is set.
         const auto minus_one = hn::Set(du, 0xBF800000u), sign = hn::Set(du, 0x80000000u);
-        HWY_UNROLL(4)
+        ZOTUNE_ZO_UNROLL(4)
         for (int r = 0; r < 4; ++r)
           hn::StoreU(hn::BitCast(df, hn::Xor(hn::And(w[r][q], sign), minus_one)), df, o + 16 * r);
       }
@@ -233,10 +242,10 @@ HWY_INLINE void UniformGroups(const ZoRoundKeys& keys, uint64_t group, uint32_t 
   constexpr size_t kN = hn::MaxLanes(du);
   hn::Vec<ZoD32> w[4][kG * kZoParts];
   PhiloxGroups<kG>(keys, group, tensor_id, static_cast<uint32_t>(ZoStream::Rounding), w);
-  HWY_UNROLL(32)
+  ZOTUNE_ZO_UNROLL(32)
   for (size_t q = 0; q < kG * kZoParts; ++q) {
     float* o = out + (q / kZoParts) * kZoGroup + (q % kZoParts) * kN;
-    HWY_UNROLL(4)
+    ZOTUNE_ZO_UNROLL(4)
     for (int r = 0; r < 4; ++r) {
       const auto m = hn::ConvertTo(df, hn::BitCast(di, hn::ShiftRight<8>(w[r][q])));
       hn::StoreU(hn::Mul(m, hn::Set(df, 0x1p-24f)), df, o + 16 * r);

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "base/error.h"
+#include "data/eval.h"
 #include "kernels/kernels.h"
 
 namespace zotune {
@@ -28,32 +29,23 @@ BatchLoss batch_loss(const Batch& batch, const float* logits, int64_t V, Aligned
     r.loss = sum / static_cast<double>(n);
     return r;
   }
-  // Mean log-likelihood per sequence (= per candidate).
-  std::vector<double> seq_sum(static_cast<std::size_t>(batch.B), 0.0);
-  std::vector<int64_t> seq_count(static_cast<std::size_t>(batch.B), 0);
-  for (int64_t i = 0; i < n; ++i) {
-    const auto b = static_cast<std::size_t>(batch.target_seq[static_cast<std::size_t>(i)]);
-    seq_sum[b] += logprob(i);
-    ++seq_count[b];
-  }
+  // Candidates are scored by their mean token log-likelihood (data/eval.h).
+  std::vector<float> lp(static_cast<std::size_t>(n));
+  for (int64_t i = 0; i < n; ++i) lp[static_cast<std::size_t>(i)] = static_cast<float>(logprob(i));
+  std::vector<double> score;
+  sequence_mean_logprob(batch, lp, score);
+  predict_candidates(batch, score, r.predictions);
+  // Cross-entropy over each example's candidates, the trained label as target.
   const auto E = static_cast<std::size_t>(batch.num_examples);
-  std::vector<double> best(E, -std::numeric_limits<double>::infinity()), label_score(E, 0.0), maxs(E, -1e300), sumexp(E, 0.0);
-  r.predictions.assign(E, -1);
-  std::vector<double> score(static_cast<std::size_t>(batch.B));
+  std::vector<double> maxs(E, -std::numeric_limits<double>::infinity()), sumexp(E, 0.0), label_score(E, 0.0);
   for (std::size_t b = 0; b < score.size(); ++b) {
-    score[b] = seq_count[b] ? seq_sum[b] / static_cast<double>(seq_count[b]) : -1e30;
     const auto e = static_cast<std::size_t>(batch.seq_example[b]);
     maxs[e] = std::max(maxs[e], score[b]);
+    if (batch.seq_candidate[b] == batch.labels[e]) label_score[e] = score[b];
   }
   for (std::size_t b = 0; b < score.size(); ++b) {
     const auto e = static_cast<std::size_t>(batch.seq_example[b]);
-    const int32_t c = batch.seq_candidate[b];
     sumexp[e] += std::exp(score[b] - maxs[e]);
-    if (c == batch.labels[e]) label_score[e] = score[b];
-    if (score[b] > best[e]) {
-      best[e] = score[b];
-      r.predictions[e] = c;
-    }
   }
   double total = 0;
   for (std::size_t e = 0; e < E; ++e) {

@@ -14,6 +14,7 @@
 #include "base/threads.h"
 #include "base/timer.h"
 #include "data/dataset.h"
+#include "data/eval.h"
 #include "data/loader.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
@@ -216,7 +217,8 @@ void Trainer::evaluate(int64_t step) {
   el.reserve(batch);
   std::vector<int64_t> examples;
   double loss_sum = 0, weight = 0;
-  int64_t correct = 0, counted = 0;
+  int64_t counted = 0;
+  AccuracyCounter accuracy;
   for (int64_t i = 0; i < el.num_batches(); ++i) {
     if (opt_.max_eval_examples > 0 && counted >= opt_.max_eval_examples) break;
     el.fill(i, batch);
@@ -226,8 +228,7 @@ void Trainer::evaluate(int64_t step) {
     if (batch.objective == Objective::Classification) {
       loss_sum += l.loss * static_cast<double>(l.examples);
       weight += static_cast<double>(l.examples);
-      for (std::size_t e = 0; e < l.predictions.size(); ++e)
-        if (eval_->is_correct(examples[e], l.predictions[e])) ++correct;
+      accuracy.add(*eval_, batch, l.predictions);
     } else {
       loss_sum += l.loss * static_cast<double>(l.scored);
       weight += static_cast<double>(l.scored);
@@ -239,7 +240,7 @@ void Trainer::evaluate(int64_t step) {
   eval_step_.push_back(static_cast<double>(step));
   eval_loss_.push_back(rec["loss"].get<double>());
   if (eval_->objective() == Objective::Classification) {
-    rec["accuracy"] = counted ? static_cast<double>(correct) / static_cast<double>(counted) : 0.0;
+    rec["accuracy"] = accuracy.accuracy();
     eval_acc_.push_back(rec["accuracy"].get<double>());
   }
   append_metric(rec);
