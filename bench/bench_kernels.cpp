@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <random>
 #include <string>
 #include <vector>
@@ -96,11 +98,16 @@ BENCHMARK(BM_LmHeadLoss)->Unit(benchmark::kMillisecond)->UseRealTime();
 template <void (*Fn)(float*, int64_t)>
 void BM_Unary(benchmark::State& state) {
   const int64_t n = state.range(0);
+  // Fresh inputs each time (repeated gelu drifts into subnormals, which are
+  // slow), copied by all threads so that each finds its part in its own cache,
+  // as after the sgemm that produces them.
   auto x = random_buffer(static_cast<size_t>(n), -4, 4, 7);
-  auto work = random_buffer(static_cast<size_t>(n), -4, 4, 7);
+  zotune::AlignedBuffer<float> work(static_cast<size_t>(n));
+  work.zero();
   for (auto _ : state) {
     state.PauseTiming();
-    std::copy(x.begin(), x.end(), work.begin());  // keep inputs in range
+    zk::scale_inplace(work.data(), 0.0f, n);  // touch with the kernels' split...
+    zk::add_inplace(work.data(), x.data(), n);  // ...and fill
     state.ResumeTiming();
     Fn(work.data(), n);
     benchmark::DoNotOptimize(work.data());
@@ -169,13 +176,9 @@ BENCHMARK(BM_RmsNorm)->Args({512, 896})->UseRealTime();
 
 void BM_Softmax(benchmark::State& state) {
   const int64_t rows = state.range(0), cols = state.range(1);
-  auto x = random_buffer(static_cast<size_t>(rows * cols), -8, 8, 17);
   auto work = random_buffer(static_cast<size_t>(rows * cols), -8, 8, 17);
   for (auto _ : state) {
-    state.PauseTiming();
-    std::copy(x.begin(), x.end(), work.begin());
-    state.ResumeTiming();
-    zk::softmax_rows(work.data(), rows, cols);
+    zk::softmax_rows(work.data(), rows, cols);  // in place, repeatedly: same cost
     benchmark::DoNotOptimize(work.data());
   }
   state.SetItemsProcessed(state.iterations() * rows * cols);
@@ -272,7 +275,12 @@ BENCHMARK(BM_CastF16)->Arg(1 << 22)->UseRealTime();
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
-  benchmark::AddCustomContext("isa", zk::isa_name());
+  try {
+    benchmark::AddCustomContext("isa", zk::isa_name());
+  } catch (const std::exception& e) {  // e.g. a bad ZOTUNE_ISA
+    std::fprintf(stderr, "bench_kernels: %s\n", e.what());
+    return 1;
+  }
   // Which OpenBLAS build got loaded (0 sequential, 1 pthreads, 2 OpenMP).
   benchmark::AddCustomContext("openblas", std::string(openblas_get_config()) + ", parallel=" +
                                               std::to_string(openblas_get_parallel()));

@@ -1,7 +1,7 @@
 // Throughput of the fused zo kernels on GPT-2-sized buffers, next to plain
 // memory traffic of the same shape (what a memory-bound pass could reach).
 //
-//   build-*/bench/bench_zo_kernels --benchmark_repetitions=5 \
+//   build-*/bench/bench_zo_kernels --benchmark_repetitions=5
 //       --benchmark_report_aggregates_only=true
 //
 // Arguments: element count, thread count. items/s = elements/s; bytes/s counts

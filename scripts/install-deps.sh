@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
-  libopenblas-dev            # sgemm
+  libopenblas-openmp-dev     # sgemm (the OpenMP build: one thread pool with our kernels)
   nlohmann-json3-dev libcli11-dev
   libhwy-dev                 # SIMD with run-time ISA dispatch
   libicu-dev libpcre2-dev    # Unicode normalization and regex for tokenizers

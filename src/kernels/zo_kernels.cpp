@@ -123,7 +123,7 @@ HWY_INLINE void UpdatePerturbLanes(D d, const ZoStepParams& p, const float* HWY_
   if constexpr (kPerturb) {
     const auto ez = hn::Mul(hn::Set(d, p.eps), hn::LoadU(d, z));
     hn::StoreU(hn::Add(w, ez), d, plus);
-    hn::StoreU(hn::Sub(w, ez), d, minus);
+    if (minus != nullptr) hn::StoreU(hn::Sub(w, ez), d, minus);
   }
 }
 
@@ -146,11 +146,11 @@ HWY_NOINLINE void UpdatePerturbT(uint32_t tensor_id, uint64_t seed_prev, uint64_
     if constexpr (kPerturb) ZGroups<kDist, kG>(keys, static_cast<uint64_t>(group), tensor_id, z);
   };
   // Elements [j, j + lanes) relative to `begin`, whose z sit at z[j - zj];
-  // plus/minus may be null without kPerturb.
+  // plus/minus may be null without kPerturb, minus also with it.
   const auto lanes = [&](auto tag, int64_t j, int64_t zj) {
     UpdatePerturbLanes<kUpdate, kPerturb>(tag, p, z_prev + (j - zj), z + (j - zj), weights + j,
                                           kPerturb ? plus + j : nullptr,
-                                          kPerturb ? minus + j : nullptr);
+                                          kPerturb && minus ? minus + j : nullptr);
   };
   const int64_t end = begin + n;
   int64_t i = begin;
@@ -277,14 +277,15 @@ void zo_update_perturb(uint32_t tensor_id, ZDist dist, const ZoUpdate& upd, cons
   check_range("zo_update_perturb", tensor_id, begin, n);
   if (n == 0 || (!upd.active && !pert.active)) return;
   check(weights != nullptr, "zo_update_perturb: tensor ", tensor_id, ": null weights");
-  check(!pert.active || (plus != nullptr && minus != nullptr), "zo_update_perturb: tensor ",
-        tensor_id, ": perturbation active but plus/minus is null");
+  check(!pert.active || plus != nullptr, "zo_update_perturb: tensor ", tensor_id,
+        ": perturbation active but plus is null");
   detail::ensure_isa();
   for_group_ranges(begin, n, [&](int64_t b, int64_t e) {
     const int64_t o = b - begin;
-    HWY_DYNAMIC_DISPATCH(UpdatePerturb)
-    (tensor_id, dist, upd, pert, b, e - b, weights + o, pert.active ? plus + o : nullptr,
-     pert.active ? minus + o : nullptr);
+    float* plus_o = pert.active ? plus + o : nullptr;
+    float* minus_o = pert.active && minus != nullptr ? minus + o : nullptr;
+    HWY_DYNAMIC_DISPATCH(UpdatePerturb)(tensor_id, dist, upd, pert, b, e - b, weights + o, plus_o,
+                                        minus_o);
   });
 }
 

@@ -51,6 +51,8 @@ struct ZoPerturb {      // this step's perturbation: plus = w + eps*z, minus = w
 // each z drawn once. Parallel over chunks (OpenMP) with results independent of the
 // thread count. The update is computed in fp32 exactly as written (no FMA
 // contraction differences between targets: the same expression order everywhere).
+// plus and minus may be null when !pert.active; minus alone may be null when it is
+// not wanted (one-sided estimators), and is then not written.
 void zo_update_perturb(uint32_t tensor_id, ZDist dist, const ZoUpdate& upd, const ZoPerturb& pert,
                        int64_t begin, int64_t n, float* weights, float* plus, float* minus);
 

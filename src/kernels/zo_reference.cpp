@@ -70,7 +70,7 @@ void zo_update_perturb(const ZoUpdate& upd, const ZoPerturb& pert, int64_t n, co
     }
     if (pert.active) {
       plus[i] = w + pert.eps * z[i];
-      minus[i] = w - pert.eps * z[i];
+      if (minus != nullptr) minus[i] = w - pert.eps * z[i];
     }
   }
 }

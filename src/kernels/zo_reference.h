@@ -23,7 +23,8 @@ void zo_fill_uniform(uint64_t seed, uint32_t tensor_id, int64_t begin, int64_t n
 // zo_update_perturb element by element in fp32, given z_prev and z for the
 // same elements (from kernels::zo_fill_z: the fp32 z is defined by the kernel's
 // float math; ref::zo_fill_z checks it to a tolerance, this checks the fused
-// arithmetic bitwise). z_prev is read only if upd.active, z only if pert.active.
+// arithmetic bitwise). z_prev is read only if upd.active, z only if pert.active;
+// minus may be null.
 void zo_update_perturb(const ZoUpdate& upd, const ZoPerturb& pert, int64_t n, const float* z_prev,
                        const float* z, float* weights, float* plus, float* minus);
 

@@ -30,10 +30,11 @@
 #include "kernels/zo_kernels.h"
 
 // Full unrolling keeps the Philox state in registers. The one-lane SCALAR
-// fallback would need 16 times the code for nothing (and its sanitizer builds
-// take many minutes), so it keeps the loops.
+// fallback would need 16 times the code for nothing, and sanitizer builds of
+// the unrolled code take minutes per target, so those keep the loops (the
+// values do not depend on it).
 #undef ZOTUNE_ZO_UNROLL
-#if HWY_TARGET == HWY_SCALAR
+#if HWY_TARGET == HWY_SCALAR || defined(__SANITIZE_ADDRESS__)
 #define ZOTUNE_ZO_UNROLL(n)
 #else
 #define ZOTUNE_ZO_UNROLL(n) HWY_UNROLL(n)
@@ -74,8 +75,9 @@ inline ZoRoundKeys zo_round_keys(uint64_t seed) {
 //
 // Each block's counter words live in the low halves of u64 lanes (even blocks
 // in one vector, odd blocks in another), so one MulEven yields lo and hi of the
-// 32x32 product in place and no lane shuffles are needed between rounds. High
-// halves carry garbage that MulEven ignores and the final packing drops.
+// 32x32 product in place, and between rounds only hi moves down within its own
+// u64 lane. High halves carry garbage that MulEven ignores and the final
+// packing drops.
 // (On Highway's one-lane SCALAR target the odd vector is computed and then
 // dropped by OddEven, which keeps lane 0: correct, at twice the cost.)
 template <size_t kG>

@@ -36,6 +36,10 @@ struct StoreCounters {
   uint64_t param_bytes_read = 0;
   uint64_t param_bytes_written = 0;
   uint64_t rng_draws = 0;  // z values generated
+  uint64_t rounding_draws = 0;  // stochastic-rounding uniforms (low-bit storage write-back)
+  // Streaming tiers (disk): seconds the I/O spent reading / writing parameter
+  // files, and seconds acquire() waited for a block that was not staged yet.
+  double io_read_seconds = 0, io_write_seconds = 0, io_wait_seconds = 0;
   void reset() { *this = {}; }
 };
 
@@ -53,6 +57,9 @@ class ParamStore {
   virtual void release(int block) = 0;
   // Hint: block b is next (tiers that stream start reading it now).
   virtual void prefetch(int /*block*/) {}
+  // Waits for background write-back (tiers that have one); afterwards the
+  // storage and the counters are complete.
+  virtual void sync() {}
   // Stored value of tensor `id` as fp32 (all updates must have been flushed).
   virtual void read_tensor(int id, float* out) const = 0;
   virtual DType storage_dtype() const = 0;

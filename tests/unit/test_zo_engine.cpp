@@ -183,6 +183,52 @@ TEST(ZoEngine, EqualsScalarMezoWithTheSameRng) {
   EXPECT_LE(worst, 1e-6);
 }
 
+// One-sided: the second pass runs on the unperturbed weights and g = (L+ - L0) / eps.
+TEST(ZoEngine, OneSidedEstimateUsesTheUnperturbedLoss) {
+  const fs::path model = testing::golden_dir() / "opt";
+  auto arch = load_architecture(model);
+  Checkpoint ckpt(model);
+  RamStore store(*arch, ckpt);
+  MezoOptions opt;
+  opt.one_sided = true;
+  opt.dist = kernels::ZDist::Rademacher;
+  opt.lr = 1e-3f;
+  opt.eps = 1e-2f;
+  ZoEngine engine(*arch, store, opt, 9);
+  Batch batch = lm_batch({{5, 9, 17, 33, 41, 8}, {7, 3, 99, 14}}, 1);
+  const double l0 = engine.forward_unflushed(batch).loss;
+  StepResult r = engine.step(0, 1, batch);
+  EXPECT_DOUBLE_EQ(r.loss_minus, l0);
+  EXPECT_NE(r.loss_plus, l0);
+  EXPECT_NEAR(r.grad, (r.loss_plus - l0) / opt.eps, 1e-9 * std::fabs(r.grad));
+  // Rademacher z is +-1: after the update every weight moved by exactly lr*|g| (no decay).
+  std::vector<float> before(static_cast<std::size_t>(arch->tensors()[0].numel()));
+  store.read_tensor(0, before.data());
+  engine.flush();
+  std::vector<float> after(before.size());
+  store.read_tensor(0, after.data());
+  const float step = static_cast<float>(opt.lr * std::fabs(r.grad));
+  for (std::size_t k = 0; k < 64; ++k) EXPECT_NEAR(std::fabs(after[k] - before[k]), step, 1e-6f + 1e-6f * std::fabs(before[k]));
+}
+
+TEST(Schedule, ConstantAndLinearWithWarmupAsHuggingFace) {
+  MezoOptions o;
+  o.lr = 1.0f;
+  EXPECT_FLOAT_EQ(learning_rate(o, 0, 10), 1.0f);
+  EXPECT_FLOAT_EQ(learning_rate(o, 9, 10), 1.0f);
+  o.warmup_steps = 4;
+  EXPECT_FLOAT_EQ(learning_rate(o, 0, 10), 0.0f);
+  EXPECT_FLOAT_EQ(learning_rate(o, 2, 10), 0.5f);
+  EXPECT_FLOAT_EQ(learning_rate(o, 4, 10), 1.0f);
+  o.schedule = ScheduleKind::Linear;
+  EXPECT_FLOAT_EQ(learning_rate(o, 4, 10), 1.0f);
+  EXPECT_FLOAT_EQ(learning_rate(o, 7, 10), 0.5f);
+  EXPECT_FLOAT_EQ(learning_rate(o, 10, 10), 0.0f);
+  EXPECT_NE(step_seed(1, 0), step_seed(1, 1));
+  EXPECT_NE(step_seed(1, 0), step_seed(2, 0));
+  EXPECT_EQ(step_seed(1, 5), step_seed(1, 5));
+}
+
 // The same steps with 1 and 2 threads give bit-identical weights.
 TEST(ZoEngine, ThreadCountDoesNotChangeResults) {
   const fs::path model = testing::golden_dir() / "llama";

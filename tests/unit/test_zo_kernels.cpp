@@ -310,12 +310,14 @@ TEST(ZoKernels, UpdatePerturbMatchesScalarLoop) {
           auto want_w = w, want_plus = plus, want_minus = minus;
           const auto z_prev = fill_z(upd.seed, tensor, dist, r.begin, r.n);
           const auto z = fill_z(pert.seed, tensor, dist, r.begin, r.n);
+          // With no perturbation, plus/minus may be null; minus also with one
+          // (one-sided estimators), and then stays untouched.
+          const bool null_plus = !pert.active && r.n % 2 == 1;
+          const bool null_minus = null_plus || (r.n % 2 == 1 && wd > 0);
           ref::zo_update_perturb(upd, pert, r.n, z_prev.data(), z.data(), want_w.data(),
-                                 want_plus.data(), want_minus.data());
-          // With no perturbation, plus/minus may be null.
-          const bool null_out = !pert.active && r.n % 2 == 1;
+                                 want_plus.data(), null_minus ? nullptr : want_minus.data());
           zo_update_perturb(tensor, dist, upd, pert, r.begin, r.n, w.data(),
-                            null_out ? nullptr : plus.data(), null_out ? nullptr : minus.data());
+                            null_plus ? nullptr : plus.data(), null_minus ? nullptr : minus.data());
           const std::string where = "dist " + std::to_string(int(dist)) + " combo " +
                                     std::to_string(combo) + " wd " + std::to_string(wd) +
                                     " begin " + std::to_string(r.begin) + " n " +
@@ -370,7 +372,7 @@ TEST(ZoKernels, BadArgumentsThrow) {
   EXPECT_THROW(zo_fill_z(1, 0, ZDist::Gaussian, -1, 1, &x), Error);
   EXPECT_THROW(zo_fill_z(1, 0, ZDist::Gaussian, 0, -1, &x), Error);
   EXPECT_THROW(zo_update_perturb(0, ZDist::Gaussian, ZoUpdate{}, ZoPerturb{true, 1, 1e-3f}, 0, 1,
-                                 &x, nullptr, nullptr),
+                                 &x, nullptr, &x),
                Error);
   EXPECT_NO_THROW(zo_fill_z(1, 0, ZDist::Gaussian, 0, 0, nullptr));
 }

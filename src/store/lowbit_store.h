@@ -1,0 +1,45 @@
+// The low-bit RAM tier (--offload ram --storage-dtype bf16|fp16): every weight
+// in RAM as 16-bit floats, half the memory of RamStore. Only the resident
+// block has fp32 copies, even when it is not perturbed (eval), since the model
+// reads fp32. Updates are applied in fp32 and written back with stochastic
+// rounding (kernels/zo_lowbit.h): an update far below one ulp still moves the
+// stored weight in expectation, where round-to-nearest would drop it.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels/zo_lowbit.h"
+#include "store/param_store.h"
+
+namespace zotune {
+
+class LowBitRamStore final : public ParamStore {
+ public:
+  // `storage` is BF16 or F16. Source tensors in that dtype are copied bit-exactly,
+  // others are rounded to nearest even (F32) or converted through fp32. The
+  // checkpoint's pages are dropped from memory once converted (they are read
+  // again from the file if anyone touches them), so loading never holds the
+  // checkpoint and the store in RAM at once.
+  LowBitRamStore(const Architecture& arch, const Checkpoint& ckpt, DType storage);
+  void acquire(int block, const BlockWork& work) override;
+  void release(int block) override;
+  void read_tensor(int id, float* out) const override;
+  DType storage_dtype() const override { return dtype_; }
+  // The stored 16-bit values of tensor `id`.
+  const uint16_t* stored(int id) const { return weights_[static_cast<std::size_t>(id)].data(); }
+
+ private:
+  struct Slot {
+    AlignedBuffer<float> plus, minus;
+  };
+  Slot& slot_for(int block, bool perturbed);
+
+  DType dtype_;
+  kernels::LowBitFormat fmt_;
+  std::vector<AlignedBuffer<uint16_t>> weights_;
+  std::vector<int64_t> block_numel_;
+  Slot ring_, pinned_;  // as in RamStore: the tied embedding block keeps its own slot
+  bool pin_block0_ = false;
+};
+
+}  // namespace zotune

@@ -1,0 +1,36 @@
+#include "store/store_factory.h"
+
+#include "base/error.h"
+#include "io/safetensors.h"
+#include "store/disk_store.h"
+#include "store/lowbit_store.h"
+
+namespace zotune {
+
+std::unique_ptr<ParamStore> make_store(const Architecture& arch, const Checkpoint& ckpt, const StoreOptions& opt) {
+  if (opt.offload == Offload::None || (opt.offload == Offload::Ram && opt.storage_dtype == DType::F32)) {
+    check(opt.storage_dtype == DType::F32, "--offload none keeps fp32 weights; use --offload ram for --storage-dtype ",
+          dtype_name(opt.storage_dtype));
+    return std::make_unique<RamStore>(arch, ckpt);
+  }
+  if (opt.offload == Offload::Disk) {
+    check(opt.storage_dtype == DType::F32, "--offload disk stores fp32 weights for now; --storage-dtype ",
+          dtype_name(opt.storage_dtype), " on disk is not available yet");
+    DiskStoreOptions d{opt.work_dir, opt.resident_blocks, opt.overlap, false, opt.initial_updates, {}};
+    if (opt.resume_step && DiskStore::has_working_copy(opt.work_dir)) {
+      auto s = DiskStore::open_existing(arch, d);
+      for (int b = 0; b < arch.num_blocks(); ++b)
+        check(s->block_updates()[static_cast<std::size_t>(b)] == *opt.resume_step, s->block_path(b).string(),
+              ": the working copy holds ", s->block_updates()[static_cast<std::size_t>(b)],
+              " updates, the resumed state is at step ", *opt.resume_step);
+      return s;
+    }
+    return std::make_unique<DiskStore>(arch, ckpt, std::move(d));
+  }
+  if (opt.offload == Offload::Ram && (opt.storage_dtype == DType::BF16 || opt.storage_dtype == DType::F16))
+    return std::make_unique<LowBitRamStore>(arch, ckpt, opt.storage_dtype);
+  fail("--offload ", opt.offload == Offload::Ram ? "ram" : "disk", " with --storage-dtype ", dtype_name(opt.storage_dtype),
+       " is not available yet");
+}
+
+}  // namespace zotune

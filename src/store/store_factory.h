@@ -1,0 +1,38 @@
+// Choosing a parameter tier. The trainer and `zotune bench` build their store
+// here from the --offload / --storage-dtype / --resident-blocks / --overlap options.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+#include "store/param_store.h"
+
+namespace zotune {
+
+class Checkpoint;
+
+enum class Offload : uint8_t {
+  None,  // every weight fp32 in RAM (the baseline)
+  Ram,   // weights in RAM in storage_dtype, fp32 working copies of resident blocks only
+  Disk,  // weights streamed from files in work_dir, written back per block
+};
+
+struct StoreOptions {
+  Offload offload = Offload::None;
+  DType storage_dtype = DType::F32;
+  int resident_blocks = 1;          // working slots besides a pinned tied-embedding block
+  bool overlap = true;              // disk: prefetch / write-back threads overlap compute
+  std::filesystem::path work_dir;   // disk: the working copy (inside the run's --out)
+  uint64_t seed = 0;                // stochastic rounding stream (run seed)
+  // disk: updates the input checkpoint already holds (the step it was saved at)
+  int64_t initial_updates = 0;
+  // disk, --resume: reuse the working copy in work_dir if there is one; every
+  // block must hold exactly this many updates (DiskStore::catch_up repairs a
+  // copy left behind mid-step)
+  std::optional<int64_t> resume_step;
+};
+
+std::unique_ptr<ParamStore> make_store(const Architecture& arch, const Checkpoint& ckpt, const StoreOptions& opt);
+
+}  // namespace zotune
