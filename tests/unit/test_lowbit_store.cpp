@@ -487,13 +487,13 @@ double rel(double a, double b) { return std::fabs(a - b) / std::max(1e-30, std::
 // Free-running ZO engines, bf16 store against fp32 store, on the same bf16
 // checkpoint. Both start from the same weights, so step 1 is bit-identical.
 // Afterwards the stored weights differ by the stochastic rounding of each update
-// (< 1 bf16 ulp = 2^-8..2^-7 relative per weight and update), which moves the
-// losses by ~3e-4 relative per step (see SameUpdates below); the projected
-// gradients then differ by a few percent (g = (L+ - L-) / 2 eps magnifies it)
-// and the trajectories drift apart. Measured over 6 steps at lr = 1e-3 (large
-// for these random models: |g| up to 10): worst 1.4e-3 relative (qwen3_bf16),
-// 3.0e-3 (llama_bf16). Bound: 1e-2, 3x the worst measured, still well below a
-// step's own loss change here (~1e-2 .. 2e-2 relative).
+// (< 1 bf16 ulp, 2^-8..2^-7 relative, per weight and update), which alone puts
+// the losses ~1e-3 apart (SameUpdatesDifferOnlyByRounding: 3e-4 .. 3.1e-3 after
+// 1..6 updates); the projected gradients then differ by a few percent and the
+// trajectories drift too. Measured over 6 steps at lr = 1e-3 (large for these
+// random models, |g| up to 10, so each update is ~50 ulps): worst 1.4e-3
+// relative (qwen3_bf16), 3.0e-3 (llama_bf16). Bound 1e-2: 3x the worst
+// measured, the size of one step's own loss change here.
 TEST(LowBitStore, EngineLossesCloseToFp32Store) {
   for (const char* name : {"qwen3_bf16", "llama_bf16"}) {
     const fs::path model = testing::golden_dir() / name;
@@ -517,10 +517,13 @@ TEST(LowBitStore, EngineLossesCloseToFp32Store) {
 
 // The same updates (the fp32 run's seeds, lr and g) applied to both stores:
 // now the only difference is the rounding. Every update moves a bf16 weight at
-// most one ulp away from its fp32 twin (|round(x) - x| < ulp(x) <= 2^-7 |x|),
-// which the weights must satisfy exactly; the losses, driven by those
-// independent per-weight errors, measured at most 4.5e-4 (qwen3_bf16) and
-// 4.3e-4 (llama_bf16) relative after 6 updates; bound 2e-3.
+// most one ulp further from its fp32 twin (|round(x) - x| < ulp(x) <= 2^-7 |x|),
+// which every weight must satisfy. The losses, moved by those independent
+// per-weight errors, measured 3.3e-4 / 1.4e-3 / 1.0e-3 / 1.1e-3 / 5.2e-4 /
+// 1.1e-3 relative after updates 1..6 (qwen3_bf16) and 9.6e-4 / 5.7e-4 /
+// 5.3e-4 / 2.4e-5 / 3.1e-3 / 2.0e-3 (llama_bf16): a noise floor of ~1e-3 that
+// does not grow with the steps, as the ~2^-8 relative weight error predicts.
+// Bound 6e-3, twice the worst measured.
 TEST(LowBitStore, SameUpdatesDifferOnlyByRounding) {
   for (const char* name : {"qwen3_bf16", "llama_bf16"}) {
     const fs::path model = testing::golden_dir() / name;
@@ -554,8 +557,7 @@ TEST(LowBitStore, SameUpdatesDifferOnlyByRounding) {
       }
       const double lf = eval_f32.forward_unflushed(batch).loss, lb = eval_b16.forward_unflushed(batch).loss;
       worst = std::max(worst, rel(lb, lf));
-      std::cout << "DBG " << name << " k " << rec.step << " rel " << rel(lb, lf) << " lf " << lf << "\n";
-      EXPECT_LE(rel(lb, lf), 2e-3) << name << " after update " << rec.step;
+      EXPECT_LE(rel(lb, lf), 6e-3) << name << " after update " << rec.step;
     }
     std::cout << name << ": worst relative loss difference, same updates, bf16 vs fp32 store: " << worst << "\n";
   }
