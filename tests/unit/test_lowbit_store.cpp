@@ -180,6 +180,9 @@ TEST(LowBitKernels, RoundingMatchesReferenceOnEveryTarget) {
                        << got[d] << " want " << want[d];
     }
   }
+  std::string names;
+  for (const auto& s : seen) names += s + " ";
+  std::cout << "targets compared: " << names << "\n";
   EXPECT_GE(seen.size(), 2u);
 }
 
@@ -581,25 +584,49 @@ TEST(LowBitStore, RunsAreBitIdenticalAcrossRepeatsAndThreadCounts) {
   }
 }
 
-// qwen3 (fp32 file, tied head: block 0 stays resident in its own slot) in
-// both 16-bit formats, one- and two-sided: the store converts with RNE at load.
+// qwen3 (fp32 file, tied head: block 0 keeps its own slot until the head has
+// run) in both 16-bit formats, two- and one-sided. The store rounds the fp32
+// file to nearest even at load; RamStore on a copy of the checkpoint saved in
+// that dtype (the same rounding) starts from the same weights, so step 1 must
+// be bit-identical, and later steps differ by the stochastic rounding only
+// (measured at most 4.1e-4 relative over steps 2-3; bound 1e-2 as above).
 TEST(LowBitStore, TiedHeadFp32SourceAndOneSided) {
   const fs::path model = testing::golden_dir() / "qwen3";
-  const auto f32 = run_engine(model, std::nullopt, 3);
-  for (DType dt : {DType::BF16, DType::F16})
+  auto arch = load_architecture(model);
+  ASSERT_EQ(arch->tensors()[static_cast<size_t>(arch->head_weight_id())].block, 0);
+  Checkpoint ckpt(model);
+  RamStore source(*arch, ckpt);
+  std::vector<std::vector<float>> values(arch->tensors().size());
+  std::vector<const float*> ptrs;
+  for (size_t i = 0; i < values.size(); ++i) {
+    values[i].resize(static_cast<size_t>(arch->tensors()[i].numel()));
+    source.read_tensor(static_cast<int>(i), values[i].data());
+    ptrs.push_back(values[i].data());
+  }
+  testing::TempDir dir;
+  double worst = 0;
+  for (DType dt : {DType::BF16, DType::F16}) {
+    const fs::path rounded = dir / std::string(dtype_name(dt));
+    save_checkpoint(*arch, ptrs, dt, rounded);
     for (bool one_sided : {false, true}) {
       const auto low = run_engine(model, dt, 3, one_sided);
-      const auto ref = one_sided ? run_engine(model, std::nullopt, 3, true) : f32;
-      // f16 keeps 3 more bits than bf16 on these small weights; 1e-2 covers the
-      // RNE conversion of the fp32 start (2^-9 relative per weight for bf16).
-      for (size_t t = 0; t < ref.steps.size(); ++t) {
-        EXPECT_LE(rel(low.steps[t].loss_plus, ref.steps[t].loss_plus), 1e-2)
-            << dtype_name(dt) << " one_sided " << one_sided << " step " << t + 1;
+      const auto ref = run_engine(rounded, std::nullopt, 3, one_sided);
+      const std::string where = std::string(dtype_name(dt)) + (one_sided ? " one-sided" : " two-sided");
+      EXPECT_EQ(low.steps[0].loss_plus, ref.steps[0].loss_plus) << where;
+      EXPECT_EQ(low.steps[0].loss_minus, ref.steps[0].loss_minus) << where;
+      for (size_t t = 1; t < ref.steps.size(); ++t) {
+        worst = std::max({worst, rel(low.steps[t].loss_plus, ref.steps[t].loss_plus),
+                          rel(low.steps[t].loss_minus, ref.steps[t].loss_minus)});
+        EXPECT_LE(rel(low.steps[t].loss_plus, ref.steps[t].loss_plus), 1e-2) << where << " step " << t + 1;
+        EXPECT_LE(rel(low.steps[t].loss_minus, ref.steps[t].loss_minus), 1e-2) << where << " step " << t + 1;
       }
       if (one_sided) {
-        EXPECT_NE(low.steps[1].loss_minus, low.steps[0].loss_minus);  // θ moved
+        EXPECT_NE(low.steps[1].loss_minus, low.steps[0].loss_minus) << where;  // L(θ) after θ moved
       }
     }
+  }
+  std::cout << "qwen3 tied, 16-bit stores vs RamStore on the rounded checkpoint: worst relative loss difference "
+            << worst << "\n";
 }
 
 TEST(LowBitStore, LoadKeepsBf16BitsAndConvertsOthers) {
