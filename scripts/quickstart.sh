@@ -24,7 +24,8 @@ echo "Evaluations (metrics in $out/run/metrics.jsonl, curves in $out/run/loss.sv
 grep '"type":"eval"' "$out/run/metrics.jsonl" |
   python3 -c 'import json,sys
 for l in sys.stdin:
-    r = json.loads(l); print(f"  step {r[\"step\"]:5d}  eval loss {r[\"loss\"]:.4f}  accuracy {100*r[\"accuracy\"]:.1f}%")'
+    r = json.loads(l)
+    print("  step %5d  eval loss %.4f  accuracy %.1f%%" % (r["step"], r["loss"], 100 * r["accuracy"]))'
 echo
 echo "The fine-tuned model is a Hugging Face checkpoint: $out/run (config.json, model.safetensors, tokenizer)."
-build/zotune generate --model "$out/run" --prompt "The plot was brilliant" --max-new-tokens 1
+build/zotune inspect --model "$out/run"
