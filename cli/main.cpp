@@ -1,31 +1,16 @@
 // zotune CLI: argument parsing and sub-commands only. Library code throws
 // zotune::Error; it is caught here once and turned into a message + exit 1.
 #include <CLI/CLI.hpp>
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 
 #include "base/error.h"
+#include "base/threads.h"
 #include "commands.h"
 
-namespace {
-// libgomp reads OMP_WAIT_POLICY when it loads, before main. Its default (spin)
-// makes every parallel region wait for a descheduled thread on a busy or
-// uneven 2-core VM (measured: a tiny-model run 2.6x slower under load), so
-// zotune runs with "passive" unless the user chose a policy: set it and
-// re-execute once.
-void ensure_passive_omp_wait(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  setenv("OMP_WAIT_POLICY", "passive", 1);
-  execv("/proc/self/exe", argv);
-  // If exec fails we simply continue with the default policy.
-}
-}  // namespace
-
 int main(int argc, char** argv) {
-  ensure_passive_omp_wait(argv);
+  zotune::ensure_passive_omp_wait(argv);
   CLI::App app{"zotune: zeroth-order full-parameter fine-tuning of language models"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "zotune 0.1.0");

@@ -1,0 +1,318 @@
+#include "store/memory_plan.h"
+
+#include <fcntl.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "base/aligned_buffer.h"
+#include "base/error.h"
+#include "kernels/kernels.h"
+#include "kernels/zo_kernels.h"
+
+namespace zotune {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+uint64_t f32_bytes(int64_t n) { return static_cast<uint64_t>(n) * sizeof(float); }
+uint64_t block_file_bytes(int64_t n) { return kPage + (f32_bytes(n) + kPage - 1) / kPage * kPage; }
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct BlockSizes {
+  std::vector<int64_t> numel;  // per block (one entry per block: small)
+  int64_t max_layer = 0;
+  bool tied = false;
+};
+
+BlockSizes block_sizes(const Architecture& arch) {
+  BlockSizes s;
+  s.numel.assign(static_cast<std::size_t>(arch.num_blocks()), 0);
+  for (const auto& t : arch.tensors()) s.numel[static_cast<std::size_t>(t.block)] += t.numel();
+  for (int b = 1; b + 1 < arch.num_blocks(); ++b) s.max_layer = std::max(s.max_layer, s.numel[static_cast<std::size_t>(b)]);
+  const int h = arch.head_weight_id();
+  s.tied = h >= 0 && arch.tensors()[static_cast<std::size_t>(h)].block == 0;
+  return s;
+}
+
+// Multiply-adds of one forward over `rows` tokens: every matrix a token goes
+// through (embedding lookups are not GEMMs; the head is counted separately).
+double forward_flops(const Architecture& arch, int64_t B, int64_t T) {
+  const auto& c = arch.config();
+  double matrix_params = 0;
+  for (const auto& t : arch.tensors())
+    if (t.role == TensorRole::Matrix && t.shape.size() == 2) matrix_params += static_cast<double>(t.numel());
+  const int h = arch.head_weight_id();
+  if (h >= 0 && arch.tensors()[static_cast<std::size_t>(h)].role == TensorRole::Matrix)
+    matrix_params -= static_cast<double>(arch.tensors()[static_cast<std::size_t>(h)].numel());
+  const double rows = static_cast<double>(B * T);
+  const double attn = 2.0 * static_cast<double>(B) * static_cast<double>(T) * static_cast<double>(T) *
+                      static_cast<double>(c.num_heads * c.head_dim) * static_cast<double>(c.num_layers);  // QK^T + AV, causal half
+  const double head = 2.0 * rows * static_cast<double>(arch.head_width()) * static_cast<double>(c.vocab_size);
+  return 2.0 * rows * matrix_params + attn + head;
+}
+
+}  // namespace
+
+const char* offload_name(Offload o) {
+  switch (o) {
+    case Offload::None: return "none";
+    case Offload::Ram: return "ram";
+    case Offload::Disk: return "disk";
+  }
+  return "?";
+}
+
+MachineConstants assumed_machine_constants() {
+  MachineConstants m;
+  m.gemm_gflops = 100;
+  m.zo_params_per_s = 150e6;
+  m.mem_gbps = 8;
+  m.disk_read_gbps = 0.5;
+  m.disk_write_gbps = 0.3;
+  return m;
+}
+
+MachineConstants probe_machine(const fs::path& disk_dir) {
+  MachineConstants m = assumed_machine_constants();
+  {  // sgemm: a 512^3 product, best of 3 after a warm-up
+    const int64_t n = 512;
+    AlignedBuffer<float> a(static_cast<std::size_t>(n * n)), b(static_cast<std::size_t>(n * n)), c(static_cast<std::size_t>(n * n));
+    for (std::size_t i = 0; i < a.size(); ++i) a[i] = b[i] = static_cast<float>(i % 7) * 0.1f;
+    double best = 1e9;
+    for (int r = 0; r < 4; ++r) {
+      const double t0 = now_s();
+      kernels::sgemm(false, true, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+      if (r) best = std::min(best, now_s() - t0);
+    }
+    m.gemm_gflops = 2.0 * static_cast<double>(n * n * n) / best / 1e9;
+  }
+  {  // the fused ZO pass and memcpy over 32 MB
+    const int64_t n = int64_t{8} << 20;
+    AlignedBuffer<float> w(static_cast<std::size_t>(n)), p(static_cast<std::size_t>(n)), q(static_cast<std::size_t>(n));
+    w.zero();
+    p.zero();
+    q.zero();
+    kernels::ZoUpdate upd{true, 1, 1e-6f, 0.5f, 0.0f};
+    kernels::ZoPerturb pert{true, 2, 1e-3f};
+    double best = 1e9;
+    for (int r = 0; r < 2; ++r) {
+      const double t0 = now_s();
+      kernels::zo_update_perturb(0, kernels::ZDist::Gaussian, upd, pert, 0, n, w.data(), p.data(), q.data());
+      best = std::min(best, now_s() - t0);
+    }
+    m.zo_params_per_s = static_cast<double>(n) / best;
+    best = 1e9;
+    for (int r = 0; r < 3; ++r) {
+      const double t0 = now_s();
+      std::memcpy(p.data(), w.data(), f32_bytes(n));
+      best = std::min(best, now_s() - t0);
+    }
+    m.mem_gbps = 2.0 * static_cast<double>(f32_bytes(n)) / best / 1e9;  // read + write
+  }
+  if (!disk_dir.empty()) {  // write (fdatasync) and read back 128 MB, page cache dropped
+    const fs::path f = disk_dir / ".zotune-disk-probe";
+    const std::size_t bytes = std::size_t{128} << 20;
+    void* raw = std::aligned_alloc(kPage, bytes);
+    if (!raw) throw std::bad_alloc();
+    std::unique_ptr<void, void (*)(void*)> buf(raw, std::free);
+    std::memset(raw, 1, bytes);
+    const int fd = ::open(f.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    check(fd >= 0, f.string(), ": cannot create the disk probe file: ", std::strerror(errno));
+    bool ok = true;
+    double t0 = now_s();
+    ok = ok && ::pwrite(fd, raw, bytes, 0) == static_cast<ssize_t>(bytes) && ::fdatasync(fd) == 0;
+    const double tw = now_s() - t0;
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    t0 = now_s();
+    ok = ok && ::pread(fd, raw, bytes, 0) == static_cast<ssize_t>(bytes);
+    const double tr = now_s() - t0;
+    ::close(fd);
+    ::unlink(f.c_str());
+    check(ok, f.string(), ": the disk probe failed: ", std::strerror(errno));
+    m.disk_write_gbps = static_cast<double>(bytes) / tw / 1e9;
+    m.disk_read_gbps = static_cast<double>(bytes) / tr / 1e9;
+  }
+  m.measured = true;
+  return m;
+}
+
+MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const MachineConstants& mc) {
+  check(in.batch >= 1 && in.seq_len >= 1, "memory plan: batch and sequence length must be positive");
+  check(in.resident_blocks >= 1, "memory plan: --resident-blocks must be at least 1");
+  const auto& c = arch.config();
+  const BlockSizes s = block_sizes(arch);
+  MemoryPlan p;
+  p.input = in;
+  p.machine_measured = mc.measured;
+  for (int64_t n : s.numel) p.params += n;
+  const int N = arch.num_blocks();
+  const int64_t block0 = s.numel[0];
+
+  // Weights.
+  const uint64_t dsize = in.offload == Offload::None ? 4 : dtype_size(in.storage_dtype);
+  if (in.offload != Offload::Disk) p.bytes.weights = static_cast<uint64_t>(p.params) * dsize;
+
+  // Working copies: the largest non-pinned block sizes the ring slot (RAM tiers
+  // keep it grown; disk frees slots grown past a decoder layer after use).
+  int64_t ring_max = 0;
+  for (int b = 0; b < N; ++b)
+    if (!(b == 0 && s.tied)) ring_max = std::max(ring_max, s.numel[static_cast<std::size_t>(b)]);
+  const uint64_t pinned = s.tied ? 2 * f32_bytes(block0) : 0;
+  if (in.offload == Offload::Disk) {
+    p.bytes.working = pinned + 2 * f32_bytes(ring_max) +
+                      static_cast<uint64_t>(in.resident_blocks - 1) * 2 * f32_bytes(s.max_layer);
+  } else {
+    p.bytes.working = pinned + 2 * f32_bytes(ring_max);
+  }
+
+  // Activations of the two passes + the logits of the scored rows.
+  const int64_t R = in.batch * in.seq_len;
+  const int threads = in.threads > 0 ? in.threads : omp_get_max_threads();
+  kernels::AttentionShape as{in.batch, in.seq_len, in.seq_len, c.num_heads, std::max<int64_t>(c.num_kv_heads, 1),
+                             c.head_dim, 0, 0, 0, 0, 1.0f};
+  const int64_t per_pass = R * c.hidden_size + arch.scratch_floats(R) + kernels::attention_scratch_floats(as, threads) +
+                           R * arch.head_width();
+  p.bytes.activations = 2 * f32_bytes(per_pass) + f32_bytes(R * c.vocab_size) + f32_bytes(R);
+
+  // Disk staging: resident + 2 buffers; blocks bigger than a layer held at most two at a time.
+  if (in.offload == Offload::Disk) {
+    std::vector<int64_t> big;
+    for (int64_t n : s.numel)
+      if (n > s.max_layer) big.push_back(n);
+    std::sort(big.rbegin(), big.rend());
+    const int stages = in.resident_blocks + 2;
+    const int nbig = std::min<int>({static_cast<int>(big.size()), 2, stages});
+    for (int i = 0; i < nbig; ++i) p.bytes.staging += block_file_bytes(big[static_cast<std::size_t>(i)]);
+    p.bytes.staging += static_cast<uint64_t>(stages - nbig) * block_file_bytes(s.max_layer);
+    for (int64_t n : s.numel) p.disk_bytes += block_file_bytes(n);
+  }
+  p.bytes.overhead = kProcessOverheadBytes;
+
+  // Time.
+  p.compute_s = 2.0 * forward_flops(arch, in.batch, in.seq_len) / (mc.gemm_gflops * 1e9);
+  p.param_pass_s = static_cast<double>(p.params) / mc.zo_params_per_s;
+  if (in.offload == Offload::Disk)
+    p.disk_s = static_cast<double>(p.disk_bytes) / (mc.disk_read_gbps * 1e9) +
+               static_cast<double>(p.disk_bytes) / (mc.disk_write_gbps * 1e9);
+  p.step_s = in.offload == Offload::Disk && in.overlap ? std::max(p.compute_s + p.param_pass_s, p.disk_s)
+                                                        : p.compute_s + p.param_pass_s + p.disk_s;
+  return p;
+}
+
+PlanChoice choose_plan(const Architecture& arch, uint64_t budget, const PlanInput& base, const MachineConstants& mc) {
+  std::vector<PlanInput> candidates;
+  PlanInput in = base;
+  in.offload = Offload::None;
+  in.storage_dtype = DType::F32;
+  in.resident_blocks = 1;
+  candidates.push_back(in);
+  in.offload = Offload::Ram;
+  in.storage_dtype = DType::BF16;
+  candidates.push_back(in);
+  in.offload = Offload::Disk;
+  in.storage_dtype = DType::F32;
+  for (int r = 4; r >= 1; --r) {
+    in.resident_blocks = r;
+    candidates.push_back(in);
+  }
+  auto gb = [](uint64_t b) {
+    std::ostringstream os;
+    os.precision(3);
+    os << static_cast<double>(b) / 1e9 << " GB";
+    return os.str();
+  };
+  std::ostringstream why;
+  why << "budget " << gb(budget) << ": ";
+  PlanChoice best;
+  for (const auto& cand : candidates) {
+    MemoryPlan p = plan_memory(arch, cand, mc);
+    const std::string name = std::string("--offload ") + offload_name(cand.offload) +
+                             (cand.offload == Offload::Ram ? " --storage-dtype bf16" : "") +
+                             (cand.offload == Offload::Disk ? " --resident-blocks " + std::to_string(cand.resident_blocks) : "");
+    if (p.bytes.total() <= budget) {
+      why << "chose " << name << " (peak " << gb(p.bytes.total()) << ", ~" << p.step_s << " s/step)";
+      if (cand.offload == Offload::Ram) why << "; bf16 storage rounds updates stochastically";
+      return {p, true, why.str()};
+    }
+    why << name << " needs " << gb(p.bytes.total()) << "; ";
+    best = {p, false, ""};
+  }
+  why << "nothing fits: the smallest plan (disk, 1 resident block) needs " << gb(best.plan.bytes.total())
+      << "; lower --batch-size or --max-length (activations: " << gb(best.plan.bytes.activations) << ")";
+  best.why = why.str();
+  return best;
+}
+
+std::string plan_table(const MemoryPlan& p) {
+  auto mb = [](uint64_t b) {
+    char s[32];
+    std::snprintf(s, sizeof s, "%12.1f MB", static_cast<double>(b) / 1048576.0);
+    return std::string(s);
+  };
+  std::ostringstream os;
+  os << "memory plan: --offload " << offload_name(p.input.offload) << ", storage "
+     << dtype_name(p.input.offload == Offload::None ? DType::F32 : p.input.storage_dtype) << ", resident blocks "
+     << p.input.resident_blocks << ", B=" << p.input.batch << " T=" << p.input.seq_len << ", " << p.params
+     << " parameters\n";
+  os << "  weights (RAM)         " << mb(p.bytes.weights) << "\n";
+  os << "  working copies (fp32) " << mb(p.bytes.working) << "\n";
+  os << "  activations (2 pass)  " << mb(p.bytes.activations) << "\n";
+  os << "  disk staging          " << mb(p.bytes.staging) << "\n";
+  os << "  process overhead      " << mb(p.bytes.overhead) << "\n";
+  os << "  peak RSS (predicted)  " << mb(p.bytes.total()) << "\n";
+  if (p.input.offload == Offload::Disk) os << "  working copy on disk  " << mb(p.disk_bytes) << "\n";
+  char t[160];
+  std::snprintf(t, sizeof t, "  time per step ~%.3g s (compute %.3g s, parameter pass %.3g s, disk %.3g s; %s)\n",
+                p.step_s, p.compute_s, p.param_pass_s, p.disk_s,
+                p.machine_measured ? "measured machine" : "assumed machine");
+  os << t;
+  return os.str();
+}
+
+Json plan_json(const MemoryPlan& p) {
+  Json j;
+  j["offload"] = offload_name(p.input.offload);
+  j["storage_dtype"] = dtype_name(p.input.offload == Offload::None ? DType::F32 : p.input.storage_dtype);
+  j["resident_blocks"] = p.input.resident_blocks;
+  j["overlap"] = p.input.overlap;
+  j["batch"] = p.input.batch;
+  j["seq_len"] = p.input.seq_len;
+  j["params"] = p.params;
+  j["bytes"] = {{"weights", p.bytes.weights},         {"working", p.bytes.working},
+                {"activations", p.bytes.activations}, {"staging", p.bytes.staging},
+                {"overhead", p.bytes.overhead},       {"total", p.bytes.total()}};
+  j["disk_bytes"] = p.disk_bytes;
+  j["seconds"] = {{"compute", p.compute_s}, {"param_pass", p.param_pass_s}, {"disk", p.disk_s}, {"step", p.step_s}};
+  j["machine_measured"] = p.machine_measured;
+  return j;
+}
+
+namespace {
+uint64_t status_kb(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  const std::size_t n = std::strlen(key);
+  while (std::getline(f, line))
+    if (line.compare(0, n, key) == 0) return std::stoull(line.substr(n + 1)) * 1024;
+  return 0;
+}
+}  // namespace
+
+uint64_t current_rss_bytes() { return status_kb("VmRSS"); }
+uint64_t peak_rss_bytes() { return status_kb("VmHWM"); }
+
+}  // namespace zotune

@@ -1,0 +1,97 @@
+// The memory plan: what a ZO training step will hold in RAM, tier by tier, and
+// roughly how long it will take — from config.json alone (the tensor table gives
+// every size), without allocating anything proportional to the model, so
+// `--dry-run` answers for a 175B configuration in milliseconds.
+//
+// Peaks, per tier (bytes):
+//   weights      every parameter in RAM in the storage dtype (none for disk)
+//   working      fp32 plus/minus copies: the ring slot(s), sized by the largest
+//                block that uses them, + a pinned slot for a tied block 0
+//   activations  two ForwardPasses (x, scratch_floats, attention scratch, head
+//                hidden rows) + one logits buffer rows x V (the passes score
+//                one after the other, so one buffer serves both)
+//   staging      disk: resident_blocks + 2 page-aligned block buffers; at most
+//                two of them hold a block bigger than a decoder layer
+//   overhead     the process itself (binary, libraries, OpenBLAS/OpenMP
+//                buffers, allocator slack): measured, see kProcessOverheadBytes
+// The sum is the predicted peak RSS.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "io/json_file.h"
+#include "model/architecture.h"
+#include "store/store_factory.h"
+
+namespace zotune {
+
+struct PlanInput {
+  int64_t batch = 1;      // B
+  int64_t seq_len = 512;  // T
+  Offload offload = Offload::None;
+  DType storage_dtype = DType::F32;
+  int resident_blocks = 1;
+  bool overlap = true;
+  int threads = 0;        // 0 = omp_get_max_threads()
+};
+
+// Machine constants for the time estimate.
+struct MachineConstants {
+  double gemm_gflops = 0;       // fp32 sgemm
+  double zo_params_per_s = 0;   // fused update + perturbation (Gaussian), parameters/s
+  double mem_gbps = 0;          // memcpy bandwidth, GB/s
+  double disk_read_gbps = 0;    // block files, page cache bypassed
+  double disk_write_gbps = 0;   // with fdatasync
+  bool measured = false;        // false: assumed defaults, not probed
+};
+
+// Conservative constants of a 2-core AVX-512 server, used without probing.
+MachineConstants assumed_machine_constants();
+// Probes this machine (~0.3 s; with `disk_dir`, + writing and reading ~128 MB there).
+MachineConstants probe_machine(const std::filesystem::path& disk_dir = {});
+
+struct TierBytes {
+  uint64_t weights = 0, working = 0, activations = 0, staging = 0, overhead = 0;
+  uint64_t total() const { return weights + working + activations + staging + overhead; }
+};
+
+struct MemoryPlan {
+  PlanInput input;
+  TierBytes bytes;
+  int64_t params = 0;
+  uint64_t disk_bytes = 0;          // disk: size of the working copy
+  // Time per step (seconds) and its parts.
+  double compute_s = 0;             // GEMMs + attention of both passes
+  double param_pass_s = 0;          // fused update + perturbation over every parameter
+  double disk_s = 0;                // reading and writing every block once
+  double step_s = 0;                // overlap: max(compute, disk) + param pass; else the sum
+  bool machine_measured = false;
+};
+
+// Measured overhead of a zotune process beyond the tiers above.
+constexpr uint64_t kProcessOverheadBytes = uint64_t{48} << 20;
+
+MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const MachineConstants& mc);
+
+struct PlanChoice {
+  MemoryPlan plan;
+  bool fits = false;
+  std::string why;  // one paragraph: what was chosen, what did not fit and why
+};
+
+// Picks the fastest tier that fits `budget_bytes`: fp32 in RAM, then bf16 in
+// RAM, then disk with the most resident blocks (<= 4) that fit. If nothing
+// fits, the smallest plan with fits = false.
+PlanChoice choose_plan(const Architecture& arch, uint64_t budget_bytes, const PlanInput& base,
+                       const MachineConstants& mc);
+
+std::string plan_table(const MemoryPlan& p);  // human-readable, one tier a line
+Json plan_json(const MemoryPlan& p);
+const char* offload_name(Offload o);
+
+// This process's resident set now and at its peak (VmRSS / VmHWM), bytes.
+uint64_t current_rss_bytes();
+uint64_t peak_rss_bytes();
+
+}  // namespace zotune
