@@ -113,3 +113,23 @@ void read_common_config(const JsonFields& f, ModelConfig& cfg) {
 }
 
 }  // namespace zotune
+
+namespace zotune {
+
+void read_shape_config(const JsonFields& f, const ShapeFieldNames& n, ModelConfig& cfg) {
+  read_common_config(f, cfg);
+  auto positive = [&](const char* key, int64_t v) {
+    if (v <= 0) fail(f.file(), ": field '", key, "' must be positive (got ", v, ")");
+    return v;
+  };
+  cfg.vocab_size = positive("vocab_size", f.req<int64_t>("vocab_size"));
+  cfg.hidden_size = positive(n.hidden, f.req<int64_t>(n.hidden));
+  cfg.num_layers = positive(n.layers, f.req<int64_t>(n.layers));
+  cfg.num_heads = positive(n.heads, f.req<int64_t>(n.heads));
+  cfg.num_kv_heads = n.kv_heads ? positive(n.kv_heads, f.opt<int64_t>(n.kv_heads, cfg.num_heads)) : cfg.num_heads;
+  cfg.max_positions = n.max_positions_required ? positive(n.max_positions, f.req<int64_t>(n.max_positions))
+                                               : f.opt<int64_t>(n.max_positions, 0);
+  cfg.tie_word_embeddings = f.opt<bool>("tie_word_embeddings", n.tied_by_default);
+}
+
+}  // namespace zotune

@@ -144,4 +144,18 @@ Json preset_qwen3(const std::string& name);
 // Common config fields every architecture reads the same way.
 void read_common_config(const JsonFields& f, ModelConfig& cfg);
 
+// Where an architecture's config.json keeps the shape fields.
+struct ShapeFieldNames {
+  const char* hidden = "hidden_size";
+  const char* layers = "num_hidden_layers";
+  const char* heads = "num_attention_heads";
+  const char* kv_heads = nullptr;  // null: one kv head per query head
+  const char* max_positions = "max_position_embeddings";
+  bool max_positions_required = false;
+  bool tied_by_default = false;    // when tie_word_embeddings is absent
+};
+// read_common_config + vocab_size, hidden, layers, heads, kv heads, max positions,
+// tie_word_embeddings; every count must be positive (errors name the field).
+void read_shape_config(const JsonFields& f, const ShapeFieldNames& names, ModelConfig& cfg);
+
 }  // namespace zotune

@@ -19,21 +19,19 @@ class Gpt2 final : public Architecture {
  public:
   Gpt2(const Json& j, const std::string& file) {
     JsonFields f(j, file);
-    read_common_config(f, cfg_);
+    ShapeFieldNames names;
+    names.hidden = "n_embd";
+    names.layers = "n_layer";
+    names.heads = "n_head";
+    names.max_positions = "n_positions";
+    names.max_positions_required = true;
+    names.tied_by_default = true;
+    read_shape_config(f, names, cfg_);
     cfg_.base_prefix = "transformer.";
     if (cfg_.hf_architecture.empty()) cfg_.hf_architecture = "GPT2LMHeadModel";
-    cfg_.vocab_size = f.req<int64_t>("vocab_size");
-    cfg_.hidden_size = f.req<int64_t>("n_embd");
-    cfg_.num_layers = f.req<int64_t>("n_layer");
-    cfg_.num_heads = f.req<int64_t>("n_head");
-    cfg_.num_kv_heads = cfg_.num_heads;
-    cfg_.max_positions = f.req<int64_t>("n_positions");
-    cfg_.tie_word_embeddings = f.opt<bool>("tie_word_embeddings", true);
     inner_ = f.has("n_inner") ? f.req<int64_t>("n_inner") : 4 * cfg_.hidden_size;
     eps_ = f.opt<double>("layer_norm_epsilon", 1e-5);
-    check(cfg_.vocab_size > 0 && cfg_.hidden_size > 0 && cfg_.num_layers > 0 && cfg_.num_heads > 0 &&
-              cfg_.max_positions > 0 && inner_ > 0,
-          file, ": vocab_size, n_embd, n_layer, n_head, n_positions and n_inner must be positive");
+    check(inner_ > 0, file, ": field 'n_inner' must be positive");
     check(cfg_.hidden_size % cfg_.num_heads == 0, file, ": field 'n_embd' (", cfg_.hidden_size,
           ") is not divisible by 'n_head' (", cfg_.num_heads, ")");
     cfg_.head_dim = cfg_.hidden_size / cfg_.num_heads;

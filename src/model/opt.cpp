@@ -19,25 +19,18 @@ class Opt final : public Architecture {
  public:
   Opt(const Json& j, const std::string& file) {
     JsonFields f(j, file);
-    read_common_config(f, cfg_);
+    ShapeFieldNames names;
+    names.max_positions_required = true;
+    names.tied_by_default = true;
+    read_shape_config(f, names, cfg_);
     cfg_.base_prefix = "model.";
     if (cfg_.hf_architecture.empty()) cfg_.hf_architecture = "OPTForCausalLM";
-    cfg_.vocab_size = f.req<int64_t>("vocab_size");
-    cfg_.hidden_size = f.req<int64_t>("hidden_size");
-    cfg_.num_layers = f.req<int64_t>("num_hidden_layers");
-    cfg_.num_heads = f.req<int64_t>("num_attention_heads");
-    cfg_.num_kv_heads = cfg_.num_heads;
-    cfg_.max_positions = f.req<int64_t>("max_position_embeddings");
-    cfg_.tie_word_embeddings = f.opt<bool>("tie_word_embeddings", true);
     ffn_ = f.req<int64_t>("ffn_dim");
     proj_ = f.opt<int64_t>("word_embed_proj_dim", cfg_.hidden_size);
     pre_ln_ = f.opt<bool>("do_layer_norm_before", true);
     final_ln_ = pre_ln_ && !f.opt<bool>("_remove_final_layer_norm", false);
     bias_ = f.opt<bool>("enable_bias", true);
-    check(cfg_.vocab_size > 0 && cfg_.hidden_size > 0 && cfg_.num_layers > 0 && cfg_.num_heads > 0 &&
-              cfg_.max_positions > 0 && ffn_ > 0 && proj_ > 0,
-          file, ": vocab_size, hidden_size, num_hidden_layers, num_attention_heads, "
-                "max_position_embeddings, ffn_dim and word_embed_proj_dim must be positive");
+    check(ffn_ > 0 && proj_ > 0, file, ": fields 'ffn_dim' and 'word_embed_proj_dim' must be positive");
     check(cfg_.hidden_size % cfg_.num_heads == 0, file, ": field 'hidden_size' (", cfg_.hidden_size,
           ") is not divisible by 'num_attention_heads' (", cfg_.num_heads, ")");
     cfg_.head_dim = cfg_.hidden_size / cfg_.num_heads;

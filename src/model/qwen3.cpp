@@ -10,24 +10,10 @@ class Qwen3 final : public RmsRopeDecoder {
  public:
   Qwen3(const Json& j, const std::string& file) {
     JsonFields f(j, file);
-    read_common_config(f, cfg_);
-    if (cfg_.hf_architecture.empty()) cfg_.hf_architecture = "Qwen3ForCausalLM";
-    cfg_.vocab_size = f.req<int64_t>("vocab_size");
-    cfg_.hidden_size = f.req<int64_t>("hidden_size");
-    cfg_.num_layers = f.req<int64_t>("num_hidden_layers");
-    cfg_.num_heads = f.req<int64_t>("num_attention_heads");
-    cfg_.num_kv_heads = f.opt<int64_t>("num_key_value_heads", cfg_.num_heads);
-    cfg_.head_dim = f.opt<int64_t>("head_dim", 128);
-    cfg_.max_positions = f.opt<int64_t>("max_position_embeddings", 0);
-    cfg_.tie_word_embeddings = f.opt<bool>("tie_word_embeddings", false);
     if (f.opt<bool>("use_sliding_window", false))
       fail(file, ": field 'use_sliding_window': sliding-window attention is not supported");
-    RmsRopeOptions o;
-    o.intermediate_size = f.req<int64_t>("intermediate_size");
-    o.rms_eps = static_cast<float>(f.opt<double>("rms_norm_eps", 1e-6));
-    o.attention_bias = f.opt<bool>("attention_bias", false);
+    RmsRopeOptions o = read_config(f, "Qwen3ForCausalLM", 128, false);  // Qwen3Config: head_dim 128
     o.qk_norm = true;
-    o.inv_freq = read_rope_inv_freq(f, cfg_.head_dim, 10000.0);
     build(f, std::move(o));
   }
 };

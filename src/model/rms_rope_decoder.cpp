@@ -62,6 +62,22 @@ std::vector<float> read_rope_inv_freq(const JsonFields& f, int64_t head_dim, dou
        "' is not supported (supported: default, linear, llama3)");
 }
 
+RmsRopeOptions RmsRopeDecoder::read_config(const JsonFields& f, const char* hf_architecture, int64_t default_head_dim,
+                                           bool mlp_bias_field) {
+  ShapeFieldNames names;
+  names.kv_heads = "num_key_value_heads";
+  read_shape_config(f, names, cfg_);
+  if (cfg_.hf_architecture.empty()) cfg_.hf_architecture = hf_architecture;
+  cfg_.head_dim = f.opt<int64_t>("head_dim", default_head_dim > 0 ? default_head_dim : cfg_.hidden_size / cfg_.num_heads);
+  RmsRopeOptions o;
+  o.intermediate_size = f.req<int64_t>("intermediate_size");
+  o.rms_eps = static_cast<float>(f.opt<double>("rms_norm_eps", 1e-6));
+  o.attention_bias = f.opt<bool>("attention_bias", false);
+  o.mlp_bias = mlp_bias_field && f.opt<bool>("mlp_bias", false);
+  o.inv_freq = read_rope_inv_freq(f, cfg_.head_dim, 10000.0);
+  return o;
+}
+
 void RmsRopeDecoder::build(const JsonFields& f, RmsRopeOptions opt) {
   opt_ = std::move(opt);
   const int64_t C = cfg_.hidden_size, V = cfg_.vocab_size, I = opt_.intermediate_size;

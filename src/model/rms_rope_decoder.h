@@ -34,7 +34,11 @@ class RmsRopeDecoder : public Architecture {
                     float* hidden) const override;
 
  protected:
-  // Reads the LLaMA-style common fields and builds the tensor table under "model.".
+  // Reads the fields LLaMA-style configs share (shape, head_dim, intermediate_size,
+  // rms_norm_eps, attention_bias, mlp_bias when `mlp_bias_field`, rope).
+  RmsRopeOptions read_config(const JsonFields& f, const char* hf_architecture, int64_t default_head_dim,
+                             bool mlp_bias_field);
+  // Builds the tensor table under "model.".
   void build(const JsonFields& f, RmsRopeOptions opt);
 
  private:

@@ -4,7 +4,8 @@
 // `--dry-run` answers for a 175B configuration in milliseconds.
 //
 // Peaks, per tier (bytes):
-//   weights      every parameter in RAM in the storage dtype (none for disk)
+//   weights      every parameter in RAM in the storage dtype (none for disk);
+//                fp32 RAM tier: + the mapped input checkpoint
 //   working      fp32 plus/minus copies: the ring slot(s), sized by the largest
 //                block that uses them, + a pinned slot for a tied block 0
 //   activations  two ForwardPasses (x, scratch_floats, attention scratch, head
@@ -18,6 +19,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "io/json_file.h"
@@ -34,6 +36,10 @@ struct PlanInput {
   int resident_blocks = 1;
   bool overlap = true;
   int threads = 0;        // 0 = omp_get_max_threads()
+  // dtype of the input checkpoint (default: config's torch_dtype, else F32). The
+  // fp32 RAM tier copies from the mapped checkpoint and the trainer keeps it
+  // open, so its pages stay in RSS: counted in `weights` for --offload none.
+  std::optional<DType> input_dtype;
 };
 
 // Machine constants for the time estimate.
@@ -69,8 +75,10 @@ struct MemoryPlan {
   bool machine_measured = false;
 };
 
-// Measured overhead of a zotune process beyond the tiers above.
-constexpr uint64_t kProcessOverheadBytes = uint64_t{48} << 20;
+// Overhead of a zotune process beyond the tiers above (binary, libraries,
+// OpenMP/OpenBLAS, allocator): peak RSS of a 2-layer tiny-preset training run
+// minus its ~1.5 MB of tiers measured 9.3 MB (test_memory_plan, 2 threads).
+constexpr uint64_t kProcessOverheadBytes = uint64_t{10} << 20;
 
 MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const MachineConstants& mc);
 
