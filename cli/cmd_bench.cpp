@@ -13,7 +13,12 @@
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
 #include "model/architecture.h"
+#include <unistd.h>
+
+#include <filesystem>
+
 #include "store/param_store.h"
+#include "store/store_factory.h"
 #include "train/engine.h"
 
 namespace zotune::cli {
@@ -25,6 +30,8 @@ struct BenchArgs {
   int threads = 0;
   uint64_t seed = 0;
   std::string perturbation = "gaussian";
+  std::string offload = "none", storage_dtype = "fp32", overlap = "on", work_dir;
+  StoreOptions store;
 };
 
 Batch random_lm_batch(int64_t B, int64_t T, int64_t V, uint64_t seed) {
@@ -53,7 +60,26 @@ void run_bench(const BenchArgs& a) {
   check(a.batch > 0 && a.seq_len > 1 && a.steps > 0, "--batch-size and --steps must be > 0, --seq-len > 1");
   auto arch = load_architecture(a.model);
   Checkpoint ckpt(a.model);
-  RamStore store(*arch, ckpt);
+  StoreOptions so = a.store;
+  apply_store_options(a.offload, a.storage_dtype, a.overlap, so);
+  std::filesystem::path tmp_work;
+  if (so.offload == Offload::Disk) {
+    if (a.work_dir.empty()) {
+      tmp_work = std::filesystem::temp_directory_path() / ("zotune-bench-" + std::to_string(::getpid()));
+      so.work_dir = tmp_work;
+    } else {
+      so.work_dir = a.work_dir;
+    }
+  }
+  struct Cleanup {
+    std::filesystem::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      if (!p.empty()) std::filesystem::remove_all(p, ec);
+    }
+  } cleanup{tmp_work};
+  std::unique_ptr<ParamStore> store_ptr = make_store(*arch, ckpt, so);
+  ParamStore& store = *store_ptr;
   MezoOptions opt;
   auto dist = zdist_from_name(a.perturbation);
   if (!dist) fail("--perturbation: unknown value '", a.perturbation, "' (gaussian, rademacher, ones)");
@@ -66,18 +92,38 @@ void run_bench(const BenchArgs& a) {
   engine.step(0, a.steps + 1, batch);
   engine.forward_unflushed(batch);
   std::vector<double> fwd, stp;
-  store.counters().reset();
+  StoreCounters c;  // the steps' work only (the interleaved forwards stream blocks too)
+  auto add = [&](const StoreCounters& x) {
+    c.param_bytes_read += x.param_bytes_read;
+    c.param_bytes_written += x.param_bytes_written;
+    c.rng_draws += x.rng_draws;
+    c.rounding_draws += x.rounding_draws;
+    c.io_read_seconds += x.io_read_seconds;
+    c.io_write_seconds += x.io_write_seconds;
+    c.io_wait_seconds += x.io_wait_seconds;
+  };
   for (int64_t i = 0; i < a.steps; ++i) {
     Stopwatch f;
     engine.forward_unflushed(batch);
     fwd.push_back(f.seconds());
+    store.sync();
+    store.counters().reset();
     Stopwatch s;
     engine.step(i + 1, a.steps + 1, batch);  // applies step i's deferred update, perturbs step i+1
+    store.sync();                            // a step ends when its write-backs are on disk
     stp.push_back(s.seconds());
+    add(store.counters());
   }
-  const auto& c = store.counters();
   const double step_med = median(stp), fwd_med = median(fwd);
   const double n = static_cast<double>(a.steps), P = static_cast<double>(store.total_params());
+  // Streaming tiers: the I/O thread's own time gives the bandwidth of this run;
+  // io_sec_per_step is the time to move one step's bytes at that bandwidth.
+  const double io_busy = c.io_read_seconds + c.io_write_seconds;
+  const double io_bytes = static_cast<double>(c.param_bytes_read + c.param_bytes_written);
+  const bool streams = so.offload == Offload::Disk;
+  const double disk_mb_s = streams && io_busy > 0 ? io_bytes / io_busy / 1e6 : 0.0;
+  const double io_sec = streams ? io_busy / n : 0.0;
+  const double compute_sec = step_med - (streams ? c.io_wait_seconds / n : 0.0);
   Json out = {{"model", a.model},
               {"batch_size", a.batch},
               {"seq_len", a.seq_len},
@@ -93,7 +139,19 @@ void run_bench(const BenchArgs& a) {
               {"param_bytes_read_per_step", static_cast<double>(c.param_bytes_read) / n},
               {"param_bytes_written_per_step", static_cast<double>(c.param_bytes_written) / n},
               {"rng_draws_per_param_per_step", static_cast<double>(c.rng_draws) / n / P},
+              {"rounding_draws_per_param_per_step", static_cast<double>(c.rounding_draws) / n / P},
               {"parameters", store.total_params()},
+              {"offload", a.offload},
+              {"storage_dtype", std::string(dtype_name(so.storage_dtype))},
+              {"resident_blocks", so.resident_blocks},
+              {"overlap", so.overlap},
+              {"compute_sec_per_step", compute_sec},
+              {"io_sec_per_step", io_sec},
+              {"io_wait_sec_per_step", streams ? c.io_wait_seconds / n : 0.0},
+              {"bytes_read_per_step", static_cast<double>(c.param_bytes_read) / n},
+              {"bytes_written_per_step", static_cast<double>(c.param_bytes_written) / n},
+              {"disk_mb_per_s", disk_mb_s},
+              {"step_over_max_compute_io", step_med / std::max(compute_sec, io_sec)},
               {"param_bytes", store.total_params() * 4},
               {"sec_per_step_all", stp},
               {"forward_sec_all", fwd}};
@@ -111,6 +169,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--threads", args->threads, "compute threads (default: all cores)");
   cmd->add_option("--seed", args->seed, "seed of the random tokens and perturbations")->capture_default_str();
   cmd->add_option("--perturbation", args->perturbation, "gaussian, rademacher or ones")->capture_default_str();
+  add_store_options(*cmd, args->offload, args->storage_dtype, args->store.resident_blocks, args->overlap);
+  cmd->add_option("--work-dir", args->work_dir, "disk tier: where the working copy goes (default: a temp dir)");
   cmd->callback([args] { set_action([args] { run_bench(*args); }); });
 }
 

@@ -10,9 +10,12 @@ namespace {
 struct TrainArgs {
   TrainOptions o;
   std::string model, data, eval, out, resume, perturbation = "gaussian", schedule = "constant", save_dtype, progress = "auto";
+  std::string offload = "none", storage_dtype = "fp32", overlap = "on", memory_budget;
 };
 
 int run_train(TrainArgs a) {
+  if (a.data.empty() && !a.o.dry_run) fail("--data is required");
+  if (a.out.empty() && !a.o.dry_run) fail("--out is required");
   a.o.model = a.model;
   a.o.data = a.data;
   a.o.eval = a.eval;
@@ -33,6 +36,8 @@ int run_train(TrainArgs a) {
   else if (a.progress == "log") a.o.progress = 0;
   else if (a.progress == "auto") a.o.progress = -1;
   else fail("--progress: unknown value '", a.progress, "' (auto, bar, log)");
+  apply_store_options(a.offload, a.storage_dtype, a.overlap, a.o.store);
+  if (!a.memory_budget.empty()) a.o.memory_budget = parse_size(a.memory_budget, "--memory-budget");
   return run_training(a.o);
 }
 }  // namespace
@@ -41,9 +46,9 @@ void register_train(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
   auto* c = app.add_subcommand("train", "Fine-tune all parameters with MeZO-SGD (ZO2 dual forward, deferred update)");
   c->add_option("--model", a->model, "Hugging Face model directory (never modified)")->required();
-  c->add_option("--data", a->data, "training JSONL: {text} | {prompt, completion} | {prompt, candidates, label}")->required();
+  c->add_option("--data", a->data, "training JSONL: {text} | {prompt, completion} | {prompt, candidates, label}");
   c->add_option("--eval", a->eval, "evaluation JSONL (same shapes)");
-  c->add_option("--out", a->out, "output directory (model, metrics, plots, checkpoints)")->required();
+  c->add_option("--out", a->out, "output directory (model, metrics, plots, checkpoints)");
   c->add_option("--steps", a->o.steps, "total ZO steps")->capture_default_str();
   c->add_option("--batch-size", a->o.batch_size, "examples per step")->capture_default_str();
   c->add_option("--eval-batch-size", a->o.eval_batch_size, "examples per eval batch (default: --batch-size)");
@@ -64,6 +69,9 @@ void register_train(CLI::App& app) {
   c->add_option("--save-dtype", a->save_dtype, "dtype of the saved model (default: the input's)");
   c->add_option("--resume", a->resume, "continue an earlier run's output or checkpoint directory");
   c->add_option("--threads", a->o.threads, "compute threads (default: all cores)");
+  add_store_options(*c, a->offload, a->storage_dtype, a->o.store.resident_blocks, a->overlap);
+  c->add_option("--memory-budget", a->memory_budget, "pick the tier and resident blocks to fit SIZE (e.g. 4G, 512M)");
+  c->add_flag("--dry-run", a->o.dry_run, "print the planned peak memory of each tier and the time per step; train nothing");
   c->add_option("--progress", a->progress, "auto (bar on a terminal), bar or log")->capture_default_str();
   c->callback([a] { set_action_with_status([a] { return run_train(*a); }); });
 }

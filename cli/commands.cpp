@@ -1,5 +1,10 @@
 #include "commands.h"
 
+#include <cctype>
+#include <cmath>
+
+#include "base/error.h"
+
 namespace zotune::cli {
 
 namespace {
@@ -26,6 +31,56 @@ void register_all(CLI::App& app) {
   register_bench(app);
   register_train(app);
   register_replay(app);
+}
+
+void add_store_options(CLI::App& cmd, std::string& offload, std::string& storage_dtype, int& resident_blocks,
+                       std::string& overlap) {
+  cmd.add_option("--offload", offload, "where weights live: none (fp32 RAM), ram (storage dtype in RAM), disk")
+      ->capture_default_str();
+  cmd.add_option("--storage-dtype", storage_dtype, "fp32, bf16 or fp16 (bf16/fp16 round stochastically)")
+      ->capture_default_str();
+  cmd.add_option("--resident-blocks", resident_blocks, "blocks resident in the working tier at once")
+      ->capture_default_str();
+  cmd.add_option("--overlap", overlap, "on: prefetch and write-back overlap compute; off: for measuring")
+      ->capture_default_str();
+}
+
+void apply_store_options(const std::string& offload, const std::string& storage_dtype, const std::string& overlap,
+                         StoreOptions& out) {
+  if (offload == "none") out.offload = Offload::None;
+  else if (offload == "ram") out.offload = Offload::Ram;
+  else if (offload == "disk") out.offload = Offload::Disk;
+  else fail("--offload: unknown value '", offload, "' (none, ram, disk)");
+  auto d = dtype_from_cli(storage_dtype);
+  if (!d || !is_float_storage(*d)) fail("--storage-dtype: unknown value '", storage_dtype, "' (fp32, bf16, fp16)");
+  out.storage_dtype = *d;
+  if (out.offload == Offload::None && out.storage_dtype != DType::F32) out.offload = Offload::Ram;
+  if (overlap == "on") out.overlap = true;
+  else if (overlap == "off") out.overlap = false;
+  else fail("--overlap: unknown value '", overlap, "' (on, off)");
+  if (out.resident_blocks < 1) fail("--resident-blocks must be >= 1");
+}
+
+uint64_t parse_size(const std::string& text, const char* flag) {
+  std::size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    fail(flag, ": '", text, "' is not a size (e.g. 4G, 512M, 1.5GB)");
+  }
+  std::string unit = text.substr(used);
+  for (auto& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  if (unit.size() == 2 && (unit[1] == 'B')) unit.resize(1);
+  if (unit == "IB" || unit == "B") unit.clear();
+  double mult = 1;
+  if (unit == "K" || unit == "KIB") mult = 1024.0;
+  else if (unit == "M" || unit == "MIB") mult = 1024.0 * 1024;
+  else if (unit == "G" || unit == "GIB") mult = 1024.0 * 1024 * 1024;
+  else if (unit == "T" || unit == "TIB") mult = 1024.0 * 1024 * 1024 * 1024;
+  else if (!unit.empty()) fail(flag, ": unknown unit in '", text, "' (K, M, G, T)");
+  if (!(v > 0) || !std::isfinite(v)) fail(flag, ": '", text, "' must be a positive size");
+  return static_cast<uint64_t>(v * mult);
 }
 
 int run_selected(CLI::App&) { return action() ? action()() : 0; }

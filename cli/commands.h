@@ -3,6 +3,9 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
+
+#include "store/store_factory.h"
 
 namespace zotune::cli {
 
@@ -13,6 +16,14 @@ void set_action(std::function<void()> action);
 void set_action_with_status(std::function<int()> action);
 void register_all(CLI::App& app);
 int run_selected(CLI::App& app);
+
+// Shared options of the parameter tiers (train, bench).
+void add_store_options(CLI::App& cmd, std::string& offload, std::string& storage_dtype, int& resident_blocks,
+                       std::string& overlap);
+void apply_store_options(const std::string& offload, const std::string& storage_dtype, const std::string& overlap,
+                         StoreOptions& out);
+// "4G", "512M", "1.5GB", "123456" -> bytes; errors name the flag.
+uint64_t parse_size(const std::string& text, const char* flag);
 
 void register_inspect(CLI::App& app);
 void register_forward(CLI::App& app);

@@ -266,9 +266,10 @@ void DiskStore::read_block(Stage& s) {
   float* buf = s.buf.ensure(bytes / sizeof(float));
   if (int e = inject(DiskIoPoint::Read, s.block)) fail(path.string(), ": read failed: ", errno_text(e));
   Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC | (opt_.direct_io ? O_DIRECT : 0))};
+  if (f.fd < 0 && errno == EINVAL && opt_.direct_io) f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // tmpfs: no O_DIRECT
   check(f.fd >= 0, path.string(), ": cannot open block file: ", errno_text(errno));
   pread_all(f.fd, buf, bytes, 0, path);
-  if (!opt_.direct_io) ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
   BlockHeader h{};
   std::memcpy(&h, buf, sizeof h);
   check(std::memcmp(h.magic, kMagic, sizeof kMagic) == 0 && h.block == s.block && h.numel == n, path.string(),
@@ -305,6 +306,8 @@ void DiskStore::write_block(Stage& s, int64_t updates) {
   if (int e = inject(DiskIoPoint::WriteTmp, s.block)) failed("write", e);
   {
     Fd f{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | (opt_.direct_io ? O_DIRECT : 0), 0644)};
+    if (f.fd < 0 && errno == EINVAL && opt_.direct_io)  // file systems without O_DIRECT (tmpfs)
+      f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (f.fd < 0) failed("create", errno);
     const auto* p = reinterpret_cast<const uint8_t*>(buf);
     uint64_t left = bytes, off = 0;
@@ -317,7 +320,7 @@ void DiskStore::write_block(Stage& s, int64_t updates) {
     }
     if (::fdatasync(f.fd) != 0) failed("fdatasync", errno);
     // Clean pages after fdatasync: dropping them keeps the page cache out of the figures.
-    if (!opt_.direct_io) ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
     const int fd = std::exchange(f.fd, -1);
     if (::close(fd) != 0) failed("close", errno);
   }

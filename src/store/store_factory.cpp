@@ -16,7 +16,7 @@ std::unique_ptr<ParamStore> make_store(const Architecture& arch, const Checkpoin
   if (opt.offload == Offload::Disk) {
     check(opt.storage_dtype == DType::F32, "--offload disk stores fp32 weights for now; --storage-dtype ",
           dtype_name(opt.storage_dtype), " on disk is not available yet");
-    DiskStoreOptions d{opt.work_dir, opt.resident_blocks, opt.overlap, false, opt.initial_updates, {}};
+    DiskStoreOptions d{opt.work_dir, opt.resident_blocks, opt.overlap, true, opt.initial_updates, {}};
     if (opt.resume_step && DiskStore::has_working_copy(opt.work_dir)) {
       auto s = DiskStore::open_existing(arch, d);
       for (int b = 0; b < arch.num_blocks(); ++b)

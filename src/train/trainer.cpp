@@ -19,6 +19,7 @@
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "store/memory_plan.h"
 #include "store/param_store.h"
 #include "tokenizer/tokenizer.h"
 #include "train/engine.h"
@@ -114,7 +115,7 @@ class Trainer {
   fs::path base_model_;
   std::unique_ptr<Architecture> arch_;
   std::unique_ptr<Checkpoint> ckpt_;
-  std::unique_ptr<RamStore> store_;
+  std::unique_ptr<ParamStore> store_;
   std::unique_ptr<ZoEngine> engine_;
   std::optional<Tokenizer> tok_;
   std::unique_ptr<Dataset> train_, eval_;
@@ -151,10 +152,12 @@ void Trainer::prepare_output() {
 
 void Trainer::load_starting_weights() {
   base_model_ = opt_.model;
+  opt_.store.work_dir = opt_.out / "disk-weights";
+  opt_.store.seed = opt_.seed;
   if (opt_.resume.empty()) {
     arch_ = load_architecture(opt_.model);
     ckpt_ = std::make_unique<Checkpoint>(opt_.model);
-    store_ = std::make_unique<RamStore>(*arch_, *ckpt_);
+    store_ = make_store(*arch_, *ckpt_, opt_.store);
     return;
   }
   const fs::path state_file = opt_.resume / "trainer_state.json";
@@ -173,12 +176,12 @@ void Trainer::load_starting_weights() {
   if (!weights.empty()) {
     // Exact weights saved by the run (storage precision) at `step`.
     ckpt_ = std::make_unique<Checkpoint>(opt_.resume / weights);
-    store_ = std::make_unique<RamStore>(*arch_, *ckpt_);
+    opt_.store.initial_updates = start_step_;
   } else {
     // Only the update log is exact: rebuild from the base model.
     ckpt_ = std::make_unique<Checkpoint>(base_model_);
-    store_ = std::make_unique<RamStore>(*arch_, *ckpt_);
   }
+  store_ = make_store(*arch_, *ckpt_, opt_.store);
   fs::path log_file = opt_.resume / "updates.jsonl";
   if (!fs::exists(log_file) && f.has("updates")) log_file = opt_.resume / f.req<std::string>("updates");
   UpdateLog log = read_update_log(log_file);
@@ -301,6 +304,7 @@ void Trainer::progress(int64_t step, bool final) {
 
 std::vector<const float*> Trainer::flushed_weights(std::vector<AlignedBuffer<float>>& keep) {
   engine_->flush();
+  store_->sync();
   const auto& table = arch_->tensors();
   keep.resize(table.size());
   std::vector<const float*> ptrs(table.size());
@@ -384,6 +388,36 @@ void Trainer::write_plot() {
 
 int Trainer::run() {
   set_compute_threads(opt_.threads);
+  if (opt_.dry_run || opt_.memory_budget > 0) {
+    // The plan needs only config.json: --dry-run works on a directory without weights.
+    auto arch = load_architecture(opt_.model);
+    PlanInput in;
+    in.batch = opt_.batch_size;
+    in.seq_len = opt_.max_length;
+    in.offload = opt_.store.offload;
+    in.storage_dtype = opt_.store.storage_dtype;
+    in.resident_blocks = opt_.store.resident_blocks;
+    in.overlap = opt_.store.overlap;
+    in.threads = compute_threads();
+    const MachineConstants mc = assumed_machine_constants();
+    MemoryPlan plan;
+    if (opt_.memory_budget > 0) {
+      PlanChoice choice = choose_plan(*arch, opt_.memory_budget, in, mc);
+      std::fprintf(stderr, "zotune train: --memory-budget: %s\n", choice.why.c_str());
+      if (!choice.fits && !opt_.dry_run) fail("--memory-budget: ", choice.why);
+      plan = choice.plan;
+      opt_.store.offload = plan.input.offload;
+      opt_.store.storage_dtype = plan.input.storage_dtype;
+      opt_.store.resident_blocks = plan.input.resident_blocks;
+    } else {
+      plan = plan_memory(*arch, in, mc);
+    }
+    if (opt_.dry_run) {
+      std::printf("%s", plan_table(plan).c_str());
+      std::printf("%s\n", plan_json(plan).dump().c_str());
+      return 0;
+    }
+  }
   check(opt_.steps >= 0, "--steps must be >= 0");
   check(opt_.batch_size > 0, "--batch-size must be > 0");
   check(opt_.mezo.eps > 0, "--eps must be > 0");

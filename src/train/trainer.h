@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 
+#include "store/store_factory.h"
 #include "tensor/dtype.h"
 #include "zo/mezo.h"
 
@@ -34,6 +35,9 @@ struct TrainOptions {
   std::optional<DType> save_dtype;
   int threads = 0;
   int progress = -1;            // -1 auto (a terminal), 0 plain log lines, 1 bar
+  StoreOptions store;           // tier: --offload, --storage-dtype, --resident-blocks, --overlap
+  uint64_t memory_budget = 0;   // bytes; > 0 picks the tier and resident blocks (--memory-budget)
+  bool dry_run = false;         // print the memory plan and the time estimate, train nothing
 };
 
 // Runs training; returns the process exit code: 0 when all steps are done,

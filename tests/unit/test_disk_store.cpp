@@ -106,7 +106,8 @@ TEST_P(DiskVsRam, BitIdenticalWeightsAndLosses) {
   er.flush();
 
   testing::TempDir tmp;
-  DiskStore disk(*m.arch, *m.ckpt, {tmp.path(), c.resident, c.overlap, false, 0, {}});
+  // O_DIRECT with the I/O thread, buffered I/O without: both paths covered.
+  DiskStore disk(*m.arch, *m.ckpt, {tmp.path(), c.resident, c.overlap, c.overlap, 0, {}});
   ZoEngine ed(*m.arch, disk, mezo(c.one_sided), 7);
   auto got = run(ed, batch, 0, kSteps, kSteps);
   ed.flush();
@@ -295,7 +296,8 @@ TEST(DiskStore, RealEnospcOnTinyTmpfs) {
   const fs::path mnt = tmp / "mnt";
   fs::create_directories(mnt);
   if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=64k") != 0) GTEST_SKIP() << "cannot mount a tmpfs here";
-  const std::string msg = error_of([&] { DiskStore(*m.arch, *m.ckpt, {mnt / "work", 1, true, false, 0, {}}); });
+  // tmpfs refuses O_DIRECT: this also runs the buffered fallback.
+  const std::string msg = error_of([&] { DiskStore(*m.arch, *m.ckpt, {mnt / "work", 1, true, true, 0, {}}); });
   ::umount(mnt.c_str());
   EXPECT_NE(msg.find((mnt / "work").string() + "/block-"), std::string::npos) << msg;
   EXPECT_NE(msg.find("No space left on device"), std::string::npos) << msg;
