@@ -76,8 +76,9 @@ struct MemoryPlan {
 };
 
 // Overhead of a zotune process beyond the tiers above (binary, libraries,
-// OpenMP/OpenBLAS, allocator): peak RSS of a 2-layer tiny-preset training run
-// minus its ~1.5 MB of tiers measured 9.3 MB (test_memory_plan, 2 threads).
+// OpenMP/OpenBLAS, allocator): the peak RSS of 2-layer tiny-preset training
+// runs minus their ~1.5-2.5 MB of tiers measured 8.7-9.3 MB (test_memory_plan,
+// 2 threads); the figure errs slightly high.
 constexpr uint64_t kProcessOverheadBytes = uint64_t{19} << 19;  // 9.5 MB
 
 MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const MachineConstants& mc);
