@@ -1,6 +1,9 @@
-// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3"):
+// Philox4x32-R (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3"):
 // a counter-based generator. The same (key, counter) gives the same four words
 // on any thread, rank or machine, so random streams are regenerated, never stored.
+// block() runs the standard 10 rounds (init, shuffling, sampling); the ZO
+// perturbation streams use 7 (kernels/zo_kernels.h: kZoPhiloxRounds), the fewest
+// the authors found to pass BigCrush, because they are a training step's hot loop.
 #pragma once
 #include <array>
 #include <cmath>
@@ -13,8 +16,9 @@ struct Philox4x32 {
   static constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
   static constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
 
+  template <int Rounds = 10>
   static std::array<uint32_t, 4> block(std::array<uint32_t, 4> c, std::array<uint32_t, 2> k) {
-    for (int round = 0; round < 10; ++round) {
+    for (int round = 0; round < Rounds; ++round) {
       const uint64_t p0 = uint64_t{kM0} * c[0];
       const uint64_t p1 = uint64_t{kM1} * c[2];
       c = {static_cast<uint32_t>(p1 >> 32) ^ c[1] ^ k[0], static_cast<uint32_t>(p1),

@@ -10,7 +10,7 @@ namespace zotune::kernels::ref {
 void zo_block_words(uint64_t seed, uint32_t tensor_id, ZoStream stream, uint64_t block,
                     uint32_t out[4]) {
   const auto w =
-      Philox4x32::block({static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
+      Philox4x32::block<kZoPhiloxRounds>({static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
                          tensor_id, static_cast<uint32_t>(stream)},
                         {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
   for (int r = 0; r < 4; ++r) out[r] = w[r];

@@ -1,4 +1,4 @@
-// The counter RNG of zo_kernels.h in SIMD: Philox4x32-10 on the 16 counter
+// The counter RNG of zo_kernels.h in SIMD: Philox4x32-7 on the 16 counter
 // blocks of a 64-element group, and the float math that turns its words into z.
 // Compiled once per Highway target (hence the toggle guard).
 //
@@ -53,13 +53,13 @@ constexpr size_t kZoParts = 16 / hn::MaxLanes(ZoD32());
 
 // Held as u64 so that each round key can be an embedded broadcast operand.
 struct ZoRoundKeys {
-  uint64_t k0[10], k1[10];
+  uint64_t k0[kZoPhiloxRounds], k1[kZoPhiloxRounds];
 };
 
 inline ZoRoundKeys zo_round_keys(uint64_t seed) {
   ZoRoundKeys keys;
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  for (int r = 0; r < 10; ++r) {
+  for (int r = 0; r < kZoPhiloxRounds; ++r) {
     keys.k0[r] = k0;
     keys.k1[r] = k1;
     k0 += 0x9E3779B9u;
@@ -113,8 +113,8 @@ HWY_INLINE void PhiloxGroups(const ZoRoundKeys& keys, uint64_t group, uint32_t t
     return hn::ShiftRight<32>(p);
 #endif
   };
-  ZOTUNE_ZO_UNROLL(10)
-  for (int r = 0; r < 10; ++r) {
+  ZOTUNE_ZO_UNROLL(7)
+  for (int r = 0; r < kZoPhiloxRounds; ++r) {
     const V k0 = hn::Set(d64, keys.k0[r]), k1 = hn::Set(d64, keys.k1[r]);
     ZOTUNE_ZO_UNROLL(32)
     for (size_t v = 0; v < kVecs; ++v) {

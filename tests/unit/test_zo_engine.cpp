@@ -107,7 +107,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, MezoGolden,
 double scalar_z(uint64_t seed, uint32_t id, int64_t i) {
   const int64_t G = i / 64, r = (i % 64) / 16, k = i % 16;
   const uint64_t n = static_cast<uint64_t>(G * 16 + k);
-  auto w = Philox4x32::block({static_cast<uint32_t>(n), static_cast<uint32_t>(n >> 32), id, 0},
+  auto w = Philox4x32::block<kernels::kZoPhiloxRounds>({static_cast<uint32_t>(n), static_cast<uint32_t>(n >> 32), id, 0},
                              {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
   const std::size_t p = static_cast<std::size_t>(r / 2) * 2;
   const double u1 = (static_cast<double>(w[p] >> 8) + 1.0) / 16777216.0;
