@@ -19,6 +19,7 @@
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "store/disk_store.h"
 #include "store/memory_plan.h"
 #include "store/param_store.h"
 #include "tokenizer/tokenizer.h"
@@ -173,6 +174,28 @@ void Trainer::load_starting_weights() {
   base_model_ = f.req<std::string>("base_model");
   const std::string weights = f.opt<std::string>("weights", "");
   arch_ = load_architecture(base_model_);
+  std::error_code ec;
+  if (opt_.store.offload == Offload::Disk && fs::equivalent(opt_.out, opt_.resume, ec) &&
+      DiskStore::has_working_copy(opt_.store.work_dir)) {
+    // The disk working copy runs ahead of the last checkpoint (a kill lands
+    // anywhere): continue from it, bringing every block to the last logged update.
+    UpdateLog log = read_update_log(opt_.resume / "updates.jsonl");
+    check(static_cast<int64_t>(log.records.size()) <= opt_.steps, "--resume: the run is at step ", log.records.size(),
+          ", beyond --steps ", opt_.steps);
+    start_step_ = static_cast<int64_t>(log.records.size());
+    resumed_records_ = log.records;
+    DiskStoreOptions d;
+    d.work_dir = opt_.store.work_dir;
+    d.resident_blocks = opt_.store.resident_blocks;
+    d.overlap = opt_.store.overlap;
+    auto disk = DiskStore::open_existing(*arch_, d);
+    disk->catch_up(opt_.mezo.dist, opt_.mezo.weight_decay, resumed_records_);
+    store_ = std::move(disk);
+    ckpt_ = std::make_unique<Checkpoint>(base_model_);
+    std::fprintf(stderr, "zotune train: continuing the disk working copy at step %lld\n",
+                 static_cast<long long>(start_step_));
+    return;
+  }
   if (!weights.empty()) {
     // Exact weights saved by the run (storage precision) at `step`.
     ckpt_ = std::make_unique<Checkpoint>(opt_.resume / weights);

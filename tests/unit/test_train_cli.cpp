@@ -180,6 +180,41 @@ TEST(Train, SigintWritesACheckpointAndResumeContinuesExactly) {
   EXPECT_EQ(slurp(tmp / "run" / "model.safetensors"), slurp(tmp / "straight" / "model.safetensors"));
 }
 
+// The disk tier: a run killed with SIGKILL (no checkpoint, write-backs in flight)
+// continues from its working copy and ends bit-identical to an uninterrupted run;
+// the fp32 RAM tier gives the same bytes.
+TEST(Train, DiskTierSurvivesSigkillAndMatchesTheRamTier) {
+  TempDir tmp;
+  const fs::path model = testing::golden_dir() / "qwen3";
+  write_fixed_word_data(tmp / "d.jsonl", 40, 5);
+  const fs::path d = tmp / "d.jsonl";
+  std::vector<std::string> args = {ZOTUNE_BINARY, "train", "--model", model.string(), "--data", d.string(), "--out",
+                                   (tmp / "run").string(), "--steps", "1000000", "--batch-size", "8", "--lr", "1e-3",
+                                   "--eps", "1e-3", "--weight-decay", "0.01", "--seed", "3", "--progress", "log",
+                                   "--offload", "disk"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, ZOTUNE_BINARY, nullptr, nullptr, argv.data(), environ), 0);
+  for (int i = 0; i < 600; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (fs::exists(tmp / "run" / "metrics.jsonl") && metrics(tmp / "run").size() >= 6) break;
+  }
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  ASSERT_TRUE(fs::exists(tmp / "run" / "disk-weights"));
+
+  const int total = static_cast<int>(metrics(tmp / "run").size()) + 4;
+  auto r = run_zotune(train_cmd(model, d, tmp / "run", total, "--offload disk --resume " + quote(tmp / "run")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("continuing the disk working copy"), std::string::npos) << r.output;
+  ASSERT_EQ(run_zotune(train_cmd(model, d, tmp / "ram", total)).exit_code, 0);
+  EXPECT_EQ(slurp(tmp / "run" / "model.safetensors"), slurp(tmp / "ram" / "model.safetensors"));
+}
+
 TEST(TrainMalformed, BadDataLineNamesFileAndLine) {
   TempDir tmp;
   std::ofstream(tmp / "d.jsonl") << "{\"input_ids\": [5, 6, 7]}\n{\"input_ids\": [5, \"x\"]}\n";
