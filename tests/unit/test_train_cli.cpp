@@ -50,12 +50,35 @@ std::string train_cmd(const fs::path& model, const fs::path& data, const fs::pat
          extra;
 }
 
+// Starts `zotune train` on a never-ending run in the background; returns its pid
+// once it has logged `records` metrics records.
+pid_t spawn_long_run(const fs::path& model, const fs::path& data, const fs::path& out, std::vector<std::string> extra,
+                     std::size_t records);
+
 std::vector<Json> metrics(const fs::path& run) {
   std::vector<Json> r;
   std::ifstream f(run / "metrics.jsonl");
   std::string line;
   while (std::getline(f, line)) r.push_back(Json::parse(line));
   return r;
+}
+
+pid_t spawn_long_run(const fs::path& model, const fs::path& data, const fs::path& out, std::vector<std::string> extra,
+                     std::size_t records) {
+  std::vector<std::string> args = {ZOTUNE_BINARY, "train", "--model", model.string(), "--data", data.string(), "--out",
+                                   out.string(), "--steps", "1000000", "--batch-size", "8", "--lr", "1e-3",
+                                   "--eps", "1e-3", "--weight-decay", "0.01", "--seed", "3", "--progress", "log"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawn(&pid, ZOTUNE_BINARY, nullptr, nullptr, argv.data(), environ) != 0) return -1;
+  for (int i = 0; i < 600; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (fs::exists(out / "metrics.jsonl") && metrics(out).size() >= records) break;
+  }
+  return pid;
 }
 
 TEST(Train, LearnsAFixedLabelWordWithARealMargin) {
@@ -150,19 +173,8 @@ TEST(Train, SigintWritesACheckpointAndResumeContinuesExactly) {
   const fs::path model = testing::golden_dir() / "gpt2";
   write_fixed_word_data(tmp / "d.jsonl", 40, 4);
   const fs::path d = tmp / "d.jsonl";
-  std::vector<std::string> args = {ZOTUNE_BINARY, "train", "--model", model.string(), "--data", d.string(), "--out",
-                                   (tmp / "run").string(), "--steps", "1000000", "--batch-size", "8", "--lr", "1e-3",
-                                   "--eps", "1e-3", "--weight-decay", "0.01", "--seed", "3", "--progress", "log"};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, ZOTUNE_BINARY, nullptr, nullptr, argv.data(), environ), 0);
-  // Wait until a few steps are logged, then interrupt.
-  for (int i = 0; i < 600; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (fs::exists(tmp / "run" / "metrics.jsonl") && metrics(tmp / "run").size() >= 4) break;
-  }
+  const pid_t pid = spawn_long_run(model, d, tmp / "run", {}, 4);
+  ASSERT_GT(pid, 0);
   kill(pid, SIGINT);
   int status = 0;
   waitpid(pid, &status, 0);
@@ -188,19 +200,8 @@ TEST(Train, DiskTierSurvivesSigkillAndMatchesTheRamTier) {
   const fs::path model = testing::golden_dir() / "qwen3";
   write_fixed_word_data(tmp / "d.jsonl", 40, 5);
   const fs::path d = tmp / "d.jsonl";
-  std::vector<std::string> args = {ZOTUNE_BINARY, "train", "--model", model.string(), "--data", d.string(), "--out",
-                                   (tmp / "run").string(), "--steps", "1000000", "--batch-size", "8", "--lr", "1e-3",
-                                   "--eps", "1e-3", "--weight-decay", "0.01", "--seed", "3", "--progress", "log",
-                                   "--offload", "disk"};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, ZOTUNE_BINARY, nullptr, nullptr, argv.data(), environ), 0);
-  for (int i = 0; i < 600; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (fs::exists(tmp / "run" / "metrics.jsonl") && metrics(tmp / "run").size() >= 6) break;
-  }
+  const pid_t pid = spawn_long_run(model, d, tmp / "run", {"--offload", "disk"}, 6);
+  ASSERT_GT(pid, 0);
   kill(pid, SIGKILL);
   int status = 0;
   waitpid(pid, &status, 0);
