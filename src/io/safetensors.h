@@ -17,6 +17,12 @@
 
 namespace zotune {
 
+// Tells the kernel mapped checkpoint bytes are no longer needed: stores call it
+// after copying a tensor out, so a loaded model is not resident twice. The
+// mapping is read-only and file-backed, so only clean pages go (a later read
+// faults them in again); widening to whole pages is harmless.
+void drop_mapped_pages(const void* p, std::size_t bytes);
+
 // Read-only RAII memory map of a whole file (MAP_PRIVATE). An empty file maps
 // to data() == nullptr, size() == 0. Truncating the file while it is mapped
 // makes later reads fault (SIGBUS); zotune never rewrites a file in place.

@@ -68,14 +68,6 @@ void pread_all(int fd, void* buf, uint64_t n, uint64_t off, const fs::path& path
   }
 }
 
-// Drops the pages of a range of the checkpoint mapping we just copied from, so
-// streaming a large model in does not keep it in RSS.
-void drop_mapped(const void* data, std::size_t n) {
-  auto a = reinterpret_cast<uintptr_t>(data);
-  const uintptr_t begin = (a + kPage - 1) / kPage * kPage;
-  const uintptr_t end = (a + n) / kPage * kPage;
-  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-}
 
 }  // namespace
 
@@ -116,7 +108,7 @@ DiskStore::DiskStore(const Architecture& arch, const Checkpoint& ckpt, DiskStore
       const auto& spec = table[static_cast<std::size_t>(id)];
       TensorView v = checked_view(arch, ckpt, spec);
       upcast_to_f32(v, payload + tensor_offset_[static_cast<std::size_t>(id)]);
-      drop_mapped(v.data, v.nbytes());
+      drop_mapped_pages(v.data, v.nbytes());
     }
     std::memset(payload + n, 0, payload_bytes(n) - static_cast<uint64_t>(n) * sizeof(float));
     s.block = b;

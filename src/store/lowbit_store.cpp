@@ -20,16 +20,6 @@ namespace {
 // a 150k-token embedding leaves resident from the mapping while loading.
 constexpr int64_t kLoadChunk = int64_t{1} << 20;
 
-// Tells the kernel the mapped source bytes are no longer needed. The mapping is
-// read-only and file-backed, so this only unmaps clean pages (a later read
-// faults them in again from the file); widening to whole pages is harmless.
-void drop_mapped_pages(const void* p, std::size_t bytes) {
-  if (bytes == 0) return;
-  static const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const auto b = reinterpret_cast<uintptr_t>(p) / page * page;
-  const auto e = (reinterpret_cast<uintptr_t>(p) + bytes + page - 1) / page * page;
-  (void)::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);  // a hint: failure only costs memory
-}
 
 kernels::LowBitFormat format_of(DType t) {
   check(t == DType::BF16 || t == DType::F16, "low-bit RAM store: storage dtype ", dtype_name(t),

@@ -165,8 +165,6 @@ MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const Mach
   // Weights.
   const uint64_t dsize = in.offload == Offload::None ? 4 : dtype_size(in.storage_dtype);
   if (in.offload != Offload::Disk) p.bytes.weights = static_cast<uint64_t>(p.params) * dsize;
-  if (in.offload == Offload::None)
-    p.bytes.weights += static_cast<uint64_t>(p.params) * dtype_size(in.input_dtype.value_or(c.torch_dtype.value_or(DType::F32)));
 
   // Working copies: the largest non-pinned block sizes the ring slot (RAM tiers
   // keep it grown; disk frees slots grown past a decoder layer after use).

@@ -25,6 +25,7 @@ RamStore::RamStore(const Architecture& arch, const Checkpoint& ckpt) : ParamStor
     TensorView v = checked_view(arch, ckpt, table[i]);
     weights_[i].reset(static_cast<std::size_t>(v.numel()));
     upcast_to_f32(v, weights_[i].data());
+    drop_mapped_pages(v.data, v.nbytes());
     plus_[i] = minus_[i] = weights_[i].data();
   }
   block_numel_.assign(block_tensors_.size(), 0);
