@@ -17,7 +17,7 @@ fi
 rm -rf "$out/run"
 build/zotune train --model "$out/tiny-gpt2" \
   --data examples/sentiment/train.jsonl --eval examples/sentiment/eval.jsonl \
-  --out "$out/run" --steps 3000 --batch-size 16 --lr 3e-4 --eps 1e-3 --seed 0 \
+  --out "$out/run" --steps 3000 --batch-size 16 --lr 4e-4 --schedule linear --eps 1e-3 --seed 0 \
   --max-length 32 --eval-every 500
 echo
 echo "Evaluations (metrics in $out/run/metrics.jsonl, curves in $out/run/loss.svg and accuracy.svg):"
