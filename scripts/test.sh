@@ -10,5 +10,5 @@ bash scripts/build.sh
 if [ "${ZOTUNE_SKIP_SANITIZERS:-0}" != 1 ]; then
   BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo bash scripts/build.sh -DZOTUNE_SANITIZE=ON -DZOTUNE_BUILD_BENCH=OFF
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-     ctest --output-on-failure -j "$(nproc)" -L sanitize --timeout 900)
+     ctest --output-on-failure -j "$(nproc)" -L '^sanitize$' --timeout 900)
 fi
