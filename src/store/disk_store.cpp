@@ -503,7 +503,6 @@ void DiskStore::prefetch(int block) {
 
 void DiskStore::acquire(int block, const BlockWork& work) {
   fold_counters();
-  const auto& table = arch_.tensors();
   const auto bi = static_cast<std::size_t>(block);
   check(block >= 0 && block < arch_.num_blocks() && !held_[bi], "disk tier: block ", block,
         " acquired twice or out of range");
@@ -516,28 +515,11 @@ void DiskStore::acquire(int block, const BlockWork& work) {
   float* weights = st->buf.data() + kHeaderFloats;
   Slot* slot = work.perturb ? &slot_for(block) : nullptr;
   for (int id : block_tensors_[bi]) {
-    const auto& spec = table[static_cast<std::size_t>(id)];
-    const int64_t n = spec.numel();
     const int64_t off = tensor_offset_[static_cast<std::size_t>(id)];
     float* w = weights + off;
-    kernels::ZoUpdate upd;
-    if (work.update)
-      upd = {true, work.update->seed, work.update->lr, work.update->grad, spec.decays() ? work.weight_decay : 0.0f};
-    kernels::ZoPerturb pert;
-    float* plus = nullptr;
-    float* minus = nullptr;
-    if (work.perturb) {
-      pert = {true, work.seed, work.eps};
-      plus = slot->plus.data() + off;
-      minus = work.one_sided ? nullptr : slot->minus.data() + off;
-    }
-    if (upd.active || pert.active) {
-      kernels::zo_update_perturb(static_cast<uint32_t>(id), work.dist, upd, pert, 0, n, w, plus, minus);
-      if (work.dist != kernels::ZDist::Ones)
-        counters_.rng_draws += static_cast<uint64_t>(n) * ((upd.active ? 1 : 0) + (pert.active ? 1 : 0));
-    }
-    plus_[static_cast<std::size_t>(id)] = plus ? plus : w;
-    minus_[static_cast<std::size_t>(id)] = minus ? minus : w;
+    float* plus = work.perturb ? slot->plus.data() + off : nullptr;
+    float* minus = work.perturb && !work.one_sided ? slot->minus.data() + off : nullptr;
+    apply_fp32_work(id, work, w, plus, minus);
   }
   if (work.update) {
     ++updates_[bi];

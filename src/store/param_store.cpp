@@ -18,6 +18,23 @@ ParamStore::ParamStore(const Architecture& arch) : arch_(arch) {
   }
 }
 
+void ParamStore::apply_fp32_work(int id, const BlockWork& work, float* w, float* plus, float* minus) {
+  const auto& spec = arch_.tensors()[static_cast<std::size_t>(id)];
+  const int64_t n = spec.numel();
+  kernels::ZoUpdate upd;
+  if (work.update)
+    upd = {true, work.update->seed, work.update->lr, work.update->grad, spec.decays() ? work.weight_decay : 0.0f};
+  kernels::ZoPerturb pert;
+  if (work.perturb) pert = {true, work.seed, work.eps};
+  if (upd.active || pert.active) {
+    kernels::zo_update_perturb(static_cast<uint32_t>(id), work.dist, upd, pert, 0, n, w, plus, minus);
+    if (work.dist != kernels::ZDist::Ones)
+      counters_.rng_draws += static_cast<uint64_t>(n) * ((upd.active ? 1 : 0) + (pert.active ? 1 : 0));
+  }
+  plus_[static_cast<std::size_t>(id)] = plus ? plus : w;
+  minus_[static_cast<std::size_t>(id)] = minus ? minus : w;
+}
+
 RamStore::RamStore(const Architecture& arch, const Checkpoint& ckpt) : ParamStore(arch) {
   const auto& table = arch.tensors();
   weights_.resize(table.size());
@@ -51,27 +68,13 @@ void RamStore::acquire(int block, const BlockWork& work) {
     const auto& spec = table[static_cast<std::size_t>(id)];
     const int64_t n = spec.numel();
     float* w = weights_[static_cast<std::size_t>(id)].data();
-    kernels::ZoUpdate upd;
-    if (work.update) {
-      upd = {true, work.update->seed, work.update->lr, work.update->grad, spec.decays() ? work.weight_decay : 0.0f};
-    }
-    kernels::ZoPerturb pert;
-    float* plus = nullptr;
-    float* minus = nullptr;
-    if (work.perturb) {
-      pert = {true, work.seed, work.eps};
-      plus = slot->plus.data() + offset;
-      minus = work.one_sided ? nullptr : slot->minus.data() + offset;
-    }
-    if (upd.active || pert.active) {
-      kernels::zo_update_perturb(static_cast<uint32_t>(id), work.dist, upd, pert, 0, n, w, plus, minus);
+    float* plus = work.perturb ? slot->plus.data() + offset : nullptr;
+    float* minus = work.perturb && !work.one_sided ? slot->minus.data() + offset : nullptr;
+    apply_fp32_work(id, work, w, plus, minus);
+    if (work.update || work.perturb) {
       counters_.param_bytes_read += static_cast<uint64_t>(n) * sizeof(float);
-      if (upd.active) counters_.param_bytes_written += static_cast<uint64_t>(n) * sizeof(float);
-      if (work.dist != kernels::ZDist::Ones)
-        counters_.rng_draws += static_cast<uint64_t>(n) * ((upd.active ? 1 : 0) + (pert.active ? 1 : 0));
+      if (work.update) counters_.param_bytes_written += static_cast<uint64_t>(n) * sizeof(float);
     }
-    plus_[static_cast<std::size_t>(id)] = plus ? plus : w;
-    minus_[static_cast<std::size_t>(id)] = minus ? minus : w;
     offset += n;
   }
 }

@@ -73,6 +73,12 @@ class ParamStore {
   const std::vector<int>& block_tensors(int block) const { return block_tensors_[static_cast<std::size_t>(block)]; }
 
  protected:
+  // The fused pass over fp32 tensor `id` held at `w`: applies the block's deferred
+  // update in place and, when `work.perturb`, writes W+ to `plus` and W- to
+  // `minus` (null in one-sided mode); then points plus_/minus_ at the results.
+  // Shared by the fp32 tiers so they cannot drift apart.
+  void apply_fp32_work(int id, const BlockWork& work, float* w, float* plus, float* minus);
+
   const Architecture& arch_;
   std::vector<const float*> plus_, minus_;
   std::vector<std::vector<int>> block_tensors_;
