@@ -97,6 +97,8 @@ class Architecture {
   int num_blocks() const { return static_cast<int>(cfg_.num_layers) + 2; }
   // Tensor id of the weight the lm_head multiplies with (the embedding if tied).
   int head_weight_id() const { return head_weight_id_; }
+  // Tensor id of the token embedding [V, width] (block 0).
+  int token_embedding_id() const { return token_embedding_id_; }
 
   // Floats of scratch a forward over `rows` = B*T new tokens needs.
   virtual int64_t scratch_floats(int64_t rows) const = 0;
@@ -117,6 +119,7 @@ class Architecture {
   ModelConfig cfg_;
   std::vector<TensorSpec> tensors_;
   int head_weight_id_ = -1;
+  int token_embedding_id_ = -1;
   int add_tensor(std::string name, Shape shape, int block, TensorRole role);
 };
 

@@ -62,10 +62,15 @@ void ForwardPass::run_body(ParamPtrs w) {
   for (int b = 0; b <= static_cast<int>(arch_.config().num_layers); ++b) run_block(b, w);
 }
 
+const float* ForwardPass::head_hidden(ParamPtrs w, const int64_t* rows, int64_t nrows) {
+  float* hidden = blocks::ensure(hidden_, nrows * arch_.head_width());
+  arch_.final_hidden(w, act_, rows, nrows, hidden);
+  return hidden;
+}
+
 void ForwardPass::logits(ParamPtrs w, const int64_t* rows, int64_t nrows, float* out) {
   const int64_t Wd = arch_.head_width(), V = arch_.config().vocab_size;
-  float* hidden = blocks::ensure(hidden_, nrows * Wd);
-  arch_.final_hidden(w, act_, rows, nrows, hidden);
+  const float* hidden = head_hidden(w, rows, nrows);
   kernels::sgemm(false, true, nrows, V, Wd, 1.0f, hidden, Wd, w[static_cast<std::size_t>(arch_.head_weight_id())],
                  Wd, 0.0f, out, V);
 }

@@ -23,6 +23,9 @@ class ForwardPass {
   void run_block(int block, ParamPtrs w);
   void run_body(ParamPtrs w);  // all blocks but the head
 
+  // The hidden states [nrows, arch.head_width()] that enter the lm_head, of the
+  // given rows (indices into B*T): the head block but its GEMM. Valid until the next call.
+  const float* head_hidden(ParamPtrs w, const int64_t* rows, int64_t nrows);
   // logits [nrows, V] of the given rows (indices into B*T) after the head block.
   void logits(ParamPtrs w, const int64_t* rows, int64_t nrows, float* out);
   void all_logits(ParamPtrs w, float* out);  // every row, [B*T, V]

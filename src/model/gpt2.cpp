@@ -50,6 +50,7 @@ class Gpt2 final : public Architecture {
     const int64_t C = cfg_.hidden_size, V = cfg_.vocab_size, I = inner_;
     const std::string p = "transformer.";
     wte_ = add_tensor(p + "wte.weight", {V, C}, 0, TensorRole::Embedding);
+    token_embedding_id_ = wte_;
     wpe_ = add_tensor(p + "wpe.weight", {cfg_.max_positions, C}, 0, TensorRole::Embedding);
     for (int64_t l = 0; l < cfg_.num_layers; ++l) {
       const int b = static_cast<int>(l) + 1;

@@ -45,6 +45,7 @@ class Opt final : public Architecture {
     const std::string p = "model.decoder.";
     const int hb = static_cast<int>(cfg_.num_layers) + 1;
     embed_ = add_tensor(p + "embed_tokens.weight", {V, P}, 0, TensorRole::Embedding);
+    token_embedding_id_ = embed_;
     pos_ = add_tensor(p + "embed_positions.weight", {cfg_.max_positions + kPositionOffset, C}, 0,
                       TensorRole::Embedding);
     if (P != C) {

@@ -95,6 +95,7 @@ void RmsRopeDecoder::build(const JsonFields& f, RmsRopeOptions opt) {
   const std::string p = "model.";
   const int hb = static_cast<int>(cfg_.num_layers) + 1;
   embed_ = add_tensor(p + "embed_tokens.weight", {V, C}, 0, TensorRole::Embedding);
+  token_embedding_id_ = embed_;
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {
     const int b = static_cast<int>(l) + 1;
     const std::string h = p + "layers." + std::to_string(l) + ".";

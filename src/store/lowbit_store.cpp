@@ -64,53 +64,74 @@ LowBitRamStore::LowBitRamStore(const Architecture& arch, const Checkpoint& ckpt,
                         static_cast<std::size_t>(m) * dtype_size(v.dtype));
     }
   }
-  block_numel_.assign(block_tensors_.size(), 0);
-  for (std::size_t b = 0; b < block_tensors_.size(); ++b)
-    for (int id : block_tensors_[b]) block_numel_[b] += table[static_cast<std::size_t>(id)].numel();
-  pin_block0_ = arch.head_weight_id() >= 0 && table[static_cast<std::size_t>(arch.head_weight_id())].block == 0;
-}
-
-LowBitRamStore::Slot& LowBitRamStore::slot_for(int block, bool perturbed) {
-  Slot& s = (block == 0 && pin_block0_) ? pinned_ : ring_;
-  const int64_t n = block_numel_[static_cast<std::size_t>(block)];
-  blocks::ensure(s.plus, n);
-  if (perturbed) blocks::ensure(s.minus, n);  // eval needs one fp32 copy, not two
-  return s;
 }
 
 void LowBitRamStore::acquire(int block, const BlockWork& work) {
   const auto& table = arch_.tensors();
-  Slot& slot = slot_for(block, work.perturb);
+  float* slot = blocks::ensure(slot_, block_numel(block));
+  work_ = work;
   int64_t offset = 0;
   for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
-    const auto& spec = table[static_cast<std::size_t>(id)];
-    const int64_t n = spec.numel();
-    kernels::ZoUpdate upd;
-    if (work.update) {
-      upd = {true, work.update->seed, work.update->lr, work.update->grad, spec.decays() ? work.weight_decay : 0.0f};
-    }
-    kernels::ZoPerturb pert;
-    float* plus = slot.plus.data() + offset;
-    float* minus = plus;
-    float* out_w = plus;  // unperturbed: one fp32 copy serves as both
-    if (work.perturb) {
-      pert = {true, work.seed, work.eps};
-      minus = slot.minus.data() + offset;
-      out_w = work.one_sided ? minus : nullptr;  // one-sided: the minus pass runs on θ itself
-    }
+    const int64_t n = table[static_cast<std::size_t>(id)].numel();
+    const kernels::ZoUpdate upd = update_of(id, work);
+    const kernels::ZoPerturb pert = perturb_of(work);
+    float* w = slot + offset;
     kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt_, work.dist, upd, pert, 0, n,
-                                      weights_[static_cast<std::size_t>(id)].data(), pert.active ? plus : nullptr,
-                                      pert.active && !work.one_sided ? minus : nullptr, out_w);
-    const auto un = static_cast<uint64_t>(n);
-    counters_.param_bytes_read += un * sizeof(uint16_t);
-    if (upd.active) {
-      counters_.param_bytes_written += un * sizeof(uint16_t);
-      counters_.rounding_draws += un;
-    }
-    if (work.dist != kernels::ZDist::Ones) counters_.rng_draws += un * ((upd.active ? 1 : 0) + (pert.active ? 1 : 0));
-    plus_[static_cast<std::size_t>(id)] = plus;
-    minus_[static_cast<std::size_t>(id)] = minus;
+                                      weights_[static_cast<std::size_t>(id)].data(), pert.active ? w : nullptr,
+                                      nullptr, pert.active ? nullptr : w);
+    count_pass(n, work, sizeof(uint16_t));
+    if (upd.active) counters_.rounding_draws += static_cast<uint64_t>(n);
+    plus_[static_cast<std::size_t>(id)] = w;
+    minus_[static_cast<std::size_t>(id)] = pert.active ? nullptr : w;
     offset += n;
+  }
+}
+
+void LowBitRamStore::switch_to_minus(int block) {
+  if (!work_.perturb) return;
+  const auto& table = arch_.tensors();
+  float* slot = slot_.data();
+  // W- = stored - eps z: the perturbation with -eps (exact: x + (-a) == x - a).
+  // One-sided: the minus pass runs on the stored value itself.
+  kernels::ZoPerturb pert = perturb_of(work_);
+  pert.eps = -pert.eps;
+  BlockWork redo;
+  redo.dist = work_.dist;
+  redo.perturb = !work_.one_sided;
+  int64_t offset = 0;
+  for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
+    const int64_t n = table[static_cast<std::size_t>(id)].numel();
+    float* w = slot + offset;
+    kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt_, work_.dist, kernels::ZoUpdate{},
+                                      work_.one_sided ? kernels::ZoPerturb{} : pert, 0, n,
+                                      weights_[static_cast<std::size_t>(id)].data(), work_.one_sided ? nullptr : w,
+                                      nullptr, work_.one_sided ? w : nullptr);
+    count_pass(n, redo, sizeof(uint16_t));
+    plus_[static_cast<std::size_t>(id)] = nullptr;
+    minus_[static_cast<std::size_t>(id)] = w;
+    offset += n;
+  }
+  work_.perturb = false;
+}
+
+void LowBitRamStore::stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) {
+  const auto& spec = arch_.tensors()[static_cast<std::size_t>(id)];
+  const int64_t rows = spec.shape[0], cols = spec.numel() / rows;
+  check(chunk_rows > 0, "stream_rows: chunk_rows must be positive");
+  const kernels::ZoUpdate upd = update_of(id, work);
+  const kernels::ZoPerturb pert = perturb_of(work);
+  const int64_t cap = std::min(chunk_rows, rows) * cols;
+  float* ct = blocks::ensure(chunk_theta_, cap);
+  float* cp = pert.active ? blocks::ensure(chunk_plus_, cap) : nullptr;
+  float* cm = pert.active && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
+  uint16_t* stored = weights_[static_cast<std::size_t>(id)].data();
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
+    const int64_t nr = std::min(chunk_rows, rows - r0), n = nr * cols, b = r0 * cols;
+    kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt_, work.dist, upd, pert, b, n, stored + b, cp,
+                                      cm, ct);
+    count_pass(n, work, sizeof(uint16_t));
+    if (upd.active) counters_.rounding_draws += static_cast<uint64_t>(n);
+    if (fn) fn(RowChunk{r0, nr, cols, ct, cp ? cp : ct, cm ? cm : ct});
   }
 }
 

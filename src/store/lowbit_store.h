@@ -1,7 +1,11 @@
 // The low-bit RAM tier (--offload ram --storage-dtype bf16|fp16): every weight
 // in RAM as 16-bit floats, half the memory of RamStore. Only the resident
-// block has fp32 copies, even when it is not perturbed (eval), since the model
-// reads fp32. Updates are applied in fp32 and written back with stochastic
+// block has an fp32 copy, even when it is not perturbed (eval), since the model
+// reads fp32. The tier is lean (ParamStore::switch_to_minus): one copy holds
+// W+ for the plus pass, then W- = stored - eps z, drawn again from the stored
+// 16-bit values, for the minus pass — the stored value is exactly what W+ was
+// made from, so this equals writing both copies at once, for one more z draw
+// and one more 16-bit read per parameter instead of a second fp32 copy. Updates are applied in fp32 and written back with stochastic
 // rounding (kernels/zo_lowbit.h): an update far below one ulp still moves the
 // stored weight in expectation, where round-to-nearest would drop it.
 #pragma once
@@ -23,23 +27,20 @@ class LowBitRamStore final : public ParamStore {
   LowBitRamStore(const Architecture& arch, const Checkpoint& ckpt, DType storage);
   void acquire(int block, const BlockWork& work) override;
   void release(int block) override;
+  void switch_to_minus(int block) override;
+  void stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) override;
   void read_tensor(int id, float* out) const override;
   DType storage_dtype() const override { return dtype_; }
   // The stored 16-bit values of tensor `id`.
   const uint16_t* stored(int id) const { return weights_[static_cast<std::size_t>(id)].data(); }
 
  private:
-  struct Slot {
-    AlignedBuffer<float> plus, minus;
-  };
-  Slot& slot_for(int block, bool perturbed);
-
   DType dtype_;
   kernels::LowBitFormat fmt_;
   std::vector<AlignedBuffer<uint16_t>> weights_;
-  std::vector<int64_t> block_numel_;
-  Slot ring_, pinned_;  // as in RamStore: the tied embedding block keeps its own slot
-  bool pin_block0_ = false;
+  AlignedBuffer<float> slot_;  // the resident block's fp32 copy
+  BlockWork work_;             // of the resident block's acquire()
+  AlignedBuffer<float> chunk_theta_, chunk_plus_, chunk_minus_;
 };
 
 }  // namespace zotune

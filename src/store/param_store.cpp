@@ -1,5 +1,7 @@
 #include "store/param_store.h"
 
+#include <algorithm>
+
 #include "base/error.h"
 #include "io/safetensors.h"
 #include "model/blocks.h"
@@ -11,26 +13,45 @@ ParamStore::ParamStore(const Architecture& arch) : arch_(arch) {
   const auto& table = arch.tensors();
   plus_.assign(table.size(), nullptr);
   minus_.assign(table.size(), nullptr);
+  streamed_.assign(table.size(), 0);
+  for (int id : {arch.token_embedding_id(), arch.head_weight_id()})
+    if (id >= 0) streamed_[static_cast<std::size_t>(id)] = 1;
   block_tensors_.resize(static_cast<std::size_t>(arch.num_blocks()));
+  block_numel_.assign(block_tensors_.size(), 0);
   for (std::size_t i = 0; i < table.size(); ++i) {
-    block_tensors_[static_cast<std::size_t>(table[i].block)].push_back(static_cast<int>(i));
     total_params_ += table[i].numel();
+    if (streamed_[i]) continue;
+    const auto b = static_cast<std::size_t>(table[i].block);
+    block_tensors_[b].push_back(static_cast<int>(i));
+    block_numel_[b] += table[i].numel();
   }
 }
 
-void ParamStore::apply_fp32_work(int id, const BlockWork& work, float* w, float* plus, float* minus) {
+kernels::ZoUpdate ParamStore::update_of(int id, const BlockWork& work) const {
+  if (!work.update) return {};
   const auto& spec = arch_.tensors()[static_cast<std::size_t>(id)];
-  const int64_t n = spec.numel();
-  kernels::ZoUpdate upd;
-  if (work.update)
-    upd = {true, work.update->seed, work.update->lr, work.update->grad, spec.decays() ? work.weight_decay : 0.0f};
-  kernels::ZoPerturb pert;
-  if (work.perturb) pert = {true, work.seed, work.eps};
-  if (upd.active || pert.active) {
+  return {true, work.update->seed, work.update->lr, work.update->grad, spec.decays() ? work.weight_decay : 0.0f};
+}
+
+kernels::ZoPerturb ParamStore::perturb_of(const BlockWork& work) const {
+  if (!work.perturb) return {};
+  return {true, work.seed, work.eps};
+}
+
+void ParamStore::count_pass(int64_t n, const BlockWork& work, std::size_t stored_bytes) {
+  const auto un = static_cast<uint64_t>(n);
+  if (work.dist != kernels::ZDist::Ones)
+    counters_.rng_draws += un * ((work.update ? 1 : 0) + (work.perturb ? 1 : 0));
+  counters_.param_bytes_read += un * stored_bytes;
+  if (work.update) counters_.param_bytes_written += un * stored_bytes;
+}
+
+void ParamStore::apply_fp32_work(int id, const BlockWork& work, float* w, float* plus, float* minus) {
+  const int64_t n = arch_.tensors()[static_cast<std::size_t>(id)].numel();
+  const kernels::ZoUpdate upd = update_of(id, work);
+  const kernels::ZoPerturb pert = perturb_of(work);
+  if (upd.active || pert.active)
     kernels::zo_update_perturb(static_cast<uint32_t>(id), work.dist, upd, pert, 0, n, w, plus, minus);
-    if (work.dist != kernels::ZDist::Ones)
-      counters_.rng_draws += static_cast<uint64_t>(n) * ((upd.active ? 1 : 0) + (pert.active ? 1 : 0));
-  }
   plus_[static_cast<std::size_t>(id)] = plus ? plus : w;
   minus_[static_cast<std::size_t>(id)] = minus ? minus : w;
 }
@@ -45,37 +66,43 @@ RamStore::RamStore(const Architecture& arch, const Checkpoint& ckpt) : ParamStor
     drop_mapped_pages(v.data, v.nbytes());
     plus_[i] = minus_[i] = weights_[i].data();
   }
-  block_numel_.assign(block_tensors_.size(), 0);
-  for (std::size_t b = 0; b < block_tensors_.size(); ++b)
-    for (int id : block_tensors_[b]) block_numel_[b] += table[static_cast<std::size_t>(id)].numel();
-  pin_block0_ = arch.head_weight_id() >= 0 && table[static_cast<std::size_t>(arch.head_weight_id())].block == 0;
-}
-
-RamStore::Slot& RamStore::slot_for(int block) {
-  Slot& s = (block == 0 && pin_block0_) ? pinned_ : ring_;
-  const auto n = static_cast<int64_t>(block_numel_[static_cast<std::size_t>(block)]);
-  blocks::ensure(s.plus, n);
-  blocks::ensure(s.minus, n);
-  return s;
 }
 
 void RamStore::acquire(int block, const BlockWork& work) {
   const auto& table = arch_.tensors();
-  const auto& ids = block_tensors_[static_cast<std::size_t>(block)];
-  Slot* slot = work.perturb ? &slot_for(block) : nullptr;
+  if (work.perturb) {
+    blocks::ensure(slot_plus_, block_numel(block));
+    if (!work.one_sided) blocks::ensure(slot_minus_, block_numel(block));
+  }
   int64_t offset = 0;
-  for (int id : ids) {
-    const auto& spec = table[static_cast<std::size_t>(id)];
-    const int64_t n = spec.numel();
+  for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
+    const int64_t n = table[static_cast<std::size_t>(id)].numel();
     float* w = weights_[static_cast<std::size_t>(id)].data();
-    float* plus = work.perturb ? slot->plus.data() + offset : nullptr;
-    float* minus = work.perturb && !work.one_sided ? slot->minus.data() + offset : nullptr;
+    float* plus = work.perturb ? slot_plus_.data() + offset : nullptr;
+    float* minus = work.perturb && !work.one_sided ? slot_minus_.data() + offset : nullptr;
     apply_fp32_work(id, work, w, plus, minus);
-    if (work.update || work.perturb) {
-      counters_.param_bytes_read += static_cast<uint64_t>(n) * sizeof(float);
-      if (work.update) counters_.param_bytes_written += static_cast<uint64_t>(n) * sizeof(float);
-    }
+    if (work.update || work.perturb) count_pass(n, work, sizeof(float));
     offset += n;
+  }
+}
+
+void RamStore::stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) {
+  const auto& spec = arch_.tensors()[static_cast<std::size_t>(id)];
+  const int64_t rows = spec.shape[0], cols = spec.numel() / rows;
+  check(chunk_rows > 0, "stream_rows: chunk_rows must be positive");
+  const kernels::ZoUpdate upd = update_of(id, work);
+  const kernels::ZoPerturb pert = perturb_of(work);
+  const int64_t cap = std::min(chunk_rows, rows) * cols;
+  float* cp = work.perturb ? blocks::ensure(chunk_plus_, cap) : nullptr;
+  float* cm = work.perturb && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
+  float* w0 = weights_[static_cast<std::size_t>(id)].data();
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
+    const int64_t nr = std::min(chunk_rows, rows - r0), n = nr * cols;
+    float* w = w0 + r0 * cols;
+    if (upd.active || pert.active)
+      kernels::zo_update_perturb(static_cast<uint32_t>(id), work.dist, upd, pert, r0 * cols, n, w, cp, cm);
+    if (work.update || work.perturb) count_pass(n, work, sizeof(float));
+    if (fn) fn(RowChunk{r0, nr, cols, w, cp ? cp : w, cm ? cm : w});
   }
 }
 

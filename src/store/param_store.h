@@ -4,6 +4,7 @@
 // two perturbed working copies of this step. Models see only fp32 pointers.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -43,6 +44,15 @@ struct StoreCounters {
   void reset() { *this = {}; }
 };
 
+// A chunk of rows of a streamed tensor (see ParamStore::stream_rows).
+struct RowChunk {
+  int64_t row0 = 0, rows = 0, cols = 0;
+  const float* theta = nullptr;  // stored value after this call's update, fp32 [rows, cols]
+  const float* plus = nullptr;   // W+ of the rows (theta when not perturbed)
+  const float* minus = nullptr;  // W- of the rows (theta when not perturbed or one-sided)
+};
+using RowChunkFn = std::function<void(const RowChunk&)>;
+
 class ParamStore {
  public:
   explicit ParamStore(const Architecture& arch);
@@ -52,9 +62,25 @@ class ParamStore {
 
   // Makes block b resident with `work` applied. Afterwards plus()[id] and minus()[id]
   // are valid fp32 pointers for every tensor of block b (the same pointer when the
-  // block is not perturbed) until release(b).
+  // block is not perturbed) until release(b) — except streamed tensors, which
+  // acquire() leaves alone.
   virtual void acquire(int block, const BlockWork& work) = 0;
+
+  // Streamed tensors: the token embedding and the lm_head weight ([V, width],
+  // the largest tensors of a model). No store ever holds working copies of them
+  // whole; the engine walks them with stream_rows().
+  bool streamed(int id) const { return streamed_[static_cast<std::size_t>(id)] != 0; }
+  // Walks streamed tensor `id` in chunks of `chunk_rows` rows, first to last
+  // (the last chunk may be shorter; every tier cuts the same chunks): applies
+  // work.update to storage and, when work.perturb, writes W+/W- of the chunk
+  // (one z draw per element); `fn` sees each chunk, pointers valid during the call.
+  virtual void stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) = 0;
   virtual void release(int block) = 0;
+  // Tiers that hand out W+ and W- at once (two fp32 copies of the resident
+  // block) ignore this. A lean tier keeps one copy: after a perturbed acquire()
+  // only plus() is valid for block b; switch_to_minus(b) rewrites that copy as
+  // W- (drawing z again from the stored values) and only minus() is valid after.
+  virtual void switch_to_minus(int /*block*/) {}
   // Hint: block b is next (tiers that stream start reading it now).
   virtual void prefetch(int /*block*/) {}
   // Waits for background write-back (tiers that have one); afterwards the
@@ -69,7 +95,7 @@ class ParamStore {
   const Architecture& arch() const { return arch_; }
   StoreCounters& counters() { return counters_; }
   int64_t total_params() const { return total_params_; }
-  // Tensor ids of each block.
+  // Ids of the tensors of each block that acquire() makes resident (all but streamed ones).
   const std::vector<int>& block_tensors(int block) const { return block_tensors_[static_cast<std::size_t>(block)]; }
 
  protected:
@@ -78,34 +104,38 @@ class ParamStore {
   // `minus` (null in one-sided mode); then points plus_/minus_ at the results.
   // Shared by the fp32 tiers so they cannot drift apart.
   void apply_fp32_work(int id, const BlockWork& work, float* w, float* plus, float* minus);
+  // The kernel arguments of `work` for tensor `id` (weight decay by role).
+  kernels::ZoUpdate update_of(int id, const BlockWork& work) const;
+  kernels::ZoPerturb perturb_of(const BlockWork& work) const;
+  // Elements of the non-streamed tensors of each block.
+  int64_t block_numel(int block) const { return block_numel_[static_cast<std::size_t>(block)]; }
+  // rng/bytes counters of one fused pass over n elements.
+  void count_pass(int64_t n, const BlockWork& work, std::size_t stored_bytes);
 
   const Architecture& arch_;
   std::vector<const float*> plus_, minus_;
-  std::vector<std::vector<int>> block_tensors_;
+  std::vector<std::vector<int>> block_tensors_;  // non-streamed tensors of each block
+  std::vector<int64_t> block_numel_;
+  std::vector<uint8_t> streamed_;
   StoreCounters counters_;
   int64_t total_params_ = 0;
 };
 
-// All weights as fp32 in RAM. Perturbed copies live in working slots: one ring
-// slot per resident block plus a pinned slot for block 0 when the lm_head is tied
-// (its copies are needed again by the head at the end of the step).
+// All weights as fp32 in RAM. Perturbed copies of the resident block live in one
+// working slot; streamed tensors are perturbed a chunk at a time.
 class RamStore final : public ParamStore {
  public:
   RamStore(const Architecture& arch, const Checkpoint& ckpt);
   void acquire(int block, const BlockWork& work) override;
   void release(int block) override;
+  void stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) override;
   void read_tensor(int id, float* out) const override;
   DType storage_dtype() const override { return DType::F32; }
 
  private:
-  struct Slot {
-    AlignedBuffer<float> plus, minus;
-  };
-  Slot& slot_for(int block);
   std::vector<AlignedBuffer<float>> weights_;
-  std::vector<int64_t> block_numel_;
-  Slot ring_, pinned_;
-  bool pin_block0_ = false;
+  AlignedBuffer<float> slot_plus_, slot_minus_;  // the resident block's W+ / W-
+  AlignedBuffer<float> chunk_plus_, chunk_minus_;
 };
 
 }  // namespace zotune

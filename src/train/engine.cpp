@@ -1,27 +1,126 @@
 #include "train/engine.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "base/error.h"
+#include "kernels/kernels.h"
 #include "model/blocks.h"
 
 namespace zotune {
 
+int64_t stream_chunk_rows(int64_t width, int64_t nrows, int64_t V) {
+  constexpr int64_t kWeightFloats = int64_t{1} << 20, kLogitFloats = int64_t{1} << 22;
+  int64_t r = kWeightFloats / std::max<int64_t>(width, 1);
+  if (nrows > 0) r = std::min(r, kLogitFloats / nrows);
+  return std::clamp<int64_t>(r, 64, std::max<int64_t>(V, 1));
+}
+
+void update_all_blocks(ParamStore& store, const BlockWork& work) {
+  const Architecture& arch = store.arch();
+  BlockWork upd = work;
+  upd.perturb = false;
+  const int64_t chunk = stream_chunk_rows(arch.head_width(), 0, arch.config().vocab_size);
+  for (int b = 0; b < arch.num_blocks(); ++b) {
+    store.acquire(b, upd);
+    const int emb = arch.token_embedding_id(), head = arch.head_weight_id();
+    for (int id : {emb, head == emb ? -1 : head})
+      if (id >= 0 && arch.tensors()[static_cast<std::size_t>(id)].block == b) store.stream_rows(id, upd, chunk, nullptr);
+    store.release(b);
+  }
+}
+
 ZoEngine::ZoEngine(const Architecture& arch, ParamStore& store, MezoOptions opt, uint64_t run_seed)
     : arch_(arch), store_(store), opt_(opt), run_seed_(run_seed), plus_(arch), minus_(arch) {}
 
-bool ZoEngine::head_tied_to_block0() const {
-  return arch_.tensors()[static_cast<std::size_t>(arch_.head_weight_id())].block == 0;
+void ZoEngine::map_tokens(const Batch& batch) {
+  const int64_t V = arch_.config().vocab_size;
+  tokens_.assign(batch.ids.begin(), batch.ids.end());
+  for (int32_t id : tokens_)
+    check(id >= 0 && id < V, "token id ", id, " is outside the vocabulary [0, ", V, ")");
+  std::sort(tokens_.begin(), tokens_.end());
+  tokens_.erase(std::unique(tokens_.begin(), tokens_.end()), tokens_.end());
+  remapped_.resize(batch.ids.size());
+  for (std::size_t i = 0; i < batch.ids.size(); ++i)
+    remapped_[i] = static_cast<int32_t>(std::lower_bound(tokens_.begin(), tokens_.end(), batch.ids[i]) - tokens_.begin());
 }
 
-double ZoEngine::head_loss(ForwardPass& pass, ParamPtrs w, const Batch& batch, BatchLoss* stats) {
-  const int64_t V = arch_.config().vocab_size;
+void ZoEngine::start_passes(const Batch& batch, bool two) {
+  map_tokens(batch);
+  plus_.start(remapped_.data(), batch.mask.data(), batch.B, batch.T);
+  if (two) minus_.start(remapped_.data(), batch.mask.data(), batch.B, batch.T);
+}
+
+void ZoEngine::acquire_block(int b, const BlockWork& work) {
+  store_.acquire(b, work);
+  const auto sp = store_.plus(), sm = store_.minus();
+  ptrs_plus_.assign(sp.begin(), sp.end());
+  ptrs_minus_.assign(sm.begin(), sm.end());
+  const int emb = arch_.token_embedding_id();
+  if (b != arch_.tensors()[static_cast<std::size_t>(emb)].block) return;
+  // The embedding: its update streams through storage; the batch's rows are
+  // perturbed here (the only rows the passes read).
+  const auto& spec = arch_.tensors()[static_cast<std::size_t>(emb)];
+  const int64_t C = spec.numel() / spec.shape[0];
+  const auto U = static_cast<int64_t>(tokens_.size());
+  float* rp = blocks::ensure(rows_plus_, std::max<int64_t>(U, 1) * C);
+  float* rm = blocks::ensure(rows_minus_, std::max<int64_t>(U, 1) * C);
+  BlockWork upd = work;
+  upd.perturb = false;
+  kernels::ZoPerturb pert;
+  if (work.perturb) pert = {true, work.seed, work.eps};
+  std::size_t k = 0;
+  store_.stream_rows(emb, upd, stream_chunk_rows(C, 0, spec.shape[0]), [&](const RowChunk& c) {
+    for (; k < tokens_.size() && tokens_[k] < c.row0 + c.rows; ++k) {
+      const int64_t row = tokens_[k];
+      const float* theta = c.theta + (row - c.row0) * C;
+      float* p = rp + static_cast<int64_t>(k) * C;
+      float* m = rm + static_cast<int64_t>(k) * C;
+      if (!pert.active) {
+        std::copy(theta, theta + C, p);
+        continue;
+      }
+      // The kernel only reads `weights` when no update is active.
+      kernels::zo_update_perturb(static_cast<uint32_t>(emb), work.dist, kernels::ZoUpdate{}, pert, row * C, C,
+                                 const_cast<float*>(theta), p, work.one_sided ? nullptr : m);
+      if (work.one_sided) std::copy(theta, theta + C, m);
+    }
+  });
+  ptrs_plus_[static_cast<std::size_t>(emb)] = rp;
+  ptrs_minus_[static_cast<std::size_t>(emb)] = work.perturb ? rm : rp;
+}
+
+void ZoEngine::to_minus(int b) {
+  store_.switch_to_minus(b);
+  const auto sm = store_.minus();
+  for (int id : store_.block_tensors(b)) ptrs_minus_[static_cast<std::size_t>(id)] = sm[static_cast<std::size_t>(id)];
+}
+
+void ZoEngine::head_logprobs(const BlockWork& work, const Batch& batch, bool two) {
+  const int64_t V = arch_.config().vocab_size, Wd = arch_.head_width();
   const auto n = static_cast<int64_t>(batch.rows.size());
-  float* logits = n ? blocks::ensure(logits_, n * V) : nullptr;
-  if (n) pass.logits(w, batch.rows.data(), n, logits);
-  BatchLoss l = batch_loss(batch, logits, V, loss_scratch_);
-  if (stats) *stats = l;
-  return l.loss;
+  const int last = arch_.num_blocks() - 1;
+  const float* hp = n ? plus_.head_hidden(ptrs_plus_, batch.rows.data(), n) : nullptr;
+  if (two) to_minus(last);
+  const float* hm = n && two ? minus_.head_hidden(ptrs_minus_, batch.rows.data(), n) : nullptr;
+  acc_plus_.reset(batch.targets, V);
+  if (two) acc_minus_.reset(batch.targets, V);
+  const int hid = arch_.head_weight_id();
+  // A tied head was updated with the embedding at block 0 of this step.
+  BlockWork hw = work;
+  if (hid == arch_.token_embedding_id()) hw.update.reset();
+  const int64_t chunk = stream_chunk_rows(Wd, n, V);
+  float* logits = blocks::ensure(chunk_logits_, std::max<int64_t>(n, 1) * chunk);
+  store_.stream_rows(hid, hw, chunk, [&](const RowChunk& c) {
+    if (n == 0) return;
+    kernels::sgemm(false, true, n, c.rows, Wd, 1.0f, hp, Wd, c.plus, Wd, 0.0f, logits, c.rows);
+    acc_plus_.add(logits, c.rows, c.row0, c.rows);
+    if (!two) return;
+    kernels::sgemm(false, true, n, c.rows, Wd, 1.0f, hm, Wd, c.minus, Wd, 0.0f, logits, c.rows);
+    acc_minus_.add(logits, c.rows, c.row0, c.rows);
+  });
+  acc_plus_.finish(lp_plus_);
+  if (two) acc_minus_.finish(lp_minus_);
 }
 
 StepResult ZoEngine::step(int64_t t, int64_t total, const Batch& batch) {
@@ -31,9 +130,7 @@ StepResult ZoEngine::step(int64_t t, int64_t total, const Batch& batch) {
   r.lr = learning_rate(opt_, t, total);
   r.tokens = batch.num_tokens();
   const int N = arch_.num_blocks();
-  const bool tied = head_tied_to_block0();
-  plus_.start(batch.ids.data(), batch.mask.data(), batch.B, batch.T);
-  minus_.start(batch.ids.data(), batch.mask.data(), batch.B, batch.T);
+  start_passes(batch, true);
   BlockWork work;
   work.dist = opt_.dist;
   work.update = pending_;
@@ -44,17 +141,18 @@ StepResult ZoEngine::step(int64_t t, int64_t total, const Batch& batch) {
   work.weight_decay = opt_.weight_decay;
   for (int b = 0; b < N; ++b) {
     if (b + 1 < N) store_.prefetch(b + 1);
-    store_.acquire(b, work);
+    acquire_block(b, work);
     if (b + 1 < N) {
-      plus_.run_block(b, store_.plus());
-      minus_.run_block(b, store_.minus());
+      plus_.run_block(b, ptrs_plus_);
+      to_minus(b);
+      minus_.run_block(b, ptrs_minus_);
     } else {
-      r.loss_plus = head_loss(plus_, store_.plus(), batch, nullptr);
-      r.loss_minus = head_loss(minus_, store_.minus(), batch, nullptr);
+      head_logprobs(work, batch, true);
+      r.loss_plus = batch_loss_from_logprobs(batch, lp_plus_).loss;
+      r.loss_minus = batch_loss_from_logprobs(batch, lp_minus_).loss;
     }
-    if (!(tied && b == 0)) store_.release(b);
+    store_.release(b);
   }
-  if (tied) store_.release(0);
   r.grad = projected_grad(opt_, r.loss_plus, r.loss_minus);
   check(std::isfinite(r.grad), "step ", r.step, ": the loss is not finite (L+ = ", r.loss_plus, ", L- = ",
         r.loss_minus, "); lower --lr or --eps");
@@ -68,10 +166,7 @@ void ZoEngine::flush() {
   work.dist = opt_.dist;
   work.update = pending_;
   work.weight_decay = opt_.weight_decay;
-  for (int b = 0; b < arch_.num_blocks(); ++b) {
-    store_.acquire(b, work);
-    store_.release(b);
-  }
+  update_all_blocks(store_, work);
   pending_.reset();
 }
 
@@ -82,16 +177,19 @@ BatchLoss ZoEngine::evaluate(const Batch& batch) {
 
 BatchLoss ZoEngine::forward_unflushed(const Batch& batch) {
   const int N = arch_.num_blocks();
-  const bool tied = head_tied_to_block0();
   BatchLoss stats;
-  plus_.start(batch.ids.data(), batch.mask.data(), batch.B, batch.T);
+  start_passes(batch, false);
   for (int b = 0; b < N; ++b) {
-    store_.acquire(b, BlockWork{});
-    if (b + 1 < N) plus_.run_block(b, store_.plus());
-    else head_loss(plus_, store_.plus(), batch, &stats);
-    if (!(tied && b == 0)) store_.release(b);
+    if (b + 1 < N) store_.prefetch(b + 1);
+    acquire_block(b, BlockWork{});
+    if (b + 1 < N) {
+      plus_.run_block(b, ptrs_plus_);
+    } else {
+      head_logprobs(BlockWork{}, batch, false);
+      stats = batch_loss_from_logprobs(batch, lp_plus_);
+    }
+    store_.release(b);
   }
-  if (tied) store_.release(0);
   return stats;
 }
 
@@ -101,10 +199,7 @@ void apply_updates(ParamStore& store, kernels::ZDist dist, float weight_decay, c
     work.dist = dist;
     work.update = PendingUpdate{rec.seed, rec.lr, rec.grad};
     work.weight_decay = weight_decay;
-    for (int b = 0; b < store.arch().num_blocks(); ++b) {
-      store.acquire(b, work);
-      store.release(b);
-    }
+    update_all_blocks(store, work);
   }
 }
 

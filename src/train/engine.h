@@ -3,10 +3,23 @@
 //   for block b = 0 .. N-1 (embeddings first, head last):
 //     store.prefetch(b + 1)
 //     store.acquire(b, {deferred update of step t-1, perturbation of step t})
-//     x+ = block(W+, x+);  x- = block(W-, x-)        (dual forward, block resident once)
-//     store.release(b)                                 (block 0 stays if the head is tied)
+//     x+ = block(W+, x+);  x- = block(W-, x-)        (dual forward, block resident once;
+//                                                      lean tiers turn W+ into W- in between)
+//     store.release(b)
 //   L+, L- from the head  ->  g  ->  pending update, applied at each block's
 //   first touch in step t+1 (or by flush() before eval, checkpoint or export).
+//
+// The token embedding and the lm_head weight ([V, width]) are streamed by rows
+// (ParamStore::stream_rows), never held whole as working copies:
+//   block 0:  the embedding's deferred update runs chunk by chunk; the rows of
+//             the batch's distinct tokens are perturbed into two small tables
+//             and the passes index those (token ids remapped to table rows).
+//   head:     the lm_head (tied: the embedding again, already updated this
+//             step) comes in chunks of rows as W+ and W-, one z draw per
+//             element; each chunk's logits of both passes feed a running
+//             logsumexp (LogProbAccumulator), so no [rows, V] logits exist.
+// The perturbation of an element is the same counter-RNG value wherever it is
+// drawn, so this is the same W+ / W- as perturbing whole tensors.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -47,8 +60,16 @@ class ZoEngine {
   uint64_t run_seed() const { return run_seed_; }
 
  private:
-  double head_loss(ForwardPass& pass, ParamPtrs w, const Batch& batch, BatchLoss* stats);
-  bool head_tied_to_block0() const;
+  // Distinct token ids of the batch and the ids remapped to their rank.
+  void map_tokens(const Batch& batch);
+  void start_passes(const Batch& batch, bool two);
+  // acquire(b) plus, for block 0, the streamed embedding; fills ptrs_plus_/ptrs_minus_.
+  void acquire_block(int b, const BlockWork& work);
+  // Points the minus pass at block b's W- (lean tiers make it only now).
+  void to_minus(int b);
+  // The head block's streamed lm_head: log p(target) of each scored row for the
+  // plus pass (and the minus pass when `two`).
+  void head_logprobs(const BlockWork& work, const Batch& batch, bool two);
 
   const Architecture& arch_;
   ParamStore& store_;
@@ -56,8 +77,21 @@ class ZoEngine {
   uint64_t run_seed_;
   std::optional<PendingUpdate> pending_;
   ForwardPass plus_, minus_;
-  AlignedBuffer<float> logits_, loss_scratch_;
+  std::vector<const float*> ptrs_plus_, ptrs_minus_;
+  std::vector<int32_t> tokens_, remapped_;
+  AlignedBuffer<float> rows_plus_, rows_minus_, chunk_logits_;
+  LogProbAccumulator acc_plus_, acc_minus_;
+  std::vector<float> lp_plus_, lp_minus_;
 };
+
+// Rows per chunk when streaming a [V, width] tensor whose logits are taken for
+// `nrows` rows: about 4 MB of weights and at most 16 MB of logits per chunk.
+// A function of the shapes only, so every tier cuts the same chunks.
+int64_t stream_chunk_rows(int64_t width, int64_t nrows, int64_t V);
+
+// Applies `work.update` to every block and streamed tensor (no perturbation):
+// flush, replay and catch-up.
+void update_all_blocks(ParamStore& store, const BlockWork& work);
 
 // Re-applies logged updates to a store (replay and resume): each record's update
 // on every block, in order — the same arithmetic as the training run.

@@ -18,20 +18,29 @@ BatchLoss batch_loss(const Batch& batch, const float* logits, int64_t V, Aligned
   if (static_cast<int64_t>(scratch.size()) < n) scratch.reset(static_cast<std::size_t>(n));
   float* lse = scratch.data();
   kernels::logsumexp_rows(logits, n, V, lse);
-  auto logprob = [&](int64_t i) {
+  std::vector<float> lp(static_cast<std::size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
     const int32_t t = batch.targets[static_cast<std::size_t>(i)];
     check(t >= 0 && t < V, "target token id ", t, " is outside the vocabulary [0, ", V, ")");
-    return static_cast<double>(logits[i * V + t]) - static_cast<double>(lse[i]);
-  };
+    lp[static_cast<std::size_t>(i)] = static_cast<float>(static_cast<double>(logits[i * V + t]) - static_cast<double>(lse[i]));
+  }
+  return batch_loss_from_logprobs(batch, lp);
+}
+
+BatchLoss batch_loss_from_logprobs(const Batch& batch, const std::vector<float>& lp) {
+  const auto n = static_cast<int64_t>(batch.rows.size());
+  check(static_cast<int64_t>(lp.size()) == n && static_cast<int64_t>(batch.targets.size()) == n,
+        "batch: rows, targets and log-probabilities differ in length");
+  BatchLoss r;
+  r.scored = n;
+  if (n == 0) return r;
   if (batch.objective != Objective::Classification) {
     double sum = 0;
-    for (int64_t i = 0; i < n; ++i) sum -= logprob(i);
+    for (int64_t i = 0; i < n; ++i) sum -= static_cast<double>(lp[static_cast<std::size_t>(i)]);
     r.loss = sum / static_cast<double>(n);
     return r;
   }
   // Candidates are scored by their mean token log-likelihood (data/eval.h).
-  std::vector<float> lp(static_cast<std::size_t>(n));
-  for (int64_t i = 0; i < n; ++i) lp[static_cast<std::size_t>(i)] = static_cast<float>(logprob(i));
   std::vector<double> score;
   sequence_mean_logprob(batch, lp, score);
   predict_candidates(batch, score, r.predictions);
@@ -55,6 +64,36 @@ BatchLoss batch_loss(const Batch& batch, const float* logits, int64_t V, Aligned
   r.examples = static_cast<int64_t>(E);
   r.loss = E ? total / static_cast<double>(E) : 0.0;
   return r;
+}
+
+void LogProbAccumulator::reset(const std::vector<int32_t>& targets, int64_t V) {
+  for (int32_t t : targets)
+    check(t >= 0 && t < V, "target token id ", t, " is outside the vocabulary [0, ", V, ")");
+  targets_ = &targets;
+  lse_.assign(targets.size(), -std::numeric_limits<double>::infinity());
+  target_logit_.assign(targets.size(), 0.0f);
+  chunk_lse_.resize(targets.size());
+}
+
+void LogProbAccumulator::add(const float* logits, int64_t ld, int64_t col0, int64_t cols) {
+  const auto n = static_cast<int64_t>(lse_.size());
+  if (ld == cols) kernels::logsumexp_rows(logits, n, cols, chunk_lse_.data());
+  else
+    for (int64_t i = 0; i < n; ++i) kernels::logsumexp_rows(logits + i * ld, 1, cols, &chunk_lse_[static_cast<std::size_t>(i)]);
+  for (int64_t i = 0; i < n; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    const double a = lse_[k], b = chunk_lse_[k];
+    const double hi = std::max(a, b), lo = std::min(a, b);
+    lse_[k] = std::isinf(lo) && lo < 0 ? hi : hi + std::log1p(std::exp(lo - hi));
+    const int64_t t = (*targets_)[k];
+    if (t >= col0 && t < col0 + cols) target_logit_[k] = logits[i * ld + (t - col0)];
+  }
+}
+
+void LogProbAccumulator::finish(std::vector<float>& lp) const {
+  lp.resize(lse_.size());
+  for (std::size_t k = 0; k < lse_.size(); ++k)
+    lp[k] = static_cast<float>(static_cast<double>(target_logit_[k]) - lse_[k]);
 }
 
 }  // namespace zotune

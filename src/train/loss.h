@@ -22,4 +22,26 @@ struct BatchLoss {
 //  mean token log-likelihoods (MeZO's train_as_classification).
 BatchLoss batch_loss(const Batch& batch, const float* logits, int64_t V, AlignedBuffer<float>& scratch);
 
+// The same objective from log p(target) of each scored row (lp[i] for batch.rows[i]).
+BatchLoss batch_loss_from_logprobs(const Batch& batch, const std::vector<float>& lp);
+
+// log p(target) of n rows from logits that arrive in vocabulary chunks (the
+// streamed lm_head): keeps a running logsumexp and each row's target logit, so
+// no [n, V] logits buffer is needed. The result equals a logsumexp over whole
+// rows up to float rounding of the chunk combination.
+class LogProbAccumulator {
+ public:
+  // targets: [n] token ids in [0, V) (errors name the id otherwise).
+  void reset(const std::vector<int32_t>& targets, int64_t V);
+  // logits [n, cols] of vocabulary ids [col0, col0 + cols), row stride ld.
+  void add(const float* logits, int64_t ld, int64_t col0, int64_t cols);
+  // lp[i] = target logit - logsumexp, for every row.
+  void finish(std::vector<float>& lp) const;
+
+ private:
+  const std::vector<int32_t>* targets_ = nullptr;
+  std::vector<double> lse_;
+  std::vector<float> target_logit_, chunk_lse_;
+};
+
 }  // namespace zotune

@@ -697,6 +697,7 @@ TEST(LowBitStore, FactoryCountersAndWorkingCopies) {
   work.perturb = true;
   work.seed = 8;
   work.eps = 1e-3f;
+  uint64_t block_params = 0;  // non-streamed: drawn and read once more for W-
   for (int b = 0; b < arch->num_blocks(); ++b) {
     store->acquire(b, work);
     for (int id : store->block_tensors(b)) {
@@ -704,17 +705,52 @@ TEST(LowBitStore, FactoryCountersAndWorkingCopies) {
       std::vector<float> w(n), z(n);
       store->read_tensor(id, w.data());
       kernels::zo_fill_z(8, static_cast<uint32_t>(id), ZDist::Gaussian, 0, static_cast<int64_t>(n), z.data());
-      for (size_t k = 0; k < n; ++k) {
-        ASSERT_EQ(store->plus()[static_cast<size_t>(id)][k], w[k] + 1e-3f * z[k]);
-        ASSERT_EQ(store->minus()[static_cast<size_t>(id)][k], w[k] - 1e-3f * z[k]);
-      }
+      for (size_t k = 0; k < n; ++k) ASSERT_EQ(store->plus()[static_cast<size_t>(id)][k], w[k] + 1e-3f * z[k]);
+    }
+    // Lean: the one fp32 copy becomes W- for the minus pass.
+    store->switch_to_minus(b);
+    for (int id : store->block_tensors(b)) {
+      const auto n = static_cast<size_t>(arch->tensors()[static_cast<size_t>(id)].numel());
+      std::vector<float> w(n), z(n);
+      store->read_tensor(id, w.data());
+      kernels::zo_fill_z(8, static_cast<uint32_t>(id), ZDist::Gaussian, 0, static_cast<int64_t>(n), z.data());
+      for (size_t k = 0; k < n; ++k) ASSERT_EQ(store->minus()[static_cast<size_t>(id)][k], w[k] - 1e-3f * z[k]);
+      block_params += n;
     }
     store->release(b);
   }
+  // Streamed tensors (embedding, head) come by chunks of rows, odd-sized here.
+  std::vector<int> streamed;
+  for (int id = 0; id < static_cast<int>(arch->tensors().size()); ++id)
+    if (store->streamed(id)) streamed.push_back(id);
+  ASSERT_FALSE(streamed.empty());
+  for (int id : streamed) {
+    const auto& spec = arch->tensors()[static_cast<size_t>(id)];
+    const int64_t cols = spec.numel() / spec.shape[0];
+    std::vector<float> w(static_cast<size_t>(spec.numel()));
+    int64_t next_row = 0;
+    store->stream_rows(id, work, 7, [&](const RowChunk& c) {
+      ASSERT_EQ(c.row0, next_row);
+      ASSERT_EQ(c.rows, std::min<int64_t>(7, spec.shape[0] - c.row0));
+      next_row += c.rows;
+      store->read_tensor(id, w.data());
+      const int64_t n = c.rows * cols;
+      std::vector<float> z(static_cast<size_t>(n));
+      kernels::zo_fill_z(8, static_cast<uint32_t>(id), ZDist::Gaussian, c.row0 * cols, n, z.data());
+      for (int64_t k = 0; k < n; ++k) {
+        const float t = w[static_cast<size_t>(c.row0 * cols + k)];
+        ASSERT_EQ(c.theta[k], t);
+        ASSERT_EQ(c.plus[k], t + 1e-3f * z[static_cast<size_t>(k)]);
+        ASSERT_EQ(c.minus[k], t - 1e-3f * z[static_cast<size_t>(k)]);
+      }
+    });
+    EXPECT_EQ(next_row, spec.shape[0]);
+  }
   const StoreCounters& c = store->counters();
-  EXPECT_EQ(c.param_bytes_read, 2 * P);
+  EXPECT_LT(block_params, P);
+  EXPECT_EQ(c.param_bytes_read, 2 * (P + block_params));
   EXPECT_EQ(c.param_bytes_written, 2 * P);
-  EXPECT_EQ(c.rng_draws, 2 * P);
+  EXPECT_EQ(c.rng_draws, 2 * P + block_params);
   EXPECT_EQ(c.rounding_draws, P);
   // Unperturbed (eval): plus and minus are one fp32 copy of the stored values.
   store->acquire(0, BlockWork{});
