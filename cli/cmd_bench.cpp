@@ -1,7 +1,11 @@
 // zotune bench --model DIR --batch-size B --seq-len T --steps N [--threads K]
+//              [tier options of train, --memory-budget SIZE]
 // Runs N ZO steps on random tokens and prints one JSON line (a contract):
 // sec_per_step_median, tokens_per_sec, forward_sec_median, peak_rss_mb,
-// param_bytes_read_per_step, param_bytes_written_per_step, rng_draws_per_param_per_step.
+// param_bytes_read_per_step, param_bytes_written_per_step, rng_draws_per_param_per_step,
+// and for the tiers compute_sec_per_step, io_sec_per_step, bytes_read/written_per_step,
+// disk_mb_per_s; planned_peak_rss_mb is the memory plan's prediction (--dry-run)
+// for the same run, so plan and measurement sit side by side.
 // Forward and step timings are interleaved (F S F S ...) so machine noise hits both.
 #include <cstdio>
 
@@ -17,6 +21,7 @@
 
 #include <filesystem>
 
+#include "store/memory_plan.h"
 #include "store/param_store.h"
 #include "store/store_factory.h"
 #include "train/engine.h"
@@ -30,7 +35,7 @@ struct BenchArgs {
   int threads = 0;
   uint64_t seed = 0;
   std::string perturbation = "gaussian";
-  std::string offload = "none", storage_dtype = "fp32", overlap = "on", work_dir;
+  std::string offload = "none", storage_dtype = "fp32", overlap = "on", work_dir, memory_budget;
   StoreOptions store;
 };
 
@@ -62,6 +67,26 @@ void run_bench(const BenchArgs& a) {
   Checkpoint ckpt(a.model);
   StoreOptions so = a.store;
   apply_store_options(a.offload, a.storage_dtype, a.overlap, so);
+  PlanInput plan_in;
+  plan_in.batch = a.batch;
+  plan_in.seq_len = a.seq_len;
+  plan_in.offload = so.offload;
+  plan_in.storage_dtype = so.storage_dtype;
+  plan_in.resident_blocks = so.resident_blocks;
+  plan_in.overlap = so.overlap;
+  plan_in.threads = compute_threads();
+  uint64_t budget = 0;
+  if (!a.memory_budget.empty()) {
+    budget = parse_size(a.memory_budget, "--memory-budget");
+    const PlanChoice choice = choose_plan(*arch, budget, plan_in, assumed_machine_constants());
+    std::fprintf(stderr, "zotune bench: --memory-budget: %s\n", choice.why.c_str());
+    if (!choice.fits) fail("--memory-budget: ", choice.why);
+    plan_in = choice.plan.input;
+    so.offload = plan_in.offload;
+    so.storage_dtype = plan_in.storage_dtype;
+    so.resident_blocks = plan_in.resident_blocks;
+  }
+  const MemoryPlan plan = plan_memory(*arch, plan_in, assumed_machine_constants());
   std::filesystem::path tmp_work;
   if (so.offload == Offload::Disk) {
     if (a.work_dir.empty()) {
@@ -141,7 +166,10 @@ void run_bench(const BenchArgs& a) {
               {"rng_draws_per_param_per_step", static_cast<double>(c.rng_draws) / n / P},
               {"rounding_draws_per_param_per_step", static_cast<double>(c.rounding_draws) / n / P},
               {"parameters", store.total_params()},
-              {"offload", a.offload},
+              {"offload", offload_name(so.offload)},
+              {"planned_peak_rss_mb", static_cast<double>(plan.bytes.total()) / 1048576.0},
+              {"plan_over_measured", static_cast<double>(plan.bytes.total()) / 1048576.0 / peak_rss_mb()},
+              {"memory_budget_mb", static_cast<double>(budget) / 1048576.0},
               {"storage_dtype", std::string(dtype_name(so.storage_dtype))},
               {"resident_blocks", so.resident_blocks},
               {"overlap", so.overlap},
@@ -171,6 +199,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--perturbation", args->perturbation, "gaussian, rademacher or ones")->capture_default_str();
   add_store_options(*cmd, args->offload, args->storage_dtype, args->store.resident_blocks, args->overlap);
   cmd->add_option("--work-dir", args->work_dir, "disk tier: where the working copy goes (default: a temp dir)");
+  cmd->add_option("--memory-budget", args->memory_budget,
+                  "pick the tier and resident blocks to fit SIZE (e.g. 4G, 512M), as train does");
   cmd->callback([args] { set_action([args] { run_bench(*args); }); });
 }
 

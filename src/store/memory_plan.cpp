@@ -16,6 +16,7 @@
 #include "base/error.h"
 #include "kernels/kernels.h"
 #include "kernels/zo_kernels.h"
+#include "store/param_store.h"
 
 namespace zotune {
 
@@ -26,25 +27,29 @@ namespace {
 constexpr uint64_t kPage = 4096;
 
 uint64_t f32_bytes(int64_t n) { return static_cast<uint64_t>(n) * sizeof(float); }
-uint64_t block_file_bytes(int64_t n) { return kPage + (f32_bytes(n) + kPage - 1) / kPage * kPage; }
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// Block sizes as the stores see them: streamed tensors (the token embedding and
+// the lm_head) are not part of any block's working copy.
 struct BlockSizes {
-  std::vector<int64_t> numel;  // per block (one entry per block: small)
-  int64_t max_layer = 0;
-  bool tied = false;
+  std::vector<int64_t> numel;  // per block, streamed tensors excluded (one entry per block: small)
+  int64_t max_block = 0;
+  std::vector<int> streamed;   // distinct ids
 };
 
 BlockSizes block_sizes(const Architecture& arch) {
   BlockSizes s;
   s.numel.assign(static_cast<std::size_t>(arch.num_blocks()), 0);
-  for (const auto& t : arch.tensors()) s.numel[static_cast<std::size_t>(t.block)] += t.numel();
-  for (int b = 1; b + 1 < arch.num_blocks(); ++b) s.max_layer = std::max(s.max_layer, s.numel[static_cast<std::size_t>(b)]);
-  const int h = arch.head_weight_id();
-  s.tied = h >= 0 && arch.tensors()[static_cast<std::size_t>(h)].block == 0;
+  for (int id : {arch.token_embedding_id(), arch.head_weight_id()})
+    if (id >= 0 && std::find(s.streamed.begin(), s.streamed.end(), id) == s.streamed.end()) s.streamed.push_back(id);
+  const auto& table = arch.tensors();
+  for (std::size_t i = 0; i < table.size(); ++i)
+    if (std::find(s.streamed.begin(), s.streamed.end(), static_cast<int>(i)) == s.streamed.end())
+      s.numel[static_cast<std::size_t>(table[i].block)] += table[i].numel();
+  for (int64_t n : s.numel) s.max_block = std::max(s.max_block, n);
   return s;
 }
 
@@ -158,58 +163,61 @@ MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const Mach
   MemoryPlan p;
   p.input = in;
   p.machine_measured = mc.measured;
-  for (int64_t n : s.numel) p.params += n;
-  const int N = arch.num_blocks();
-  const int64_t block0 = s.numel[0];
+  for (const auto& t : arch.tensors()) p.params += t.numel();
+  const bool disk = in.offload == Offload::Disk;
+  const bool lowbit = in.offload != Offload::None && in.storage_dtype != DType::F32;
+  const uint64_t dsize = lowbit ? dtype_size(in.storage_dtype) : 4;
 
   // Weights.
-  const uint64_t dsize = in.offload == Offload::None ? 4 : dtype_size(in.storage_dtype);
-  if (in.offload != Offload::Disk) p.bytes.weights = static_cast<uint64_t>(p.params) * dsize;
+  if (!disk) p.bytes.weights = static_cast<uint64_t>(p.params) * dsize;
 
-  // Working copies: the largest non-pinned block sizes the ring slot (RAM tiers
-  // keep it grown; disk frees slots grown past a decoder layer after use).
-  int64_t ring_max = 0;
-  for (int b = 0; b < N; ++b)
-    if (!(b == 0 && s.tied)) ring_max = std::max(ring_max, s.numel[static_cast<std::size_t>(b)]);
-  const uint64_t pinned = s.tied ? 2 * f32_bytes(block0) : 0;
-  if (in.offload == Offload::Disk) {
-    p.bytes.working = pinned + 2 * f32_bytes(ring_max) +
-                      static_cast<uint64_t>(in.resident_blocks - 1) * 2 * f32_bytes(s.max_layer);
-  } else {
-    p.bytes.working = pinned + 2 * f32_bytes(ring_max);
-  }
+  // Working copies of the resident block(s).
+  const uint64_t block_f32 = f32_bytes(s.max_block);
+  if (disk) p.bytes.working = static_cast<uint64_t>(in.resident_blocks) * 2 * block_f32;
+  else p.bytes.working = (lowbit ? 1 : 2) * block_f32;
 
-  // Activations of the two passes + the logits of the scored rows.
-  const int64_t R = in.batch * in.seq_len;
+  // Streamed tensors: chunk buffers of the store, embedding rows, one chunk of logits.
+  const int64_t R = in.batch * in.seq_len, V = c.vocab_size, Wd = arch.head_width();
+  const auto& emb = arch.tensors()[static_cast<std::size_t>(arch.token_embedding_id())];
+  const int64_t Ce = emb.numel() / emb.shape[0];
+  const int64_t n = R;  // scored rows: at most one per token
+  const int64_t chunk_e = stream_chunk_rows(Ce, 0, V) * Ce, chunk_h = stream_chunk_rows(Wd, n, V) * Wd;
+  uint64_t store_chunks = 2 * f32_bytes(chunk_h);                            // W+, W- of a head chunk
+  if (lowbit || disk) store_chunks += f32_bytes(std::max(chunk_e, chunk_h));  // theta (upcast / read)
+  if (disk) store_chunks += 2 * (static_cast<uint64_t>(std::max(chunk_e, chunk_h)) * dsize + 2 * kPage);  // read-ahead, write-behind
+  p.bytes.streaming = store_chunks + 2 * f32_bytes(std::min(R, V) * Ce) + f32_bytes(n * stream_chunk_rows(Wd, n, V));
+
+  // Activations of the two passes.
   const int threads = in.threads > 0 ? in.threads : omp_get_max_threads();
   kernels::AttentionShape as{in.batch, in.seq_len, in.seq_len, c.num_heads, std::max<int64_t>(c.num_kv_heads, 1),
                              c.head_dim, 0, 0, 0, 0, 1.0f};
   const int64_t per_pass = R * c.hidden_size + arch.scratch_floats(R) + kernels::attention_scratch_floats(as, threads) +
-                           R * arch.head_width();
-  p.bytes.activations = 2 * f32_bytes(per_pass) + f32_bytes(R * c.vocab_size) + f32_bytes(R);
+                           n * Wd;
+  p.bytes.activations = 2 * f32_bytes(per_pass);
 
-  // Disk staging: resident + 2 buffers; blocks bigger than a layer held at most two at a time.
-  if (in.offload == Offload::Disk) {
-    std::vector<int64_t> big;
-    for (int64_t n : s.numel)
-      if (n > s.max_layer) big.push_back(n);
-    std::sort(big.rbegin(), big.rend());
-    const int stages = in.resident_blocks + 2;
-    const int nbig = std::min<int>({static_cast<int>(big.size()), 2, stages});
-    for (int i = 0; i < nbig; ++i) p.bytes.staging += block_file_bytes(big[static_cast<std::size_t>(i)]);
-    p.bytes.staging += static_cast<uint64_t>(stages - nbig) * block_file_bytes(s.max_layer);
-    for (int64_t n : s.numel) p.disk_bytes += block_file_bytes(n);
+  // Disk: staging buffers of blocks; the working copy's files.
+  auto file_bytes = [&](int64_t numel) {
+    return kPage + (static_cast<uint64_t>(numel) * dsize + kPage - 1) / kPage * kPage;
+  };
+  if (disk) {
+    p.bytes.staging = static_cast<uint64_t>(in.resident_blocks + 2) * file_bytes(s.max_block);
+    for (int64_t b : s.numel) p.disk_bytes += file_bytes(b);
+    for (int id : s.streamed) p.disk_bytes += file_bytes(arch.tensors()[static_cast<std::size_t>(id)].numel());
   }
   p.bytes.overhead = kProcessOverheadBytes;
 
   // Time.
   p.compute_s = 2.0 * forward_flops(arch, in.batch, in.seq_len) / (mc.gemm_gflops * 1e9);
   p.param_pass_s = static_cast<double>(p.params) / mc.zo_params_per_s;
-  if (in.offload == Offload::Disk)
-    p.disk_s = static_cast<double>(p.disk_bytes) / (mc.disk_read_gbps * 1e9) +
+  if (disk) {
+    // Read every file once and write it back once; a tied embedding is read a second time by the head.
+    uint64_t read = p.disk_bytes;
+    if (arch.head_weight_id() == arch.token_embedding_id()) read += file_bytes(emb.numel());
+    p.disk_s = static_cast<double>(read) / (mc.disk_read_gbps * 1e9) +
                static_cast<double>(p.disk_bytes) / (mc.disk_write_gbps * 1e9);
-  p.step_s = in.offload == Offload::Disk && in.overlap ? std::max(p.compute_s + p.param_pass_s, p.disk_s)
-                                                        : p.compute_s + p.param_pass_s + p.disk_s;
+  }
+  p.step_s = disk && in.overlap ? std::max(p.compute_s + p.param_pass_s, p.disk_s)
+                                : p.compute_s + p.param_pass_s + p.disk_s;
   return p;
 }
 
@@ -224,7 +232,7 @@ PlanChoice choose_plan(const Architecture& arch, uint64_t budget, const PlanInpu
   in.storage_dtype = DType::BF16;
   candidates.push_back(in);
   in.offload = Offload::Disk;
-  in.storage_dtype = DType::F32;
+  in.storage_dtype = DType::BF16;
   for (int r = 4; r >= 1; --r) {
     in.resident_blocks = r;
     candidates.push_back(in);
@@ -241,11 +249,11 @@ PlanChoice choose_plan(const Architecture& arch, uint64_t budget, const PlanInpu
   for (const auto& cand : candidates) {
     MemoryPlan p = plan_memory(arch, cand, mc);
     const std::string name = std::string("--offload ") + offload_name(cand.offload) +
-                             (cand.offload == Offload::Ram ? " --storage-dtype bf16" : "") +
+                             (cand.offload != Offload::None ? " --storage-dtype bf16" : "") +
                              (cand.offload == Offload::Disk ? " --resident-blocks " + std::to_string(cand.resident_blocks) : "");
     if (p.bytes.total() <= budget) {
       why << "chose " << name << " (peak " << gb(p.bytes.total()) << ", ~" << p.step_s << " s/step)";
-      if (cand.offload == Offload::Ram) why << "; bf16 storage rounds updates stochastically";
+      if (cand.offload != Offload::None) why << "; bf16 storage rounds updates stochastically";
       return {p, true, why.str()};
     }
     why << name << " needs " << gb(p.bytes.total()) << "; ";
@@ -270,6 +278,7 @@ std::string plan_table(const MemoryPlan& p) {
      << " parameters\n";
   os << "  weights (RAM)         " << mb(p.bytes.weights) << "\n";
   os << "  working copies (fp32) " << mb(p.bytes.working) << "\n";
+  os << "  streamed chunks       " << mb(p.bytes.streaming) << "\n";
   os << "  activations (2 pass)  " << mb(p.bytes.activations) << "\n";
   os << "  disk staging          " << mb(p.bytes.staging) << "\n";
   os << "  process overhead      " << mb(p.bytes.overhead) << "\n";
@@ -292,7 +301,7 @@ Json plan_json(const MemoryPlan& p) {
   j["batch"] = p.input.batch;
   j["seq_len"] = p.input.seq_len;
   j["params"] = p.params;
-  j["bytes"] = {{"weights", p.bytes.weights},         {"working", p.bytes.working},
+  j["bytes"] = {{"weights", p.bytes.weights},         {"working", p.bytes.working}, {"streaming", p.bytes.streaming},
                 {"activations", p.bytes.activations}, {"staging", p.bytes.staging},
                 {"overhead", p.bytes.overhead},       {"total", p.bytes.total()}};
   j["disk_bytes"] = p.disk_bytes;

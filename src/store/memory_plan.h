@@ -4,15 +4,19 @@
 // `--dry-run` answers for a 175B configuration in milliseconds.
 //
 // Peaks, per tier (bytes):
-//   weights      every parameter in RAM in the storage dtype (none for disk);
-//                fp32 RAM tier: + the mapped input checkpoint
-//   working      fp32 plus/minus copies: the ring slot(s), sized by the largest
-//                block that uses them, + a pinned slot for a tied block 0
+//   weights      every parameter in RAM in the storage dtype (none for disk)
+//   working      fp32 working copies of the resident block(s), sized by the
+//                largest block without its streamed tensors (the token
+//                embedding and lm_head never have whole working copies):
+//                fp32 RAM 2 (W+, W-), low-bit RAM 1 (lean), disk 2 per
+//                resident block
+//   streaming    chunks of the streamed tensors (stream_chunk_rows): the
+//                store's chunk buffers, the batch's embedding rows (two
+//                tables) and one chunk of logits
 //   activations  two ForwardPasses (x, scratch_floats, attention scratch, head
-//                hidden rows) + one logits buffer rows x V (the passes score
-//                one after the other, so one buffer serves both)
-//   staging      disk: resident_blocks + 2 page-aligned block buffers; at most
-//                two of them hold a block bigger than a decoder layer
+//                hidden rows)
+//   staging      disk: resident_blocks + 2 page-aligned block buffers in the
+//                storage dtype, + the streamed tensors' I/O buffers
 //   overhead     the process itself (binary, libraries, OpenBLAS/OpenMP
 //                buffers, allocator slack): measured, see kProcessOverheadBytes
 // The sum is the predicted peak RSS.
@@ -37,8 +41,7 @@ struct PlanInput {
   bool overlap = true;
   int threads = 0;        // 0 = omp_get_max_threads()
   // dtype of the input checkpoint (default: config's torch_dtype, else F32). The
-  // fp32 RAM tier copies from the mapped checkpoint and the trainer keeps it
-  // open, so its pages stay in RSS: counted in `weights` for --offload none.
+  // stores drop its mapped pages after loading, so it is not counted.
   std::optional<DType> input_dtype;
 };
 
@@ -58,8 +61,8 @@ MachineConstants assumed_machine_constants();
 MachineConstants probe_machine(const std::filesystem::path& disk_dir = {});
 
 struct TierBytes {
-  uint64_t weights = 0, working = 0, activations = 0, staging = 0, overhead = 0;
-  uint64_t total() const { return weights + working + activations + staging + overhead; }
+  uint64_t weights = 0, working = 0, streaming = 0, activations = 0, staging = 0, overhead = 0;
+  uint64_t total() const { return weights + working + streaming + activations + staging + overhead; }
 };
 
 struct MemoryPlan {
@@ -90,7 +93,7 @@ struct PlanChoice {
 };
 
 // Picks the fastest tier that fits `budget_bytes`: fp32 in RAM, then bf16 in
-// RAM, then disk with the most resident blocks (<= 4) that fit. If nothing
+// RAM, then disk (bf16) with the most resident blocks (<= 4) that fit. If nothing
 // fits, the smallest plan with fits = false.
 PlanChoice choose_plan(const Architecture& arch, uint64_t budget_bytes, const PlanInput& base,
                        const MachineConstants& mc);

@@ -9,13 +9,6 @@
 
 namespace zotune {
 
-int64_t stream_chunk_rows(int64_t width, int64_t nrows, int64_t V) {
-  constexpr int64_t kWeightFloats = int64_t{1} << 20, kLogitFloats = int64_t{1} << 22;
-  int64_t r = kWeightFloats / std::max<int64_t>(width, 1);
-  if (nrows > 0) r = std::min(r, kLogitFloats / nrows);
-  return std::clamp<int64_t>(r, 64, std::max<int64_t>(V, 1));
-}
-
 void update_all_blocks(ParamStore& store, const BlockWork& work) {
   const Architecture& arch = store.arch();
   BlockWork upd = work;

@@ -84,11 +84,6 @@ class ZoEngine {
   std::vector<float> lp_plus_, lp_minus_;
 };
 
-// Rows per chunk when streaming a [V, width] tensor whose logits are taken for
-// `nrows` rows: about 4 MB of weights and at most 16 MB of logits per chunk.
-// A function of the shapes only, so every tier cuts the same chunks.
-int64_t stream_chunk_rows(int64_t width, int64_t nrows, int64_t V);
-
 // Applies `work.update` to every block and streamed tensor (no perturbation):
 // flush, replay and catch-up.
 void update_all_blocks(ParamStore& store, const BlockWork& work);
