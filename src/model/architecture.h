@@ -8,8 +8,10 @@
 //
 // A model is a sequence of blocks that the trainer streams through the tiers:
 // block 0 = embeddings (+ OPT project_in), blocks 1..L = decoder layers,
-// block L+1 = final norm (+ OPT project_out) + untied lm_head. A tied lm_head
-// reads the embedding tensor of block 0, which therefore stays resident.
+// block L+1 = final norm (+ OPT project_out) + untied lm_head. The token
+// embedding and the lm_head weight (the same tensor when tied) are the
+// trainer's streamed tensors: it reads them in chunks of rows, never whole
+// (see train/engine.h); inference reads them as ordinary tensors.
 #pragma once
 #include <cstdint>
 #include <filesystem>

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "base/error.h"
 #include "train/loss.h"
 
 namespace zotune {
@@ -66,6 +67,40 @@ TEST(Loss, ClassificationIsCrossEntropyOverMeanCandidateLogLikelihoods) {
   EXPECT_EQ(l.predictions[1], c11 > c10 ? 1 : 0);
   EXPECT_EQ(l.correct, (l.predictions[0] == 1) + (l.predictions[1] == 0));
   EXPECT_EQ(l.examples, 2);
+}
+
+TEST(Loss, ChunkedLogProbsEqualWholeRowLogSoftmax) {
+  // The streamed head's accumulator against log-softmax over whole rows in
+  // double, for chunkings that split the vocabulary unevenly.
+  const int64_t n = 5, V = 1000;
+  std::vector<float> logits(static_cast<std::size_t>(n * V));
+  for (std::size_t i = 0; i < logits.size(); ++i)
+    logits[i] = static_cast<float>(std::sin(0.37 * static_cast<double>(i)) * 8.0 + (i % 97 == 0 ? 20.0 : 0.0));
+  const std::vector<int32_t> targets = {0, 999, 500, 333, 97};
+  for (int64_t chunk : {V, int64_t{333}, int64_t{7}, int64_t{1}}) {
+    LogProbAccumulator acc;
+    acc.reset(targets, V);
+    std::vector<float> part;
+    for (int64_t c0 = 0; c0 < V; c0 += chunk) {
+      const int64_t cols = std::min(chunk, V - c0);
+      part.assign(static_cast<std::size_t>(n * cols), 0.0f);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t j = 0; j < cols; ++j)
+          part[static_cast<std::size_t>(r * cols + j)] = logits[static_cast<std::size_t>(r * V + c0 + j)];
+      acc.add(part.data(), cols, c0, cols);
+    }
+    std::vector<float> lp;
+    acc.finish(lp);
+    ASSERT_EQ(lp.size(), targets.size());
+    for (int64_t r = 0; r < n; ++r) {
+      const std::vector<float> row(logits.begin() + r * V, logits.begin() + (r + 1) * V);
+      EXPECT_NEAR(lp[static_cast<std::size_t>(r)], log_softmax(row, targets[static_cast<std::size_t>(r)]), 2e-5)
+          << "chunk " << chunk << " row " << r;
+    }
+  }
+  LogProbAccumulator bad;
+  const std::vector<int32_t> out_of_range = {1000};
+  EXPECT_THROW(bad.reset(out_of_range, V), Error);
 }
 
 }  // namespace
