@@ -40,24 +40,12 @@ struct BenchArgs {
 };
 
 Batch random_lm_batch(int64_t B, int64_t T, int64_t V, uint64_t seed) {
-  Batch b;
-  b.objective = Objective::LanguageModel;
-  b.B = B;
-  b.T = T;
-  b.ids.resize(static_cast<std::size_t>(B * T));
-  b.mask.assign(static_cast<std::size_t>(B * T), 1);
+  std::vector<int32_t> ids(static_cast<std::size_t>(B * T));
   for (int64_t i = 0; i < B * T; ++i) {
     auto r = Philox4x32::block({static_cast<uint32_t>(i), 0, 0, 0xBE4Cu}, {static_cast<uint32_t>(seed), 0});
-    b.ids[static_cast<std::size_t>(i)] = static_cast<int32_t>(r[0] % static_cast<uint32_t>(V));
+    ids[static_cast<std::size_t>(i)] = static_cast<int32_t>(r[0] % static_cast<uint32_t>(V));
   }
-  for (int64_t s = 0; s < B; ++s)
-    for (int64_t t = 0; t + 1 < T; ++t) {
-      b.rows.push_back(s * T + t);
-      b.targets.push_back(b.ids[static_cast<std::size_t>(s * T + t + 1)]);
-      b.target_seq.push_back(static_cast<int32_t>(s));
-    }
-  b.num_examples = B;
-  return b;
+  return language_model_batch(std::move(ids), B, T);
 }
 
 void run_bench(const BenchArgs& a) {

@@ -36,4 +36,8 @@ struct Batch {
   int64_t num_tokens() const { int64_t n = 0; for (auto m : mask) n += m; return n; }
 };
 
+// A language-model batch of B unpadded sequences of T tokens (ids: [B*T]) that
+// scores every next token: benchmarks and tests on synthetic tokens.
+Batch language_model_batch(std::vector<int32_t> ids, int64_t B, int64_t T);
+
 }  // namespace zotune

@@ -34,19 +34,9 @@ Offload offload_from(const std::string& s) {
 DType dtype_from(const std::string& s) { return s.find("bf16") != std::string::npos ? DType::BF16 : DType::F32; }
 
 Batch lm_batch(int64_t V, int64_t B, int64_t T) {
-  Batch b;
-  b.B = B;
-  b.T = T;
-  for (int64_t i = 0; i < B * T; ++i) b.ids.push_back(static_cast<int32_t>((i * 7919) % V));
-  b.mask.assign(static_cast<std::size_t>(B * T), 1);
-  for (int64_t i = 0; i < B; ++i)
-    for (int64_t t = 0; t + 1 < T; ++t) {
-      b.rows.push_back(i * T + t);
-      b.targets.push_back(b.ids[static_cast<std::size_t>(i * T + t + 1)]);
-      b.target_seq.push_back(static_cast<int32_t>(i));
-    }
-  b.num_examples = B;
-  return b;
+  std::vector<int32_t> ids;
+  for (int64_t i = 0; i < B * T; ++i) ids.push_back(static_cast<int32_t>((i * 7919) % V));
+  return language_model_batch(std::move(ids), B, T);
 }
 
 // The child: a training run as the trainer does it (checkpoint kept open, store
