@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -14,8 +15,10 @@
 #include "base/fs.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
+#include "kernels/kernels.h"
 #include "model/blocks.h"
 #include "model/weights.h"
+#include "store/storage_convert.h"
 #include "zo/mezo.h"
 
 namespace zotune {
@@ -24,22 +27,24 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::size_t kPage = 4096;
-constexpr std::size_t kHeaderFloats = kPage / sizeof(float);
-constexpr char kMagic[8] = {'Z', 'O', 'T', 'B', 'L', 'K', '0', '1'};
-constexpr const char* kFormat = "zotune-disk-v1";
+constexpr uint64_t kPage = 4096;
+constexpr char kBlockMagic[8] = {'Z', 'O', 'T', 'B', 'L', 'K', '0', '2'};
+constexpr char kRowsMagic[8] = {'Z', 'O', 'T', 'R', 'O', 'W', '0', '2'};
+constexpr const char* kFormat = "zotune-disk-v2";
+// Elements converted per write when creating a rows file: bounds the RAM and
+// the checkpoint pages a 150k-token embedding occupies while it is copied.
+constexpr int64_t kLoadChunk = int64_t{1} << 20;
 
-struct BlockHeader {
+struct UnitHeader {
   char magic[8];
-  int64_t block;
+  int64_t index;  // block, or tensor id of a rows file
   int64_t numel;
   int64_t updates;
+  char dtype[8];  // "F32", "BF16", "F16"
 };
 
-uint64_t payload_bytes(int64_t numel) {
-  return (static_cast<uint64_t>(numel) * sizeof(float) + kPage - 1) / kPage * kPage;
-}
-uint64_t file_bytes(int64_t numel) { return kPage + payload_bytes(numel); }
+uint64_t page_floor(uint64_t b) { return b / kPage * kPage; }
+uint64_t page_ceil(uint64_t b) { return (b + kPage - 1) / kPage * kPage; }
 
 std::string errno_text(int e) { return std::error_code(e, std::generic_category()).message(); }
 
@@ -55,6 +60,13 @@ struct Fd {
   }
 };
 
+// O_DIRECT where the file system has it (tmpfs refuses it with EINVAL).
+int open_file(const fs::path& path, int flags, bool direct) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC | (direct ? O_DIRECT : 0), 0644);
+  if (fd < 0 && errno == EINVAL && direct) fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
+  return fd;
+}
+
 void pread_all(int fd, void* buf, uint64_t n, uint64_t off, const fs::path& path) {
   auto* p = static_cast<uint8_t*>(buf);
   while (n > 0) {
@@ -68,16 +80,54 @@ void pread_all(int fd, void* buf, uint64_t n, uint64_t off, const fs::path& path
   }
 }
 
+// Returns 0 or the errno of the failed write (ENOSPC for a write of 0 bytes).
+int pwrite_all(int fd, const void* buf, uint64_t n, uint64_t off) {
+  const auto* p = static_cast<const uint8_t*>(buf);
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(off));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return w < 0 ? errno : ENOSPC;
+    p += w;
+    n -= static_cast<uint64_t>(w);
+    off += static_cast<uint64_t>(w);
+  }
+  return 0;
+}
+
+fs::path tmp_of(const fs::path& p) {
+  fs::path t = p;
+  t += ".tmp";
+  return t;
+}
+
+// Our own I/O errors remove the temp file they leave; anything else (a test's
+// simulated crash) leaves it, as a kill would.
+bool is_io_error(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const Error&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+[[noreturn]] void write_failed(const fs::path& path, const char* what, int e) {
+  const fs::path tmp = tmp_of(path);
+  ::unlink(tmp.c_str());
+  fail(tmp.string(), ": ", what, " failed: ", errno_text(e), " (the previous state in ", path.filename().string(),
+       " is intact)");
+}
 
 }  // namespace
 
-float* PageBuffer::ensure(std::size_t n) {
-  if (n <= cap_) return p_;
+uint8_t* PageBuffer::ensure(std::size_t bytes) {
+  if (bytes <= cap_ && p_) return p_;
   release();
-  const std::size_t bytes = (n * sizeof(float) + kPage - 1) / kPage * kPage;
-  p_ = static_cast<float*>(std::aligned_alloc(kPage, bytes));
+  const std::size_t n = std::max<std::size_t>(page_ceil(bytes), kPage);
+  p_ = static_cast<uint8_t*>(std::aligned_alloc(kPage, n));
   if (!p_) throw std::bad_alloc();
-  cap_ = bytes / sizeof(float);
+  cap_ = n;
   return p_;
 }
 
@@ -86,6 +136,12 @@ float* PageBuffer::ensure(std::size_t n) {
 DiskStore::DiskStore(const Architecture& arch, DiskStoreOptions opt, bool) : ParamStore(arch), opt_(std::move(opt)) {
   check(opt_.resident_blocks >= 1, "--resident-blocks must be at least 1 (got ", opt_.resident_blocks, ")");
   check(!opt_.work_dir.empty(), "--offload disk needs a work directory");
+  const DType t = opt_.storage_dtype;
+  check(t == DType::F32 || t == DType::BF16 || t == DType::F16, "--offload disk: storage dtype ", dtype_name(t),
+        " is not F32, BF16 or F16");
+  elem_ = dtype_size(t);
+  lowbit_ = t != DType::F32;
+  fmt_ = t == DType::F16 ? kernels::LowBitFormat::F16 : kernels::LowBitFormat::BF16;
   init_layout();
 }
 
@@ -100,32 +156,69 @@ DiskStore::DiskStore(const Architecture& arch, const Checkpoint& ckpt, DiskStore
   fs::remove(opt_.work_dir / kManifest, ec);
   const auto& table = arch.tensors();
   Stage& s = *stages_[0];
+  AlignedBuffer<float> tmp;
   for (int b = 0; b < arch.num_blocks(); ++b) {
-    const int64_t n = block_numel_[static_cast<std::size_t>(b)];
-    float* buf = s.buf.ensure(kHeaderFloats + payload_bytes(n) / sizeof(float));
-    float* payload = buf + kHeaderFloats;
+    uint8_t* buf = s.buf.ensure(unit_file_bytes(b));
+    uint8_t* payload = buf + kPage;
     for (int id : block_tensors_[static_cast<std::size_t>(b)]) {
       const auto& spec = table[static_cast<std::size_t>(id)];
       TensorView v = checked_view(arch, ckpt, spec);
-      upcast_to_f32(v, payload + tensor_offset_[static_cast<std::size_t>(id)]);
+      convert_to_storage(v, 0, v.numel(), opt_.storage_dtype,
+                         payload + static_cast<uint64_t>(tensor_offset_[static_cast<std::size_t>(id)]) * elem_, tmp);
       drop_mapped_pages(v.data, v.nbytes());
     }
-    std::memset(payload + n, 0, payload_bytes(n) - static_cast<uint64_t>(n) * sizeof(float));
+    const uint64_t used = static_cast<uint64_t>(block_numel(b)) * elem_;
+    std::memset(payload + used, 0, unit_file_bytes(b) - kPage - used);
     s.block = b;
     write_block(s, opt_.initial_updates);
-    updates_[static_cast<std::size_t>(b)] = opt_.initial_updates;
   }
   s.block = -1;
-  if (s.buf.capacity() > kHeaderFloats + payload_bytes(max_layer_numel_) / sizeof(float)) s.buf.release();
+  for (int id : rows_ids_) create_rows_file(id, ckpt);
   write_manifest();
   fold_counters();
   if (opt_.overlap) io_ = std::thread([this] { io_loop(); });
 }
 
+void DiskStore::create_rows_file(int id, const Checkpoint& ckpt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int u = rows_unit(id);
+  const fs::path path = unit_path(u), tmp = tmp_of(path);
+  const TensorView v = checked_view(arch_, ckpt, arch_.tensors()[static_cast<std::size_t>(id)]);
+  const int64_t n = v.numel();
+  if (int e = inject(DiskIoPoint::WriteTmp, u)) write_failed(path, "write", e);
+  {
+    Fd f{open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, opt_.direct_io)};
+    if (f.fd < 0) write_failed(path, "create", errno);
+    uint8_t* page = header_page_.ensure(kPage);
+    fill_header(page, u, opt_.initial_updates);
+    if (int e = pwrite_all(f.fd, page, kPage, 0)) write_failed(path, "write", e);
+    uint8_t* buf = stages_[0]->buf.ensure(static_cast<uint64_t>(std::min(n, kLoadChunk)) * elem_);
+    AlignedBuffer<float> scratch;
+    for (int64_t b = 0; b < n; b += kLoadChunk) {
+      const int64_t m = std::min(kLoadChunk, n - b);
+      convert_to_storage(v, b, m, opt_.storage_dtype, buf, scratch);
+      drop_mapped_pages(static_cast<const uint8_t*>(v.data) + static_cast<std::size_t>(b) * dtype_size(v.dtype),
+                        static_cast<std::size_t>(m) * dtype_size(v.dtype));
+      const uint64_t bytes = static_cast<uint64_t>(m) * elem_;
+      std::memset(buf + bytes, 0, page_ceil(bytes) - bytes);  // only the last slice is not whole pages
+      if (int e = pwrite_all(f.fd, buf, page_ceil(bytes), kPage + static_cast<uint64_t>(b) * elem_))
+        write_failed(path, "write", e);
+    }
+    if (::fdatasync(f.fd) != 0) write_failed(path, "fdatasync", errno);
+    ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
+    if (::close(std::exchange(f.fd, -1)) != 0) write_failed(path, "close", errno);
+  }
+  if (int e = inject(DiskIoPoint::BeforeRename, u)) write_failed(path, "rename", e);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) write_failed(path, "rename", errno);
+  std::lock_guard lk(mu_);
+  io_totals_.written += unit_file_bytes(u);
+  io_totals_.write_s += seconds_since(t0);
+}
+
 std::unique_ptr<DiskStore> DiskStore::open_existing(const Architecture& arch, DiskStoreOptions opt) {
   std::unique_ptr<DiskStore> s(new DiskStore(arch, std::move(opt), true));
   s->load_manifest();
-  for (int b = 0; b < arch.num_blocks(); ++b) s->updates_[static_cast<std::size_t>(b)] = s->read_header(b);
+  for (int u = 0; u < s->num_units(); ++u) s->updates_[static_cast<std::size_t>(u)] = s->read_header(u);
   if (s->opt_.overlap) s->io_ = std::thread([p = s.get()] { p->io_loop(); });
   return s;
 }
@@ -138,20 +231,26 @@ bool DiskStore::has_working_copy(const fs::path& work_dir) {
 void DiskStore::init_layout() {
   const auto& table = arch_.tensors();
   const int N = arch_.num_blocks();
-  block_numel_.assign(static_cast<std::size_t>(N), 0);
   tensor_offset_.assign(table.size(), 0);
-  for (int b = 0; b < N; ++b)
+  for (int b = 0; b < N; ++b) {
+    int64_t off = 0;
     for (int id : block_tensors_[static_cast<std::size_t>(b)]) {
-      tensor_offset_[static_cast<std::size_t>(id)] = block_numel_[static_cast<std::size_t>(b)];
-      block_numel_[static_cast<std::size_t>(b)] += table[static_cast<std::size_t>(id)].numel();
+      tensor_offset_[static_cast<std::size_t>(id)] = off;
+      off += table[static_cast<std::size_t>(id)].numel();
     }
-  for (int b = 1; b + 1 < N; ++b) max_layer_numel_ = std::max(max_layer_numel_, block_numel_[static_cast<std::size_t>(b)]);
-  pin_block0_ = arch_.head_weight_id() >= 0 && table[static_cast<std::size_t>(arch_.head_weight_id())].block == 0;
-  updates_.assign(static_cast<std::size_t>(N), opt_.initial_updates);
+  }
+  for (std::size_t id = 0; id < table.size(); ++id)
+    if (streamed(static_cast<int>(id))) rows_ids_.push_back(static_cast<int>(id));
+  updates_.assign(static_cast<std::size_t>(N) + rows_ids_.size(), opt_.initial_updates);
+  for (std::size_t i = 0; i < rows_ids_.size(); ++i) {
+    rows_writes_.push_back(std::make_unique<RowsWrite>());
+    rows_writes_.back()->unit = N + static_cast<int>(i);
+  }
   held_.assign(static_cast<std::size_t>(N), nullptr);
   slot_of_.assign(static_cast<std::size_t>(N), nullptr);
   for (int i = 0; i < opt_.resident_blocks + 2; ++i) stages_.push_back(std::make_unique<Stage>());
   ring_.resize(static_cast<std::size_t>(opt_.resident_blocks));
+  carry_.assign(kPage, 0);
 }
 
 DiskStore::~DiskStore() {
@@ -164,27 +263,78 @@ DiskStore::~DiskStore() {
     cv_.notify_all();
     io_.join();
   }
+  // A rows file whose stream failed before its temp file was handed on.
+  for (auto& w : rows_writes_)
+    if (w->fd >= 0) ::close(std::exchange(w->fd, -1));
 }
 
-fs::path DiskStore::block_path(int block) const {
+// ---- units, manifest and headers
+
+int DiskStore::rows_unit(int tensor_id) const {
+  const auto it = std::find(rows_ids_.begin(), rows_ids_.end(), tensor_id);
+  check(it != rows_ids_.end(), "disk tier: tensor ", arch_.tensors()[static_cast<std::size_t>(tensor_id)].name,
+        " is not streamed");
+  return arch_.num_blocks() + static_cast<int>(it - rows_ids_.begin());
+}
+
+int64_t DiskStore::unit_numel(int unit) const {
+  const int N = arch_.num_blocks();
+  if (unit < N) return block_numel(unit);
+  return arch_.tensors()[static_cast<std::size_t>(rows_ids_[static_cast<std::size_t>(unit - N)])].numel();
+}
+
+uint64_t DiskStore::unit_file_bytes(int unit) const {
+  return kPage + page_ceil(static_cast<uint64_t>(unit_numel(unit)) * elem_);
+}
+
+fs::path DiskStore::unit_path(int unit) const {
+  const int N = arch_.num_blocks();
   char name[32];
-  std::snprintf(name, sizeof name, "block-%05d.bin", block);
+  if (unit < N) std::snprintf(name, sizeof name, "block-%05d.bin", unit);
+  else std::snprintf(name, sizeof name, "rows-%05d.bin", rows_ids_[static_cast<std::size_t>(unit - N)]);
   return opt_.work_dir / name;
 }
 
-// ---- manifest and headers
+void DiskStore::fill_header(uint8_t* page, int unit, int64_t updates) const {
+  const int N = arch_.num_blocks();
+  UnitHeader h{};
+  std::memcpy(h.magic, unit < N ? kBlockMagic : kRowsMagic, sizeof h.magic);
+  h.index = unit < N ? unit : rows_ids_[static_cast<std::size_t>(unit - N)];
+  h.numel = unit_numel(unit);
+  h.updates = updates;
+  const std::string_view name = dtype_name(opt_.storage_dtype);
+  std::memcpy(h.dtype, name.data(), std::min(name.size(), sizeof h.dtype));
+  std::memset(page, 0, kPage);
+  std::memcpy(page, &h, sizeof h);
+}
+
+void DiskStore::check_header(const uint8_t* page, int unit, int64_t expect_updates, const fs::path& path) const {
+  UnitHeader want{}, h{};
+  std::vector<uint8_t> tmp(kPage);
+  fill_header(tmp.data(), unit, 0);
+  std::memcpy(&want, tmp.data(), sizeof want);
+  std::memcpy(&h, page, sizeof h);
+  check(std::memcmp(h.magic, want.magic, sizeof h.magic) == 0 && h.index == want.index && h.numel == want.numel,
+        path.string(), ": not ", unit < arch_.num_blocks() ? "block " : "tensor ", want.index,
+        " of this model (bad header)");
+  check(std::memcmp(h.dtype, want.dtype, sizeof h.dtype) == 0, path.string(), ": the file stores ",
+        std::string(h.dtype, strnlen(h.dtype, sizeof h.dtype)), " weights, this store ", dtype_name(opt_.storage_dtype));
+  check(h.updates >= 0, path.string(), ": bad update count ", h.updates);
+  check(expect_updates < 0 || h.updates == expect_updates, path.string(), ": file holds ", h.updates,
+        " updates, the store expected ", expect_updates, " (was the working copy changed by another process?)");
+}
 
 void DiskStore::write_manifest() {
   const auto& table = arch_.tensors();
   Json m;
   m["format"] = kFormat;
   m["model_type"] = arch_.config().model_type;
-  m["dtype"] = "F32";
+  m["dtype"] = std::string(dtype_name(opt_.storage_dtype));
   Json blocks = Json::array();
   for (int b = 0; b < arch_.num_blocks(); ++b) {
     Json jb;
-    jb["file"] = block_path(b).filename().string();
-    jb["numel"] = block_numel_[static_cast<std::size_t>(b)];
+    jb["file"] = unit_path(b).filename().string();
+    jb["numel"] = block_numel(b);
     jb["updates"] = updates_[static_cast<std::size_t>(b)];
     Json ts = Json::array();
     for (int id : block_tensors_[static_cast<std::size_t>(b)]) {
@@ -195,6 +345,16 @@ void DiskStore::write_manifest() {
     blocks.push_back(std::move(jb));
   }
   m["blocks"] = std::move(blocks);
+  Json rows = Json::array();
+  for (std::size_t i = 0; i < rows_ids_.size(); ++i) {
+    const int u = arch_.num_blocks() + static_cast<int>(i);
+    const auto& spec = table[static_cast<std::size_t>(rows_ids_[i])];
+    rows.push_back({{"file", unit_path(u).filename().string()},
+                    {"name", spec.name},
+                    {"shape", spec.shape},
+                    {"updates", updates_[static_cast<std::size_t>(u)]}});
+  }
+  m["rows"] = std::move(rows);
   write_file_atomic(opt_.work_dir / kManifest, m.dump(1) + "\n");
 }
 
@@ -206,18 +366,19 @@ void DiskStore::load_manifest() {
     check(j.is_object() && j.contains(key), path.string(), ": missing field '", key, "'");
     return j[key];
   };
-  check(field(m, "format") == kFormat, path.string(), ": field 'format' is not ", kFormat);
+  check(field(m, "format") == kFormat, path.string(), ": field 'format' is not ", kFormat,
+        " (a working copy of another zotune version; start the run again)");
   check(field(m, "model_type") == arch_.config().model_type, path.string(), ": the working copy holds a ",
         field(m, "model_type").dump(), " model, not ", arch_.config().model_type);
-  check(field(m, "dtype") == "F32", path.string(), ": field 'dtype' must be F32");
+  check(field(m, "dtype") == dtype_name(opt_.storage_dtype), path.string(), ": the working copy stores ",
+        field(m, "dtype").dump(), " weights, not ", dtype_name(opt_.storage_dtype), " (--storage-dtype)");
   const Json& blocks = field(m, "blocks");
   check(blocks.is_array() && blocks.size() == static_cast<std::size_t>(arch_.num_blocks()), path.string(),
         ": field 'blocks' must list ", arch_.num_blocks(), " blocks");
   const auto& table = arch_.tensors();
   for (int b = 0; b < arch_.num_blocks(); ++b) {
     const Json& jb = blocks[static_cast<std::size_t>(b)];
-    check(field(jb, "numel") == block_numel_[static_cast<std::size_t>(b)], path.string(), ": block ", b,
-          " has another size than this model's");
+    check(field(jb, "numel") == block_numel(b), path.string(), ": block ", b, " has another size than this model's");
     const Json& ts = field(jb, "tensors");
     const auto& ids = block_tensors_[static_cast<std::size_t>(b)];
     check(ts.is_array() && ts.size() == ids.size(), path.string(), ": block ", b, " lists other tensors than this model's");
@@ -227,47 +388,48 @@ void DiskStore::load_manifest() {
             " tensor ", i, " is not '", spec.name, "' with this model's shape");
     }
   }
+  const Json& rows = field(m, "rows");
+  check(rows.is_array() && rows.size() == rows_ids_.size(), path.string(), ": field 'rows' must list ",
+        rows_ids_.size(), " streamed tensors");
+  for (std::size_t i = 0; i < rows_ids_.size(); ++i) {
+    const auto& spec = table[static_cast<std::size_t>(rows_ids_[i])];
+    check(field(rows[i], "name") == spec.name && field(rows[i], "shape") == Json(spec.shape), path.string(),
+          ": rows file ", i, " is not '", spec.name, "' with this model's shape");
+  }
 }
 
-int64_t DiskStore::read_header(int block) const {
-  const fs::path path = block_path(block);
+int64_t DiskStore::read_header(int unit) const {
+  const fs::path path = unit_path(unit);
   Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  check(f.fd >= 0, path.string(), ": cannot open block file: ", errno_text(errno));
+  check(f.fd >= 0, path.string(), ": cannot open: ", errno_text(errno));
   struct stat st {};
   check(::fstat(f.fd, &st) == 0, path.string(), ": stat failed: ", errno_text(errno));
-  const int64_t n = block_numel_[static_cast<std::size_t>(block)];
-  check(static_cast<uint64_t>(st.st_size) == file_bytes(n), path.string(), ": block file has ", st.st_size,
-        " bytes, expected ", file_bytes(n), " (truncated or corrupt)");
-  BlockHeader h{};
-  pread_all(f.fd, &h, sizeof h, 0, path);
-  check(std::memcmp(h.magic, kMagic, sizeof kMagic) == 0 && h.block == block && h.numel == n, path.string(),
-        ": not block ", block, " of this model (bad header)");
-  check(h.updates >= 0, path.string(), ": bad update count ", h.updates);
+  const uint64_t want = unit_file_bytes(unit);
+  check(static_cast<uint64_t>(st.st_size) == want, path.string(), ": file has ", st.st_size, " bytes, expected ", want,
+        " (truncated or corrupt)");
+  std::vector<uint8_t> page(kPage);
+  pread_all(f.fd, page.data(), kPage, 0, path);
+  check_header(page.data(), unit, -1, path);
+  UnitHeader h{};
+  std::memcpy(&h, page.data(), sizeof h);
   return h.updates;
 }
 
 // ---- block I/O
 
-int DiskStore::inject(DiskIoPoint p, int block) const { return opt_.fault ? opt_.fault(p, block) : 0; }
+int DiskStore::inject(DiskIoPoint p, int unit) const { return opt_.fault ? opt_.fault(p, unit_path(unit)) : 0; }
 
 void DiskStore::read_block(Stage& s) {
   const auto t0 = std::chrono::steady_clock::now();
-  const fs::path path = block_path(s.block);
-  const int64_t n = block_numel_[static_cast<std::size_t>(s.block)];
-  const uint64_t bytes = file_bytes(n);
-  float* buf = s.buf.ensure(bytes / sizeof(float));
+  const fs::path path = unit_path(s.block);
+  const uint64_t bytes = unit_file_bytes(s.block);
+  uint8_t* buf = s.buf.ensure(bytes);
   if (int e = inject(DiskIoPoint::Read, s.block)) fail(path.string(), ": read failed: ", errno_text(e));
-  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC | (opt_.direct_io ? O_DIRECT : 0))};
-  if (f.fd < 0 && errno == EINVAL && opt_.direct_io) f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // tmpfs: no O_DIRECT
+  Fd f{open_file(path, O_RDONLY, opt_.direct_io)};
   check(f.fd >= 0, path.string(), ": cannot open block file: ", errno_text(errno));
   pread_all(f.fd, buf, bytes, 0, path);
   ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
-  BlockHeader h{};
-  std::memcpy(&h, buf, sizeof h);
-  check(std::memcmp(h.magic, kMagic, sizeof kMagic) == 0 && h.block == s.block && h.numel == n, path.string(),
-        ": not block ", s.block, " of this model (bad header)");
-  check(h.updates == s.updates, path.string(), ": block holds ", h.updates, " updates, the store expected ", s.updates,
-        " (was the working copy changed by another process?)");
+  check_header(buf, s.block, s.updates, path);
   std::lock_guard lk(mu_);
   io_totals_.read += bytes;
   io_totals_.read_s += seconds_since(t0);
@@ -275,52 +437,230 @@ void DiskStore::read_block(Stage& s) {
 
 void DiskStore::write_block(Stage& s, int64_t updates) {
   const auto t0 = std::chrono::steady_clock::now();
-  const fs::path path = block_path(s.block);
-  fs::path tmp = path;
-  tmp += ".tmp";
-  const int64_t n = block_numel_[static_cast<std::size_t>(s.block)];
-  const uint64_t bytes = file_bytes(n);
-  float* buf = s.buf.data();
-  BlockHeader h{};
-  std::memcpy(h.magic, kMagic, sizeof kMagic);
-  h.block = s.block;
-  h.numel = n;
-  h.updates = updates;
-  std::memset(buf, 0, kPage);
-  std::memcpy(buf, &h, sizeof h);
-
+  const fs::path path = unit_path(s.block), tmp = tmp_of(path);
+  const uint64_t bytes = unit_file_bytes(s.block);
+  fill_header(s.buf.data(), s.block, updates);
   // A simulated crash (the hook throws) leaves the temp file behind, as a kill would.
-  auto failed = [&](const char* what, int e) {
-    ::unlink(tmp.c_str());
-    fail(tmp.string(), ": ", what, " failed: ", errno_text(e), " (the block's previous state in ", path.filename().string(),
-         " is intact)");
-  };
-  if (int e = inject(DiskIoPoint::WriteTmp, s.block)) failed("write", e);
+  if (int e = inject(DiskIoPoint::WriteTmp, s.block)) write_failed(path, "write", e);
   {
-    Fd f{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | (opt_.direct_io ? O_DIRECT : 0), 0644)};
-    if (f.fd < 0 && errno == EINVAL && opt_.direct_io)  // file systems without O_DIRECT (tmpfs)
-      f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (f.fd < 0) failed("create", errno);
-    const auto* p = reinterpret_cast<const uint8_t*>(buf);
-    uint64_t left = bytes, off = 0;
-    while (left > 0) {
-      const ssize_t w = ::pwrite(f.fd, p + off, left, static_cast<off_t>(off));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) failed("write", w < 0 ? errno : ENOSPC);
-      off += static_cast<uint64_t>(w);
-      left -= static_cast<uint64_t>(w);
-    }
-    if (::fdatasync(f.fd) != 0) failed("fdatasync", errno);
+    Fd f{open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, opt_.direct_io)};
+    if (f.fd < 0) write_failed(path, "create", errno);
+    if (int e = pwrite_all(f.fd, s.buf.data(), bytes, 0)) write_failed(path, "write", e);
+    if (::fdatasync(f.fd) != 0) write_failed(path, "fdatasync", errno);
     // Clean pages after fdatasync: dropping them keeps the page cache out of the figures.
     ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
-    const int fd = std::exchange(f.fd, -1);
-    if (::close(fd) != 0) failed("close", errno);
+    if (::close(std::exchange(f.fd, -1)) != 0) write_failed(path, "close", errno);
   }
-  if (int e = inject(DiskIoPoint::BeforeRename, s.block)) failed("rename", e);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) failed("rename", errno);
+  if (int e = inject(DiskIoPoint::BeforeRename, s.block)) write_failed(path, "rename", e);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) write_failed(path, "rename", errno);
   std::lock_guard lk(mu_);
   io_totals_.written += bytes;
   io_totals_.write_s += seconds_since(t0);
+}
+
+// ---- streamed-tensor I/O
+
+void DiskStore::run_io(IoRequest& r) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const fs::path path = unit_path(r.unit);
+  if (r.write) {
+    if (int e = inject(DiskIoPoint::WriteChunk, r.unit)) write_failed(path, "write", e);
+    if (int e = pwrite_all(r.fd, r.buf, r.bytes, r.off)) write_failed(path, "write", e);
+  } else {
+    pread_all(r.fd, r.buf, r.bytes, r.off, path);
+  }
+  std::lock_guard lk(mu_);
+  (r.write ? io_totals_.written : io_totals_.read) += r.bytes;
+  (r.write ? io_totals_.write_s : io_totals_.read_s) += seconds_since(t0);
+}
+
+void DiskStore::finish_rows(RowsWrite& w) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const fs::path path = unit_path(w.unit), tmp = tmp_of(path);
+  Fd f{std::exchange(w.fd, -1)};
+  if (w.error) {  // a chunk failed on the I/O thread: the old file stays
+    if (is_io_error(w.error)) ::unlink(tmp.c_str());
+    std::rethrow_exception(std::exchange(w.error, nullptr));
+  }
+  if (::fdatasync(f.fd) != 0) write_failed(path, "fdatasync", errno);
+  ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
+  if (::close(std::exchange(f.fd, -1)) != 0) write_failed(path, "close", errno);
+  if (int e = inject(DiskIoPoint::BeforeRename, w.unit)) write_failed(path, "rename", e);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) write_failed(path, "rename", errno);
+  std::lock_guard lk(mu_);
+  io_totals_.write_s += seconds_since(t0);
+}
+
+DiskStore::IoRequest DiskStore::io_request(bool write, int fd, int unit, uint8_t* buf, uint64_t off, uint64_t bytes,
+                                           RowsWrite* into) {
+  IoRequest r;
+  r.write = write;
+  r.fd = fd;
+  r.unit = unit;
+  r.buf = buf;
+  r.off = off;
+  r.bytes = bytes;
+  r.into = into;
+  return r;
+}
+
+void DiskStore::submit(IoRequest& r) {
+  if (!opt_.overlap) {
+    run_io(r);
+    return;
+  }
+  std::lock_guard lk(mu_);
+  r.pending = true;
+  r.error = nullptr;
+  queue_.push_back({TaskKind::Io, nullptr, &r, nullptr});
+  cv_.notify_all();
+}
+
+void DiskStore::await(IoRequest& r) {
+  if (!opt_.overlap) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return !r.pending; });
+  counters_.io_wait_seconds += seconds_since(t0);
+  if (r.error) std::rethrow_exception(std::exchange(r.error, nullptr));
+}
+
+void DiskStore::await_rows_write(int unit) {
+  RowsWrite& w = *rows_writes_[static_cast<std::size_t>(unit - arch_.num_blocks())];
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return !w.finishing; });
+  rethrow_io_error();
+}
+
+void DiskStore::stream_unit(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) {
+  const auto& spec = arch_.tensors()[static_cast<std::size_t>(id)];
+  const int u = rows_unit(id);
+  const auto ui = static_cast<std::size_t>(u);
+  RowsWrite& rw = *rows_writes_[ui - static_cast<std::size_t>(arch_.num_blocks())];
+  await_rows_write(u);  // the previous rewrite of this file is in place
+  {
+    // Buffers of an earlier stream may still be in flight (their errors went to that stream's file).
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] {
+      return !header_io_.pending && std::none_of(std::begin(chunks_), std::end(chunks_), [](const ChunkBuf& c) { return c.io.pending; });
+    });
+    header_io_.error = nullptr;
+    for (auto& c : chunks_) c.io.error = nullptr;
+  }
+  const fs::path path = unit_path(u);
+  const int64_t rows = spec.shape[0], cols = spec.numel() / rows;
+  const kernels::ZoUpdate upd = update_of(id, work);
+  const kernels::ZoPerturb pert = perturb_of(work);
+  const int64_t cap = std::min(chunk_rows, rows) * cols;
+  for (auto& c : chunks_) c.buf.ensure(static_cast<uint64_t>(cap) * elem_ + 2 * kPage);
+  float* ct = lowbit_ ? blocks::ensure(chunk_theta_, cap) : nullptr;
+  float* cp = pert.active ? blocks::ensure(chunk_plus_, cap) : nullptr;
+  float* cm = pert.active && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
+  const int64_t nchunks = (rows + chunk_rows - 1) / chunk_rows;
+  const bool writing = upd.active;
+  auto byte_range = [&](int64_t k) {
+    const int64_t r0 = k * chunk_rows, nr = std::min(chunk_rows, rows - r0);
+    return std::pair<uint64_t, uint64_t>{static_cast<uint64_t>(r0 * cols) * elem_,
+                                         static_cast<uint64_t>((r0 + nr) * cols) * elem_};
+  };
+
+  Fd in;
+  try {
+    if (int e = inject(DiskIoPoint::Read, u)) fail(path.string(), ": read failed: ", errno_text(e));
+    in.fd = open_file(path, O_RDONLY, opt_.direct_io);
+    check(in.fd >= 0, path.string(), ": cannot open rows file: ", errno_text(errno));
+    uint8_t* page = header_page_.ensure(kPage);
+    {
+      const auto t0 = std::chrono::steady_clock::now();
+      pread_all(in.fd, page, kPage, 0, path);
+      check_header(page, u, updates_[ui], path);
+      std::lock_guard lk(mu_);
+      io_totals_.read += kPage;
+      io_totals_.read_s += seconds_since(t0);
+    }
+    if (writing) {
+      if (int e = inject(DiskIoPoint::WriteTmp, u)) write_failed(path, "write", e);
+      rw.fd = open_file(tmp_of(path), O_WRONLY | O_CREAT | O_TRUNC, opt_.direct_io);
+      if (rw.fd < 0) write_failed(path, "create", errno);
+      rw.error = nullptr;
+      fill_header(page, u, updates_[ui] + 1);
+      header_io_ = io_request(true, rw.fd, u, page, 0, kPage, &rw);
+      submit(header_io_);
+    }
+    auto read_chunk = [&](int64_t k) {
+      const auto [b0, b1] = byte_range(k);
+      ChunkBuf& c = chunks_[k % 3];
+      c.io = io_request(false, in.fd, u, c.buf.data(), kPage + page_floor(b0), page_ceil(b1) - page_floor(b0), nullptr);
+      submit(c.io);
+    };
+    read_chunk(0);
+    for (int64_t k = 0; k < nchunks; ++k) {
+      ChunkBuf& c = chunks_[k % 3];
+      await(c.io);
+      if (k + 1 < nchunks) {
+        await(chunks_[(k + 1) % 3].io);  // the write of chunk k - 2 left that buffer
+        read_chunk(k + 1);
+      }
+      const auto [b0, b1] = byte_range(k);
+      const uint64_t p0 = page_floor(b0);
+      uint8_t* data = c.buf.data() + (b0 - p0);
+      const int64_t r0 = k * chunk_rows, nr = std::min(chunk_rows, rows - r0), e0 = r0 * cols, n = nr * cols;
+      const float* theta = nullptr;
+      if (lowbit_) {
+        kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt_, work.dist, upd, pert, e0, n,
+                                          reinterpret_cast<uint16_t*>(data), cp, cm, ct);
+        theta = ct;
+        if (upd.active) counters_.rounding_draws += static_cast<uint64_t>(n);
+      } else {
+        auto* w = reinterpret_cast<float*>(data);
+        if (upd.active || pert.active)
+          kernels::zo_update_perturb(static_cast<uint32_t>(id), work.dist, upd, pert, e0, n, w, cp, cm);
+        theta = w;
+      }
+      count_rng(n, work);
+      if (fn) fn(RowChunk{r0, nr, cols, theta, cp ? cp : theta, cm ? cm : theta});
+      if (!writing) continue;
+      // The page this chunk starts in begins with the previous chunk's updated
+      // bytes (this buffer read them before the update); its own partial last
+      // page goes on to the next chunk.
+      std::memcpy(c.buf.data(), carry_.data(), b0 - p0);
+      const bool last = k + 1 == nchunks;
+      const uint64_t end = last ? page_ceil(b1) : page_floor(b1);
+      if (last) std::memset(c.buf.data() + (b1 - p0), 0, page_ceil(b1) - b1);
+      else std::memcpy(carry_.data(), c.buf.data() + (page_floor(b1) - p0), b1 - page_floor(b1));
+      if (end > p0) {
+        c.io = io_request(true, rw.fd, u, c.buf.data(), kPage + p0, end - p0, &rw);
+        submit(c.io);
+      }
+    }
+    if (writing) {
+      ++updates_[ui];
+      if (opt_.overlap) {
+        std::lock_guard lk(mu_);
+        rw.finishing = true;
+        queue_.push_back({TaskKind::FinishRows, nullptr, nullptr, &rw});
+        cv_.notify_all();
+      } else {
+        finish_rows(rw);
+      }
+    }
+  } catch (...) {
+    const std::exception_ptr err = std::current_exception();
+    {
+      std::unique_lock lk(mu_);
+      cv_.wait(lk, [&] {
+        return !header_io_.pending && std::none_of(std::begin(chunks_), std::end(chunks_), [](const ChunkBuf& c) { return c.io.pending; });
+      });
+      // An update that did not reach the file: the store no longer matches the run.
+      if (writing && !io_error_) io_error_ = err;
+    }
+    if (rw.fd >= 0 && !rw.finishing) {
+      ::close(std::exchange(rw.fd, -1));
+      if (is_io_error(err)) ::unlink(tmp_of(path).c_str());
+    }
+    throw;
+  }
+  ::posix_fadvise(in.fd, 0, 0, POSIX_FADV_DONTNEED);
 }
 
 // ---- staging (mu_ held unless noted)
@@ -347,7 +687,7 @@ void DiskStore::schedule_read(int block) {
   s->updates = updates_[static_cast<std::size_t>(block)];
   s->state = StageState::Reading;
   s->error = nullptr;
-  queue_.push_back({false, s});
+  queue_.push_back({TaskKind::ReadBlock, s, nullptr, nullptr});
   cv_.notify_all();
 }
 
@@ -375,7 +715,7 @@ DiskStore::Stage& DiskStore::stage_for_acquire(std::unique_lock<std::mutex>& lk,
         s->error = nullptr;
         s->state = StageState::Reading;
         if (opt_.overlap) {
-          queue_.push_back({false, s});
+          queue_.push_back({TaskKind::ReadBlock, s, nullptr, nullptr});
           cv_.notify_all();
         } else {
           lk.unlock();
@@ -400,9 +740,7 @@ void DiskStore::retire(std::unique_lock<std::mutex>& lk, Stage& s) {
   slot_of_[static_cast<std::size_t>(s.block)] = nullptr;
   held_[static_cast<std::size_t>(s.block)] = nullptr;
   s.holds_pointers = false;
-  const bool big = s.buf.capacity() > kHeaderFloats + payload_bytes(max_layer_numel_) / sizeof(float);
   if (!s.dirty) {
-    if (big) s.buf.release();
     s.state = StageState::Free;
     cv_.notify_all();
     return;
@@ -411,7 +749,7 @@ void DiskStore::retire(std::unique_lock<std::mutex>& lk, Stage& s) {
   s.updates = updates_[static_cast<std::size_t>(s.block)];
   s.state = StageState::Writing;
   if (opt_.overlap) {
-    queue_.push_back({true, &s});
+    queue_.push_back({TaskKind::WriteBlock, &s, nullptr, nullptr});
     cv_.notify_all();
     return;
   }
@@ -425,7 +763,6 @@ void DiskStore::retire(std::unique_lock<std::mutex>& lk, Stage& s) {
     throw;
   }
   lk.lock();
-  if (big) s.buf.release();
   s.state = StageState::Free;
 }
 
@@ -440,21 +777,35 @@ void DiskStore::io_loop() {
     lk.unlock();
     std::exception_ptr err;
     try {
-      if (t.write) write_block(*t.stage, t.stage->updates);
-      else read_block(*t.stage);
+      switch (t.kind) {
+        case TaskKind::ReadBlock: read_block(*t.stage); break;
+        case TaskKind::WriteBlock: write_block(*t.stage, t.stage->updates); break;
+        case TaskKind::Io: run_io(*t.io); break;
+        case TaskKind::FinishRows: finish_rows(*t.rows); break;
+      }
     } catch (...) {
       err = std::current_exception();
     }
     lk.lock();
     --busy_;
-    if (t.write) {
-      if (err && !io_error_) io_error_ = err;
-      if (t.stage->buf.capacity() > kHeaderFloats + payload_bytes(max_layer_numel_) / sizeof(float))
-        t.stage->buf.release();
-      t.stage->state = StageState::Free;
-    } else {
-      t.stage->error = err;
-      t.stage->state = StageState::Ready;
+    switch (t.kind) {
+      case TaskKind::ReadBlock:
+        t.stage->error = err;
+        t.stage->state = StageState::Ready;
+        break;
+      case TaskKind::WriteBlock:
+        if (err && !io_error_) io_error_ = err;
+        t.stage->state = StageState::Free;
+        break;
+      case TaskKind::Io:
+        t.io->error = err;
+        t.io->pending = false;
+        if (err && t.io->into && !t.io->into->error) t.io->into->error = err;
+        break;
+      case TaskKind::FinishRows:
+        if (err && !io_error_) io_error_ = err;
+        t.rows->finishing = false;
+        break;
     }
     cv_.notify_all();
   }
@@ -478,17 +829,16 @@ void DiskStore::fold_counters() {
   io_folded_ = io_totals_;
 }
 
-DiskStore::Slot& DiskStore::slot_for(int block) {
-  Slot* s = nullptr;
-  if (block == 0 && pin_block0_) {
-    s = &pinned_;
-  } else {
-    s = &ring_[static_cast<std::size_t>(ring_next_)];
-    ring_next_ = (ring_next_ + 1) % opt_.resident_blocks;
-  }
-  const int64_t n = block_numel_[static_cast<std::size_t>(block)];
-  blocks::ensure(s->plus, n);
-  blocks::ensure(s->minus, n);
+void DiskStore::count_rng(int64_t n, const BlockWork& work) {
+  if (work.dist == kernels::ZDist::Ones) return;
+  counters_.rng_draws += static_cast<uint64_t>(n) * ((work.update ? 1 : 0) + (work.perturb ? 1 : 0));
+}
+
+DiskStore::Slot& DiskStore::slot_for(int block, bool minus) {
+  Slot* s = &ring_[static_cast<std::size_t>(ring_next_)];
+  ring_next_ = (ring_next_ + 1) % opt_.resident_blocks;
+  blocks::ensure(s->plus, block_numel(block));
+  if (minus) blocks::ensure(s->minus, block_numel(block));
   slot_of_[static_cast<std::size_t>(block)] = s;
   return *s;
 }
@@ -512,20 +862,55 @@ void DiskStore::acquire(int block, const BlockWork& work) {
     st = &stage_for_acquire(lk, block);
   }
   held_[bi] = st;
-  float* weights = st->buf.data() + kHeaderFloats;
-  Slot* slot = work.perturb ? &slot_for(block) : nullptr;
-  for (int id : block_tensors_[bi]) {
-    const int64_t off = tensor_offset_[static_cast<std::size_t>(id)];
-    float* w = weights + off;
-    float* plus = work.perturb ? slot->plus.data() + off : nullptr;
-    float* minus = work.perturb && !work.one_sided ? slot->minus.data() + off : nullptr;
-    apply_fp32_work(id, work, w, plus, minus);
+  uint8_t* payload = st->buf.data() + kPage;
+  const auto& table = arch_.tensors();
+  // Lean (two-sided perturbation): one fp32 copy per resident block, W+ now and
+  // W- in switch_to_minus() from the staged values, which stay held until then.
+  const bool lean = work.perturb && !work.one_sided;
+  if (lowbit_) {
+    // fp32 copies always: the model reads fp32 (one copy serves both passes when unperturbed).
+    Slot& slot = slot_for(block, work.perturb && work.one_sided);
+    for (int id : block_tensors_[bi]) {
+      const auto ii = static_cast<std::size_t>(id);
+      const int64_t off = tensor_offset_[ii], n = table[ii].numel();
+      const kernels::ZoUpdate upd = update_of(id, work);
+      const kernels::ZoPerturb pert = perturb_of(work);
+      float* plus = slot.plus.data() + off;
+      float* minus = plus;
+      float* out_w = plus;
+      if (work.perturb) {
+        minus = work.one_sided ? slot.minus.data() + off : nullptr;
+        out_w = minus;  // one-sided: the minus pass runs on θ itself
+      }
+      kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt_, work.dist, upd, pert, 0, n,
+                                        reinterpret_cast<uint16_t*>(payload) + off, pert.active ? plus : nullptr,
+                                        nullptr, out_w);
+      count_rng(n, work);
+      if (upd.active) counters_.rounding_draws += static_cast<uint64_t>(n);
+      plus_[ii] = plus;
+      minus_[ii] = minus;
+    }
+    st->holds_pointers = lean;
+  } else {
+    Slot* slot = work.perturb ? &slot_for(block, false) : nullptr;
+    auto* weights = reinterpret_cast<float*>(payload);
+    for (int id : block_tensors_[bi]) {
+      const int64_t off = tensor_offset_[static_cast<std::size_t>(id)];
+      float* plus = work.perturb ? slot->plus.data() + off : nullptr;
+      apply_fp32_work(id, work, weights + off, plus, nullptr);
+      if (lean) minus_[static_cast<std::size_t>(id)] = nullptr;
+      count_rng(table[static_cast<std::size_t>(id)].numel(), work);
+    }
+    // plus()/minus() point into the stage when unperturbed, minus() when
+    // one-sided; lean keeps it for W-.
+    st->holds_pointers = true;
   }
+  lean_block_ = lean ? block : -1;
+  lean_work_ = work;
   if (work.update) {
     ++updates_[bi];
     st->dirty = true;
   }
-  st->holds_pointers = !work.perturb || work.one_sided;
   std::unique_lock lk(mu_);
   // The working copies are all the forward needs: write back at once and free the buffer.
   if (!st->holds_pointers) {
@@ -537,20 +922,62 @@ void DiskStore::acquire(int block, const BlockWork& work) {
   if (block == arch_.num_blocks() - 1 && opt_.overlap) schedule_read(0);  // the next step starts there
 }
 
-void DiskStore::release(int block) {
+void DiskStore::switch_to_minus(int block) {
+  if (block != lean_block_) return;
+  lean_block_ = -1;
   const auto bi = static_cast<std::size_t>(block);
-  Slot* slot = slot_of_[bi];
+  Stage* st = held_[bi];
+  check(st != nullptr && slot_of_[bi] != nullptr, "disk tier: block ", block, " is not resident");
+  uint8_t* payload = st->buf.data() + kPage;
+  float* slot = slot_of_[bi]->plus.data();
+  // W- = θ - eps z as the perturbation with -eps (exact: x + (-a) == x - a),
+  // θ being the staged value after this step's update.
+  kernels::ZoPerturb pert = perturb_of(lean_work_);
+  pert.eps = -pert.eps;
+  BlockWork redo;
+  redo.dist = lean_work_.dist;
+  redo.perturb = true;
+  const auto& table = arch_.tensors();
+  for (int id : block_tensors_[bi]) {
+    const auto ii = static_cast<std::size_t>(id);
+    const int64_t off = tensor_offset_[ii], n = table[ii].numel();
+    if (lowbit_)
+      kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt_, lean_work_.dist, kernels::ZoUpdate{}, pert, 0,
+                                        n, reinterpret_cast<uint16_t*>(payload) + off, slot + off, nullptr, nullptr);
+    else
+      kernels::zo_update_perturb(static_cast<uint32_t>(id), lean_work_.dist, kernels::ZoUpdate{}, pert, 0, n,
+                                 reinterpret_cast<float*>(payload) + off, slot + off, nullptr);
+    count_rng(n, redo);
+    plus_[ii] = nullptr;
+    minus_[ii] = slot + off;
+  }
+  // The staged block is no longer needed: write it back now, as a two-copy tier would have.
+  std::unique_lock lk(mu_);
+  Slot* keep = slot_of_[bi];
+  st->holds_pointers = false;
+  retire(lk, *st);
+  slot_of_[bi] = keep;
+  held_[bi] = nullptr;
+}
+
+void DiskStore::release(int block) {
+  if (block == lean_block_) lean_block_ = -1;
+  const auto bi = static_cast<std::size_t>(block);
   {
     std::unique_lock lk(mu_);
     if (Stage* st = held_[bi]) retire(lk, *st);
   }
   slot_of_[bi] = nullptr;
-  // Working copies of a big block (embeddings, untied head) are not kept between steps.
-  if (slot && slot != &pinned_ && block_numel_[bi] > max_layer_numel_) {
-    slot->plus = AlignedBuffer<float>();
-    slot->minus = AlignedBuffer<float>();
-  }
   for (int id : block_tensors_[bi]) plus_[static_cast<std::size_t>(id)] = minus_[static_cast<std::size_t>(id)] = nullptr;
+  fold_counters();
+}
+
+void DiskStore::stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) {
+  check(id >= 0 && static_cast<std::size_t>(id) < arch_.tensors().size() && streamed(id),
+        "disk tier: tensor ", id, " is not streamed");
+  check(chunk_rows > 0, "stream_rows: chunk_rows must be positive");
+  fold_counters();
+  stream_unit(id, work, chunk_rows, fn);
   fold_counters();
 }
 
@@ -573,28 +1000,50 @@ void DiskStore::read_tensor(int id, float* out) const {
     drain(lk);
   }
   const auto& spec = arch_.tensors()[static_cast<std::size_t>(id)];
-  const fs::path path = block_path(spec.block);
+  const bool rows = streamed(id);
+  const int unit = rows ? rows_unit(id) : spec.block;
+  const uint64_t off = kPage + static_cast<uint64_t>(rows ? 0 : tensor_offset_[static_cast<std::size_t>(id)]) * elem_;
+  const fs::path path = unit_path(unit);
   Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  check(f.fd >= 0, path.string(), ": cannot open block file: ", errno_text(errno));
-  pread_all(f.fd, out, static_cast<uint64_t>(spec.numel()) * sizeof(float),
-            kPage + static_cast<uint64_t>(tensor_offset_[static_cast<std::size_t>(id)]) * sizeof(float), path);
+  check(f.fd >= 0, path.string(), ": cannot open: ", errno_text(errno));
+  const int64_t n = spec.numel();
+  if (!lowbit_) {
+    pread_all(f.fd, out, static_cast<uint64_t>(n) * sizeof(float), off, path);
+  } else {
+    AlignedBuffer<uint16_t> bits(static_cast<std::size_t>(std::min(n, kLoadChunk)));
+    for (int64_t b = 0; b < n; b += kLoadChunk) {
+      const int64_t m = std::min(kLoadChunk, n - b);
+      pread_all(f.fd, bits.data(), static_cast<uint64_t>(m) * elem_, off + static_cast<uint64_t>(b) * elem_, path);
+      if (fmt_ == kernels::LowBitFormat::BF16) kernels::bf16_to_f32(bits.data(), out + b, m);
+      else kernels::f16_to_f32(bits.data(), out + b, m);
+    }
+  }
   ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
 }
 
 void DiskStore::catch_up(kernels::ZDist dist, float weight_decay, const std::vector<UpdateRecord>& records) {
   sync();
   const auto target = static_cast<int64_t>(records.size());
-  for (int b = 0; b < arch_.num_blocks(); ++b) {
-    check(updates_[static_cast<std::size_t>(b)] <= target, block_path(b).string(), ": block holds ",
-          updates_[static_cast<std::size_t>(b)], " updates, more than the ", target, " of the update log");
-    while (updates_[static_cast<std::size_t>(b)] < target) {
-      const auto& r = records[static_cast<std::size_t>(updates_[static_cast<std::size_t>(b)])];
+  for (int u = 0; u < num_units(); ++u)
+    check(updates_[static_cast<std::size_t>(u)] <= target, unit_path(u).string(), ": holds ",
+          updates_[static_cast<std::size_t>(u)], " updates, more than the ", target, " of the update log");
+  const int N = arch_.num_blocks();
+  for (int u = 0; u < num_units(); ++u) {
+    while (updates_[static_cast<std::size_t>(u)] < target) {
+      const auto& r = records[static_cast<std::size_t>(updates_[static_cast<std::size_t>(u)])];
       BlockWork work;
       work.dist = dist;
       work.update = PendingUpdate{r.seed, r.lr, r.grad};
       work.weight_decay = weight_decay;
-      acquire(b, work);
-      release(b);
+      if (u < N) {
+        acquire(u, work);
+        release(u);
+      } else {
+        const int id = rows_ids_[static_cast<std::size_t>(u - N)];
+        const auto& spec = arch_.tensors()[static_cast<std::size_t>(id)];
+        const int64_t cols = spec.numel() / spec.shape[0];
+        stream_rows(id, work, std::max<int64_t>(1, kLoadChunk / std::max<int64_t>(cols, 1)), nullptr);
+      }
     }
   }
   sync();

@@ -1,33 +1,56 @@
-// The disk tier (`--offload disk`): the weights live in a working copy on disk,
-// one file per block, and stream through a few fp32 staging buffers in RAM.
+// The disk tier (`--offload disk`): the weights live in a working copy on disk
+// and stream through a few buffers in RAM, stored as fp32, bf16 or fp16
+// (`--storage-dtype`).
 //
-// Layout of work_dir:
-//   block-00012.bin     4096-byte header (magic, block, numel, updates applied)
-//                       then the block's tensors as raw fp32 in table order,
-//                       padded to 4096 bytes (so O_DIRECT stays possible)
-//   disk-manifest.json  model type, dtype, per block: file, numel, tensors
-//                       (name, shape, offset) and the updates applied when the
-//                       manifest was last written; written after every block
-//                       file exists, so its presence means "complete"
+// Layout of work_dir (one "unit" per file; E = bytes per stored element):
+//   block-00012.bin     4096-byte header (magic "ZOTBLK02", block, numel,
+//                       updates applied, dtype) then the block's non-streamed
+//                       tensors in table order, E bytes each, padded to 4096
+//                       bytes (so O_DIRECT stays possible)
+//   rows-00000.bin      a streamed tensor (token embedding, untied lm_head;
+//                       named by tensor id): the same header (magic
+//                       "ZOTROW02", tensor id, ...) and the tensor's rows
+//   disk-manifest.json  format, model type, dtype, per block: file, numel,
+//                       tensors (name, shape, offset); per rows file: file,
+//                       name, shape; and the updates each unit held when the
+//                       manifest was last written. Written after every file
+//                       exists, so its presence means "complete"
 //
-// A block file is replaced atomically (write block-XXXXX.bin.tmp, fdatasync,
-// rename), so a crash or kill at any point leaves each block either wholly old
-// or wholly new; its header says how many updates it holds. The header, not the
-// manifest, is authoritative for that count: the trainer brings lagging blocks
-// forward with catch_up() from its update log after a crash mid-step.
+// Every file is replaced atomically (write X.tmp, fdatasync, rename), so a
+// crash or kill at any point leaves each unit either wholly old or wholly new;
+// its header says how many updates it holds. The header, not the manifest, is
+// authoritative for that count: the trainer brings lagging units forward with
+// catch_up() from its update log after a crash mid-step.
 //
-// With overlap on, one I/O thread reads ahead (prefetch(b) stages b ..
+// Blocks: with overlap on, one I/O thread reads ahead (prefetch(b) stages b ..
 // b + resident_blocks - 1, and the last block stages block 0 of the next step)
 // and writes updated blocks back while the next block computes, like ZO2's
 // upload / compute / offload streams. With overlap off, reads happen inside
 // acquire() and writes inside acquire()/release(), for measuring.
+// Streamed tensors: stream_rows() reads the page-aligned range covering each
+// chunk of rows, applies the fused kernel in place, hands the chunk to the
+// caller and appends it to X.tmp; a chunk's partial last page is carried into
+// the next chunk's buffer, so every write is whole pages at page offsets. With
+// overlap on, the same I/O thread reads chunk k+1 and writes chunk k-1 while
+// chunk k computes (three chunk buffers), and fdatasync + rename run behind the
+// caller; with overlap off all of it happens inline.
 //
-// Memory: resident_blocks + 2 staging buffers; buffers that grew past the
-// largest decoder layer (embeddings, an untied head) are freed after use, so
-// at most two of them are large at once. Working copies (plus/minus) live in
-// resident_blocks ring slots plus a pinned slot for block 0 when the head is
-// tied. Block files are read and written with O_DIRECT (buffers and sizes are
-// page multiples) and their pages are dropped from the page cache anyway
+// 16-bit storage: the fused pass is kernels::zo_lowbit_update_perturb on the
+// stored bits (stochastic rounding keyed by the update's seed), so after the
+// same steps the files hold exactly the bits LowBitRamStore holds; working
+// copies are fp32 (also for eval, since the model reads fp32).
+//
+// Memory (nothing scales with the vocabulary):
+//   staging   resident_blocks + 2 buffers of the largest block file (block
+//             files hold no streamed tensor, so block 0 is small)
+//   working   resident_blocks ring slots of one fp32 copy of a block: the
+//             tier is lean (ParamStore::switch_to_minus), W+ for the plus
+//             pass, then W- from the still-staged values for the minus pass
+//             (one-sided runs keep a second copy for the 16-bit formats)
+//   streaming 3 chunk I/O buffers of chunk_rows * cols * E + 2 pages, and W+,
+//             W- (and, 16-bit, θ) fp32 chunk copies of chunk_rows * cols
+// Files are read and written with O_DIRECT (buffers and sizes are page
+// multiples) and their pages are dropped from the page cache anyway
 // (posix_fadvise DONTNEED), so memory and bandwidth figures are those of the
 // tier, not of the kernel's cache. pread, not mmap: mapped pages would count in
 // RSS and a read-ahead copy costs the same (measured, see the report).
@@ -45,6 +68,7 @@
 #include <vector>
 
 #include "base/aligned_buffer.h"
+#include "kernels/zo_lowbit.h"
 #include "store/param_store.h"
 
 namespace zotune {
@@ -53,12 +77,15 @@ struct UpdateRecord;
 
 // Where a fault-injection hook is called (tests only).
 enum class DiskIoPoint : uint8_t {
-  Read,          // before reading a block file
-  WriteTmp,      // before writing block-XXXXX.bin.tmp
+  Read,          // before reading a block or rows file
+  WriteTmp,      // before creating X.tmp
+  WriteChunk,    // before each write into rows-XXXXX.bin.tmp: its header page, then each chunk's pages
+                 // (on the I/O thread with overlap)
   BeforeRename,  // the temp file is complete and synced, not yet renamed
 };
-// Returns an errno to simulate at that point (0 = proceed); may also throw.
-using DiskFaultHook = std::function<int(DiskIoPoint, int block)>;
+// Called with the unit's file (block-XXXXX.bin or rows-XXXXX.bin). Returns an
+// errno to simulate at that point (0 = proceed); may also throw.
+using DiskFaultHook = std::function<int(DiskIoPoint, const std::filesystem::path& file)>;
 
 struct DiskStoreOptions {
   std::filesystem::path work_dir;
@@ -70,23 +97,24 @@ struct DiskStoreOptions {
   bool direct_io = true;
   int64_t initial_updates = 0;  // updates the input checkpoint already holds (its step)
   DiskFaultHook fault;          // tests: simulate errors / crashes
+  DType storage_dtype = DType::F32;  // F32, BF16 or F16
 };
 
-// Page-aligned (4096) owning float storage: O_DIRECT needs block alignment.
+// Page-aligned (4096) owning byte storage: O_DIRECT needs block alignment.
 class PageBuffer {
  public:
   PageBuffer() = default;
   PageBuffer(const PageBuffer&) = delete;
   PageBuffer& operator=(const PageBuffer&) = delete;
   ~PageBuffer() { std::free(p_); }
-  // Grows (contents lost) to at least n floats.
-  float* ensure(std::size_t n);
+  // Grows (contents lost) to at least `bytes`, rounded up to whole pages.
+  uint8_t* ensure(std::size_t bytes);
   void release() { std::free(p_); p_ = nullptr; cap_ = 0; }
-  float* data() { return p_; }
+  uint8_t* data() { return p_; }
   std::size_t capacity() const { return cap_; }
 
  private:
-  float* p_ = nullptr;
+  uint8_t* p_ = nullptr;
   std::size_t cap_ = 0;
 };
 
@@ -94,12 +122,12 @@ class DiskStore final : public ParamStore {
  public:
   static constexpr const char* kManifest = "disk-manifest.json";
 
-  // A fresh working copy in opt.work_dir from `ckpt`, streamed one block at a
-  // time (replaces any earlier working copy there).
+  // A fresh working copy in opt.work_dir from `ckpt`, streamed one block (and
+  // one slice of a streamed tensor) at a time; replaces any earlier working copy there.
   DiskStore(const Architecture& arch, const Checkpoint& ckpt, DiskStoreOptions opt);
   // The working copy already in opt.work_dir (resume). Throws naming the file if
-  // the manifest is missing, belongs to another model, or a block file is
-  // missing, truncated or corrupt.
+  // the manifest is missing, belongs to another model or storage dtype, or a
+  // unit's file is missing, truncated or corrupt.
   static std::unique_ptr<DiskStore> open_existing(const Architecture& arch, DiskStoreOptions opt);
   // True if `work_dir` holds a complete working copy (manifest present).
   static bool has_working_copy(const std::filesystem::path& work_dir);
@@ -108,18 +136,24 @@ class DiskStore final : public ParamStore {
   void acquire(int block, const BlockWork& work) override;
   void release(int block) override;
   void prefetch(int block) override;
+  void switch_to_minus(int block) override;
+  void stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) override;
   void read_tensor(int id, float* out) const override;
-  DType storage_dtype() const override { return DType::F32; }
+  DType storage_dtype() const override { return opt_.storage_dtype; }
   // Waits for every write-back, syncs the directory and rewrites the manifest.
   void sync() override;
 
-  // Updates applied to each block (the step it was last updated at).
-  const std::vector<int64_t>& block_updates() const { return updates_; }
-  // After a crash mid-step: brings every block to records.size() updates,
-  // applying records[updates_[b]] .. to block b (records[i] = update i of the
-  // run, i.e. the one applied at step i + 1). A block ahead of the log is an error.
+  // Units: blocks 0 .. N-1, then one rows file per streamed tensor (ascending id).
+  int num_units() const { return static_cast<int>(updates_.size()); }
+  std::filesystem::path unit_path(int unit) const;
+  // Updates applied to each unit (the step it was last updated at).
+  const std::vector<int64_t>& unit_updates() const { return updates_; }
+  std::filesystem::path block_path(int block) const { return unit_path(block); }
+  std::filesystem::path rows_path(int tensor_id) const { return unit_path(rows_unit(tensor_id)); }
+  // After a crash mid-step: brings every unit to records.size() updates,
+  // applying records[updates[u]] .. to unit u (records[i] = update i of the
+  // run, i.e. the one applied at step i + 1). A unit ahead of the log is an error.
   void catch_up(kernels::ZDist dist, float weight_decay, const std::vector<UpdateRecord>& records);
-  std::filesystem::path block_path(int block) const;
 
  private:
   enum class StageState : uint8_t { Free, Reading, Ready, InUse, Writing };
@@ -127,14 +161,39 @@ class DiskStore final : public ParamStore {
     StageState state = StageState::Free;
     int block = -1;
     bool dirty = false;
-    bool holds_pointers = false;  // plus()/minus() point into this buffer
+    bool holds_pointers = false;  // plus()/minus() point into it, or W- is still to be made from it
     PageBuffer buf;               // header (4096 bytes) + padded payload
     int64_t updates = 0;          // header value expected (read) or to write
     std::exception_ptr error;
   };
-  struct Task {
+  // A rows file being rewritten: the temp file and the first failed write into it.
+  struct RowsWrite {
+    int unit = -1;
+    int fd = -1;
+    bool finishing = false;  // fdatasync + rename queued or running
+    std::exception_ptr error;
+  };
+  // One pread / pwrite of a streamed tensor's pages.
+  struct IoRequest {
     bool write = false;
+    int fd = -1;
+    int unit = -1;
+    uint8_t* buf = nullptr;
+    uint64_t off = 0, bytes = 0;
+    RowsWrite* into = nullptr;  // writes: the temp file's state
+    bool pending = false;       // queued or running on the I/O thread
+    std::exception_ptr error;
+  };
+  struct ChunkBuf {
+    PageBuffer buf;
+    IoRequest io;
+  };
+  enum class TaskKind : uint8_t { ReadBlock, WriteBlock, Io, FinishRows };
+  struct Task {
+    TaskKind kind = TaskKind::ReadBlock;
     Stage* stage = nullptr;
+    IoRequest* io = nullptr;
+    RowsWrite* rows = nullptr;
   };
   struct Slot {
     AlignedBuffer<float> plus, minus;
@@ -144,12 +203,27 @@ class DiskStore final : public ParamStore {
   void init_layout();
   void write_manifest();
   void load_manifest();
-  int64_t read_header(int block) const;
+  int64_t read_header(int unit) const;
+  void check_header(const uint8_t* page, int unit, int64_t expect_updates, const std::filesystem::path& path) const;
+  void fill_header(uint8_t* page, int unit, int64_t updates) const;
+  int rows_unit(int tensor_id) const;
+  int64_t unit_numel(int unit) const;
+  uint64_t unit_file_bytes(int unit) const;
+  void create_rows_file(int id, const Checkpoint& ckpt);
 
   // File I/O on a stage's buffer (any thread; no lock held).
   void read_block(Stage& s);
   void write_block(Stage& s, int64_t updates);
-  int inject(DiskIoPoint p, int block) const;
+  void run_io(IoRequest& r);
+  void finish_rows(RowsWrite& w);
+  int inject(DiskIoPoint p, int unit) const;
+
+  // Streamed-tensor I/O: queued with overlap, inline without.
+  static IoRequest io_request(bool write, int fd, int unit, uint8_t* buf, uint64_t off, uint64_t bytes, RowsWrite* into);
+  void submit(IoRequest& r);
+  void await(IoRequest& r);
+  void await_rows_write(int unit);
+  void stream_unit(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn);
 
   Stage& stage_for_acquire(std::unique_lock<std::mutex>& lk, int block);
   Stage* take_free_stage(bool may_evict);
@@ -159,21 +233,33 @@ class DiskStore final : public ParamStore {
   void drain(std::unique_lock<std::mutex>& lk) const;
   void rethrow_io_error();
   void fold_counters();
-  Slot& slot_for(int block);
+  void count_rng(int64_t n, const BlockWork& work);
+  Slot& slot_for(int block, bool minus);
+  int lean_block_ = -1;  // block whose W- switch_to_minus() still has to write
+  BlockWork lean_work_;
 
   DiskStoreOptions opt_;
-  std::vector<int64_t> block_numel_;
-  std::vector<int64_t> tensor_offset_;  // offset of each tensor inside its block
-  std::vector<int64_t> updates_;
-  int64_t max_layer_numel_ = 0;
-  bool pin_block0_ = false;
+  std::size_t elem_ = sizeof(float);  // bytes per stored element
+  bool lowbit_ = false;
+  kernels::LowBitFormat fmt_ = kernels::LowBitFormat::BF16;
+  std::vector<int64_t> tensor_offset_;  // offset (elements) of each tensor inside its block
+  std::vector<int> rows_ids_;           // streamed tensor of each rows unit
+  std::vector<int64_t> updates_;        // per unit
 
   std::vector<std::unique_ptr<Stage>> stages_;
   std::vector<Stage*> held_;  // per block: the stage acquire() handed out
   std::vector<Slot*> slot_of_;
   std::vector<Slot> ring_;
-  Slot pinned_;
   int ring_next_ = 0;
+
+  // Streaming: chunk buffers, the header page of a temp file, the carried page,
+  // fp32 chunk copies, and the temp file of each rows unit.
+  ChunkBuf chunks_[3];
+  PageBuffer header_page_;
+  IoRequest header_io_;
+  std::vector<uint8_t> carry_;
+  AlignedBuffer<float> chunk_theta_, chunk_plus_, chunk_minus_;
+  std::vector<std::unique_ptr<RowsWrite>> rows_writes_;
 
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
@@ -189,7 +275,6 @@ class DiskStore final : public ParamStore {
     double read_s = 0, write_s = 0;
   };
   mutable IoTotals io_totals_, io_folded_;
-  double wait_s_ = 0;
 };
 
 }  // namespace zotune

@@ -11,6 +11,7 @@
 #include "kernels/kernels.h"
 #include "model/blocks.h"
 #include "model/weights.h"
+#include "store/storage_convert.h"
 
 namespace zotune {
 
@@ -27,25 +28,6 @@ kernels::LowBitFormat format_of(DType t) {
   return t == DType::BF16 ? kernels::LowBitFormat::BF16 : kernels::LowBitFormat::F16;
 }
 
-// Source elements [b, b + n) of `v` into `out` (already offset) in dtype `to`.
-void convert_chunk(const TensorView& v, int64_t b, int64_t n, DType to, uint16_t* out, AlignedBuffer<float>& tmp) {
-  const auto* src = static_cast<const uint8_t*>(v.data) + static_cast<std::size_t>(b) * dtype_size(v.dtype);
-  if (v.dtype == to) {
-    std::memcpy(out, src, static_cast<std::size_t>(n) * sizeof(uint16_t));
-    return;
-  }
-  const float* f32 = nullptr;
-  if (v.dtype == DType::F32 && reinterpret_cast<uintptr_t>(src) % alignof(float) == 0) {
-    f32 = reinterpret_cast<const float*>(src);
-  } else {  // a misaligned F32 source, or the other 16-bit format: exact fp32 first
-    tmp.reset(static_cast<std::size_t>(n));
-    upcast_to_f32(TensorView{v.dtype, {n}, src}, tmp.data());
-    f32 = tmp.data();
-  }
-  if (to == DType::BF16) kernels::f32_to_bf16(f32, out, n);
-  else kernels::f32_to_f16(f32, out, n);
-}
-
 }  // namespace
 
 LowBitRamStore::LowBitRamStore(const Architecture& arch, const Checkpoint& ckpt, DType storage)
@@ -59,7 +41,7 @@ LowBitRamStore::LowBitRamStore(const Architecture& arch, const Checkpoint& ckpt,
     weights_[i].reset(static_cast<std::size_t>(n));
     for (int64_t b = 0; b < n; b += kLoadChunk) {
       const int64_t m = std::min(kLoadChunk, n - b);
-      convert_chunk(v, b, m, dtype_, weights_[i].data() + b, tmp);
+      convert_to_storage(v, b, m, dtype_, weights_[i].data() + b, tmp);
       drop_mapped_pages(static_cast<const uint8_t*>(v.data) + static_cast<std::size_t>(b) * dtype_size(v.dtype),
                         static_cast<std::size_t>(m) * dtype_size(v.dtype));
     }

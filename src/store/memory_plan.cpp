@@ -173,7 +173,7 @@ MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const Mach
 
   // Working copies of the resident block(s).
   const uint64_t block_f32 = f32_bytes(s.max_block);
-  if (disk) p.bytes.working = static_cast<uint64_t>(in.resident_blocks) * 2 * block_f32;
+  if (disk) p.bytes.working = static_cast<uint64_t>(in.resident_blocks) * block_f32;  // lean
   else p.bytes.working = (lowbit ? 1 : 2) * block_f32;
 
   // Streamed tensors: chunk buffers of the store, embedding rows, one chunk of logits.
@@ -182,9 +182,11 @@ MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const Mach
   const int64_t Ce = emb.numel() / emb.shape[0];
   const int64_t n = R;  // scored rows: at most one per token
   const int64_t chunk_e = stream_chunk_rows(Ce, 0, V) * Ce, chunk_h = stream_chunk_rows(Wd, n, V) * Wd;
-  uint64_t store_chunks = 2 * f32_bytes(chunk_h);                            // W+, W- of a head chunk
-  if (lowbit || disk) store_chunks += f32_bytes(std::max(chunk_e, chunk_h));  // theta (upcast / read)
-  if (disk) store_chunks += 2 * (static_cast<uint64_t>(std::max(chunk_e, chunk_h)) * dsize + 2 * kPage);  // read-ahead, write-behind
+  const int64_t chunk = std::max(chunk_e, chunk_h);
+  uint64_t store_chunks = 2 * f32_bytes(chunk_h);  // W+, W- of a head chunk
+  if (lowbit) store_chunks += f32_bytes(chunk);     // theta, upcast
+  // disk: three I/O buffers in the storage dtype (read ahead, compute, write behind)
+  if (disk) store_chunks += 3 * (static_cast<uint64_t>(chunk) * dsize + 2 * kPage);
   p.bytes.streaming = store_chunks + 2 * f32_bytes(std::min(R, V) * Ce) + f32_bytes(n * stream_chunk_rows(Wd, n, V));
 
   // Activations of the two passes.

@@ -8,8 +8,8 @@
 //   working      fp32 working copies of the resident block(s), sized by the
 //                largest block without its streamed tensors (the token
 //                embedding and lm_head never have whole working copies):
-//                fp32 RAM 2 (W+, W-), low-bit RAM 1 (lean), disk 2 per
-//                resident block
+//                fp32 RAM 2 (W+, W-), low-bit RAM 1 (lean), disk 1 per
+//                resident block (lean)
 //   streaming    chunks of the streamed tensors (stream_chunk_rows): the
 //                store's chunk buffers, the batch's embedding rows (two
 //                tables) and one chunk of logits
@@ -81,8 +81,8 @@ struct MemoryPlan {
 // Overhead of a zotune process beyond the tiers above (binary, libraries,
 // OpenMP/OpenBLAS, allocator): the peak RSS of 2-layer tiny-preset training
 // runs minus their ~1.5-2.5 MB of tiers measured 8.7-9.3 MB (test_memory_plan,
-// 2 threads); the figure errs slightly high.
-constexpr uint64_t kProcessOverheadBytes = uint64_t{19} << 19;  // 9.5 MB
+// 2 threads).
+constexpr uint64_t kProcessOverheadBytes = uint64_t{9} << 20;  // 9 MiB
 
 MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const MachineConstants& mc);
 

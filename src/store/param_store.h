@@ -102,6 +102,8 @@ class ParamStore {
   StoreCounters& counters() { return counters_; }
   int64_t total_params() const { return total_params_; }
   // Ids of the tensors of each block that acquire() makes resident (all but streamed ones).
+  // Elements of the non-streamed tensors of each block.
+  int64_t block_numel(int block) const { return block_numel_[static_cast<std::size_t>(block)]; }
   const std::vector<int>& block_tensors(int block) const { return block_tensors_[static_cast<std::size_t>(block)]; }
 
  protected:
@@ -113,8 +115,6 @@ class ParamStore {
   // The kernel arguments of `work` for tensor `id` (weight decay by role).
   kernels::ZoUpdate update_of(int id, const BlockWork& work) const;
   kernels::ZoPerturb perturb_of(const BlockWork& work) const;
-  // Elements of the non-streamed tensors of each block.
-  int64_t block_numel(int block) const { return block_numel_[static_cast<std::size_t>(block)]; }
   // rng/bytes counters of one fused pass over n elements.
   void count_pass(int64_t n, const BlockWork& work, std::size_t stored_bytes);
 

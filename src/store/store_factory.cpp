@@ -14,14 +14,12 @@ std::unique_ptr<ParamStore> make_store(const Architecture& arch, const Checkpoin
     return std::make_unique<RamStore>(arch, ckpt);
   }
   if (opt.offload == Offload::Disk) {
-    check(opt.storage_dtype == DType::F32, "--offload disk stores fp32 weights for now; --storage-dtype ",
-          dtype_name(opt.storage_dtype), " on disk is not available yet");
-    DiskStoreOptions d{opt.work_dir, opt.resident_blocks, opt.overlap, true, opt.initial_updates, {}};
+    DiskStoreOptions d{opt.work_dir, opt.resident_blocks, opt.overlap, true, opt.initial_updates, {}, opt.storage_dtype};
     if (opt.resume_step && DiskStore::has_working_copy(opt.work_dir)) {
       auto s = DiskStore::open_existing(arch, d);
-      for (int b = 0; b < arch.num_blocks(); ++b)
-        check(s->block_updates()[static_cast<std::size_t>(b)] == *opt.resume_step, s->block_path(b).string(),
-              ": the working copy holds ", s->block_updates()[static_cast<std::size_t>(b)],
+      for (int u = 0; u < s->num_units(); ++u)
+        check(s->unit_updates()[static_cast<std::size_t>(u)] == *opt.resume_step, s->unit_path(u).string(),
+              ": the working copy holds ", s->unit_updates()[static_cast<std::size_t>(u)],
               " updates, the resumed state is at step ", *opt.resume_step);
       return s;
     }
@@ -29,8 +27,7 @@ std::unique_ptr<ParamStore> make_store(const Architecture& arch, const Checkpoin
   }
   if (opt.offload == Offload::Ram && (opt.storage_dtype == DType::BF16 || opt.storage_dtype == DType::F16))
     return std::make_unique<LowBitRamStore>(arch, ckpt, opt.storage_dtype);
-  fail("--offload ", opt.offload == Offload::Ram ? "ram" : "disk", " with --storage-dtype ", dtype_name(opt.storage_dtype),
-       " is not available yet");
+  fail("--offload ram with --storage-dtype ", dtype_name(opt.storage_dtype), " is not available");
 }
 
 }  // namespace zotune

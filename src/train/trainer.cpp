@@ -188,6 +188,7 @@ void Trainer::load_starting_weights() {
     d.work_dir = opt_.store.work_dir;
     d.resident_blocks = opt_.store.resident_blocks;
     d.overlap = opt_.store.overlap;
+    d.storage_dtype = opt_.store.storage_dtype;
     auto disk = DiskStore::open_existing(*arch_, d);
     disk->catch_up(opt_.mezo.dist, opt_.mezo.weight_decay, resumed_records_);
     store_ = std::move(disk);
@@ -422,7 +423,21 @@ int Trainer::run() {
     in.resident_blocks = opt_.store.resident_blocks;
     in.overlap = opt_.store.overlap;
     in.threads = compute_threads();
-    const MachineConstants mc = assumed_machine_constants();
+    // --dry-run estimates time from this machine's measured sgemm rate, ZO pass
+    // and memory bandwidth, and for the disk tier the bandwidth of the disk the
+    // working copy would go to (~0.5 s); choosing a tier needs sizes only.
+    MachineConstants mc = assumed_machine_constants();
+    if (opt_.dry_run) {
+      const bool disk = opt_.store.offload == Offload::Disk || opt_.memory_budget > 0;
+      fs::path probe_dir;
+      if (disk) {
+        std::error_code ec;
+        probe_dir = fs::absolute(opt_.out, ec);
+        while (!probe_dir.empty() && !fs::is_directory(probe_dir, ec) && probe_dir != probe_dir.parent_path())
+          probe_dir = probe_dir.parent_path();
+      }
+      mc = probe_machine(probe_dir);
+    }
     MemoryPlan plan;
     if (opt_.memory_budget > 0) {
       PlanChoice choice = choose_plan(*arch, opt_.memory_budget, in, mc);
