@@ -320,7 +320,7 @@ uint64_t tensor_bytes(const NamedTensor& t, const std::string& where) {
   for (int64_t d : t.view.shape)
     if (d < 0) fail(where, ": tensor '", t.name, "' has negative shape ", shape_str(t.view.shape));
   const uint64_t n = t.view.nbytes();
-  if (n > 0 && !t.view.data) fail(where, ": tensor '", t.name, "' has no data");
+  if (n > 0 && !t.view.data && !t.fill) fail(where, ": tensor '", t.name, "' has no data");
   return n;
 }
 
@@ -346,11 +346,27 @@ void write_safetensors(const fs::path& path, const std::vector<NamedTensor>& ten
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
 
+  // Pieces of filled tensors: 4 MB at a time.
+  constexpr int64_t kPieceBytes = int64_t{4} << 20;
+  std::vector<uint8_t> piece;
   write_file_atomic(path, [&](const ByteSink& sink) {
     sink(len, 8);
     sink(text.data(), text.size());
-    for (const NamedTensor& t : tensors)
-      if (t.view.nbytes() > 0) sink(t.view.data, t.view.nbytes());
+    for (const NamedTensor& t : tensors) {
+      if (t.view.nbytes() == 0) continue;
+      if (t.view.data) {
+        sink(t.view.data, t.view.nbytes());
+        continue;
+      }
+      const auto esize = static_cast<int64_t>(dtype_size(t.view.dtype));
+      const int64_t n = t.view.numel(), step = std::max<int64_t>(1, kPieceBytes / esize);
+      piece.resize(static_cast<std::size_t>(std::min(n, step) * esize));
+      for (int64_t b = 0; b < n; b += step) {
+        const int64_t m = std::min(step, n - b);
+        t.fill(b, m, piece.data());
+        sink(piece.data(), static_cast<std::size_t>(m * esize));
+      }
+    }
   });
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -105,8 +106,14 @@ class Checkpoint {
 };
 
 struct NamedTensor {
+  using Fill = std::function<void(int64_t first, int64_t count, void* dst)>;
+  NamedTensor(std::string n, TensorView v, Fill f = {}) : name(std::move(n)), view(v), fill(std::move(f)) {}
   std::string name;
   TensorView view;  // dtype/shape/data to write as-is
+  // Instead of view.data (left null): the writer asks for the bytes a piece at
+  // a time, fill(first, count, dst) writing elements [first, first + count) in
+  // view.dtype to dst, so a tensor never has to exist whole in memory.
+  Fill fill;
 };
 
 // Writes one .safetensors file atomically (temp + fsync + rename). Header is

@@ -52,23 +52,39 @@ void fill_init(const TensorSpec& spec, uint32_t tensor_id, uint64_t seed, float 
 
 void save_checkpoint(const Architecture& arch, const std::vector<const float*>& values, DType dtype,
                      const fs::path& out) {
+  check(values.size() == arch.tensors().size(), "save_checkpoint: ", values.size(), " tensors for a table of ",
+        arch.tensors().size());
+  save_checkpoint(
+      arch,
+      [&](int id, int64_t first, int64_t count, float* dst) {
+        const float* src = values[static_cast<std::size_t>(id)] + first;
+        std::copy(src, src + count, dst);
+      },
+      dtype, out);
+}
+
+void save_checkpoint(const Architecture& arch, const TensorReader& read, DType dtype, const fs::path& out) {
   check(is_float_storage(dtype), "cannot save weights as ", dtype_name(dtype));
   const auto& table = arch.tensors();
-  check(values.size() == table.size(), "save_checkpoint: ", values.size(), " tensors for a table of ", table.size());
   fs::create_directories(out);
-  std::vector<AlignedBuffer<uint16_t>> half(table.size());
   std::vector<NamedTensor> named;
   named.reserve(table.size());
+  std::vector<float> f32;  // one piece in fp32 (16-bit outputs)
   for (std::size_t i = 0; i < table.size(); ++i) {
     const auto& spec = table[i];
-    TensorView v{dtype, spec.shape, values[i]};
-    if (dtype != DType::F32) {
-      half[i].reset(static_cast<std::size_t>(spec.numel()));
-      if (dtype == DType::BF16) kernels::f32_to_bf16(values[i], half[i].data(), spec.numel());
-      else kernels::f32_to_f16(values[i], half[i].data(), spec.numel());
-      v.data = half[i].data();
-    }
-    named.push_back({spec.name, v});
+    NamedTensor t{spec.name, TensorView{dtype, spec.shape, nullptr}, {}};
+    const int id = static_cast<int>(i);
+    t.fill = [&, id](int64_t first, int64_t count, void* dst) {
+      if (dtype == DType::F32) {
+        read(id, first, count, static_cast<float*>(dst));
+        return;
+      }
+      f32.resize(static_cast<std::size_t>(count));
+      read(id, first, count, f32.data());
+      if (dtype == DType::BF16) kernels::f32_to_bf16(f32.data(), static_cast<uint16_t*>(dst), count);
+      else kernels::f32_to_f16(f32.data(), static_cast<uint16_t*>(dst), count);
+    };
+    named.push_back(std::move(t));
   }
   Json config = arch.config().json;
   config["torch_dtype"] = torch_dtype_name(dtype);

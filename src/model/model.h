@@ -2,6 +2,7 @@
 // checkpoint (mmap), fp32 weights.
 #pragma once
 #include <filesystem>
+#include <functional>
 #include <memory>
 
 #include "io/safetensors.h"
@@ -27,6 +28,13 @@ void init_checkpoint(Json config, DType dtype, uint64_t seed, const std::filesys
 // Writes config.json + weights (converted from fp32 to `dtype`) into `out` atomically.
 // `values[i]` is tensor i of arch.tensors(). Used by init, train and replay.
 void save_checkpoint(const Architecture& arch, const std::vector<const float*>& values, DType dtype,
+                     const std::filesystem::path& out);
+// The same from a reader of fp32 elements: read(id, first, count, out) writes
+// elements [first, first + count) of tensor id. Tensors are asked for in
+// pieces (a few MB), so the weights are never all in memory at once — how the
+// trainer exports from a tier that holds them on disk or in 16 bits.
+using TensorReader = std::function<void(int id, int64_t first, int64_t count, float* out)>;
+void save_checkpoint(const Architecture& arch, const TensorReader& read, DType dtype,
                      const std::filesystem::path& out);
 
 }  // namespace zotune

@@ -994,7 +994,7 @@ void DiskStore::sync() {
   fold_counters();
 }
 
-void DiskStore::read_tensor(int id, float* out) const {
+void DiskStore::read_range(int id, int64_t first, int64_t count, float* out) const {
   {
     std::unique_lock lk(mu_);
     drain(lk);
@@ -1002,11 +1002,14 @@ void DiskStore::read_tensor(int id, float* out) const {
   const auto& spec = arch_.tensors()[static_cast<std::size_t>(id)];
   const bool rows = streamed(id);
   const int unit = rows ? rows_unit(id) : spec.block;
-  const uint64_t off = kPage + static_cast<uint64_t>(rows ? 0 : tensor_offset_[static_cast<std::size_t>(id)]) * elem_;
+  const uint64_t off =
+      kPage + static_cast<uint64_t>((rows ? 0 : tensor_offset_[static_cast<std::size_t>(id)]) + first) * elem_;
   const fs::path path = unit_path(unit);
   Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
   check(f.fd >= 0, path.string(), ": cannot open: ", errno_text(errno));
-  const int64_t n = spec.numel();
+  check(first >= 0 && count >= 0 && first + count <= spec.numel(), "disk tier: elements [", first, ", ",
+        first + count, ") of ", spec.name, " are out of range");
+  const int64_t n = count;
   if (!lowbit_) {
     pread_all(f.fd, out, static_cast<uint64_t>(n) * sizeof(float), off, path);
   } else {

@@ -138,7 +138,7 @@ class DiskStore final : public ParamStore {
   void prefetch(int block) override;
   void switch_to_minus(int block) override;
   void stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) override;
-  void read_tensor(int id, float* out) const override;
+  void read_range(int id, int64_t first, int64_t count, float* out) const override;
   DType storage_dtype() const override { return opt_.storage_dtype; }
   // Waits for every write-back, syncs the directory and rewrites the manifest.
   void sync() override;

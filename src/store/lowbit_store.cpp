@@ -123,11 +123,10 @@ void LowBitRamStore::release(int block) {
     plus_[static_cast<std::size_t>(id)] = minus_[static_cast<std::size_t>(id)] = nullptr;
 }
 
-void LowBitRamStore::read_tensor(int id, float* out) const {
-  const auto& w = weights_[static_cast<std::size_t>(id)];
-  const auto n = static_cast<int64_t>(w.size());
-  if (fmt_ == kernels::LowBitFormat::BF16) kernels::bf16_to_f32(w.data(), out, n);
-  else kernels::f16_to_f32(w.data(), out, n);
+void LowBitRamStore::read_range(int id, int64_t first, int64_t count, float* out) const {
+  const uint16_t* w = weights_[static_cast<std::size_t>(id)].data() + first;
+  if (fmt_ == kernels::LowBitFormat::BF16) kernels::bf16_to_f32(w, out, count);
+  else kernels::f16_to_f32(w, out, count);
 }
 
 }  // namespace zotune

@@ -29,7 +29,7 @@ class LowBitRamStore final : public ParamStore {
   void release(int block) override;
   void switch_to_minus(int block) override;
   void stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) override;
-  void read_tensor(int id, float* out) const override;
+  void read_range(int id, int64_t first, int64_t count, float* out) const override;
   DType storage_dtype() const override { return dtype_; }
   // The stored 16-bit values of tensor `id`.
   const uint16_t* stored(int id) const { return weights_[static_cast<std::size_t>(id)].data(); }

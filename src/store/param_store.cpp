@@ -120,9 +120,9 @@ void RamStore::release(int block) {
   }
 }
 
-void RamStore::read_tensor(int id, float* out) const {
-  const auto& w = weights_[static_cast<std::size_t>(id)];
-  std::copy(w.begin(), w.end(), out);
+void RamStore::read_range(int id, int64_t first, int64_t count, float* out) const {
+  const float* w = weights_[static_cast<std::size_t>(id)].data() + first;
+  std::copy(w, w + count, out);
 }
 
 }  // namespace zotune

@@ -92,8 +92,16 @@ class ParamStore {
   // Waits for background write-back (tiers that have one); afterwards the
   // storage and the counters are complete.
   virtual void sync() {}
-  // Stored value of tensor `id` as fp32 (all updates must have been flushed).
-  virtual void read_tensor(int id, float* out) const = 0;
+  // The weights as a save_checkpoint reader (model/model.h), read a piece at a time.
+  std::function<void(int, int64_t, int64_t, float*)> reader() const {
+    return [this](int id, int64_t first, int64_t count, float* out) { read_range(id, first, count, out); };
+  }
+  // Stored value of elements [first, first + count) of tensor `id` as fp32
+  // (all updates must have been flushed).
+  virtual void read_range(int id, int64_t first, int64_t count, float* out) const = 0;
+  void read_tensor(int id, float* out) const {
+    read_range(id, 0, arch_.tensors()[static_cast<std::size_t>(id)].numel(), out);
+  }
   virtual DType storage_dtype() const = 0;
 
   ParamPtrs plus() const { return plus_; }
@@ -135,7 +143,7 @@ class RamStore final : public ParamStore {
   void acquire(int block, const BlockWork& work) override;
   void release(int block) override;
   void stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) override;
-  void read_tensor(int id, float* out) const override;
+  void read_range(int id, int64_t first, int64_t count, float* out) const override;
   DType storage_dtype() const override { return DType::F32; }
 
  private:

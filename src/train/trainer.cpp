@@ -110,7 +110,8 @@ class Trainer {
   void write_state(const fs::path& dir, int64_t step, bool finished, const std::string& weights);
   void write_plot();
   void append_metric(const Json& j);
-  std::vector<const float*> flushed_weights(std::vector<AlignedBuffer<float>>& keep);
+  // Flushes the pending update; a reader of the stored weights (pieces, not copies).
+  TensorReader flushed_weights();
 
   TrainOptions opt_;
   fs::path base_model_;
@@ -326,18 +327,10 @@ void Trainer::progress(int64_t step, bool final) {
   }
 }
 
-std::vector<const float*> Trainer::flushed_weights(std::vector<AlignedBuffer<float>>& keep) {
+TensorReader Trainer::flushed_weights() {
   engine_->flush();
   store_->sync();
-  const auto& table = arch_->tensors();
-  keep.resize(table.size());
-  std::vector<const float*> ptrs(table.size());
-  for (std::size_t i = 0; i < table.size(); ++i) {
-    keep[i].reset(static_cast<std::size_t>(table[i].numel()));
-    store_->read_tensor(static_cast<int>(i), keep[i].data());
-    ptrs[i] = keep[i].data();
-  }
-  return ptrs;
+  return store_->reader();
 }
 
 void Trainer::write_state(const fs::path& dir, int64_t step, bool finished, const std::string& weights) {
@@ -358,8 +351,7 @@ void Trainer::save_checkpoint_dir(int64_t step) {
   const fs::path final_dir = opt_.out / name, tmp = opt_.out / (name + ".tmp");
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  std::vector<AlignedBuffer<float>> keep;
-  save_checkpoint(*arch_, flushed_weights(keep), store_->storage_dtype(), tmp);
+  save_checkpoint(*arch_, flushed_weights(), store_->storage_dtype(), tmp);
   // A checkpoint stands alone: its exact weights, its state and its update log.
   write_update_log(tmp / "updates.jsonl", UpdateLog{log_header_, records_});
   write_state(tmp, step, step >= opt_.steps, ".");
@@ -388,8 +380,7 @@ void Trainer::save_final() {
     if (n.rfind("model", 0) == 0 && (n.ends_with(".safetensors") || n.ends_with(".safetensors.index.json")))
       fs::remove(e.path());
   }
-  std::vector<AlignedBuffer<float>> keep;
-  save_checkpoint(*arch_, flushed_weights(keep), dtype, opt_.out);
+  save_checkpoint(*arch_, flushed_weights(), dtype, opt_.out);
   for (const char* f : kTokenizerFiles)
     if (fs::exists(base_model_ / f)) copy_file_atomic(base_model_ / f, opt_.out / f);
 }
@@ -578,16 +569,8 @@ void replay_updates(const fs::path& base_model, const fs::path& log_path, const 
   for (const char* f : {"config.json", "model.safetensors", "model.safetensors.index.json"})
     if (fs::exists(out / f)) fail(out.string(), ": already holds ", f, "; refusing to overwrite it");
   apply_updates(store, *dist, wd, recs);
-  const auto& table = arch->tensors();
-  std::vector<AlignedBuffer<float>> keep(table.size());
-  std::vector<const float*> ptrs(table.size());
-  for (std::size_t i = 0; i < table.size(); ++i) {
-    keep[i].reset(static_cast<std::size_t>(table[i].numel()));
-    store.read_tensor(static_cast<int>(i), keep[i].data());
-    ptrs[i] = keep[i].data();
-  }
-  const DType dtype = save_dtype.value_or(checked_view(*arch, ckpt, table.front()).dtype);
-  save_checkpoint(*arch, ptrs, dtype, out);
+  const DType dtype = save_dtype.value_or(checked_view(*arch, ckpt, arch->tensors().front()).dtype);
+  save_checkpoint(*arch, store.reader(), dtype, out);
   for (const char* f : kTokenizerFiles)
     if (fs::exists(base_model / f)) copy_file_atomic(base_model / f, out / f);
 }

@@ -103,7 +103,9 @@ TEST_P(DiskVsRam, BitIdenticalWeightsAndLosses) {
   for (int b = 0; b < N; ++b) block_params += static_cast<uint64_t>(disk.block_numel(b));
   EXPECT_EQ(disk.counters().rng_draws, counted.counters().rng_draws + (c.one_sided ? 0 : kSteps * block_params));
   EXPECT_EQ(disk.counters().rounding_draws, ref->counters().rounding_draws);
-  if (c.storage != DType::F32) EXPECT_GT(disk.counters().rounding_draws, 0u);
+  if (c.storage != DType::F32) {
+    EXPECT_GT(disk.counters().rounding_draws, 0u);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, DiskVsRam,
