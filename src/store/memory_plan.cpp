@@ -202,7 +202,10 @@ MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const Mach
     return kPage + (static_cast<uint64_t>(numel) * dsize + kPage - 1) / kPage * kPage;
   };
   if (disk) {
-    p.bytes.staging = static_cast<uint64_t>(in.resident_blocks + 2) * file_bytes(s.max_block);
+    // Overlap keeps resident + 2 blocks staged (reading ahead, in use, writing
+    // behind); without it one staged block is read, used and written in turn.
+    const int stages = in.overlap ? in.resident_blocks + 2 : 1;
+    p.bytes.staging = static_cast<uint64_t>(stages) * file_bytes(s.max_block);
     for (int64_t b : s.numel) p.disk_bytes += file_bytes(b);
     for (int id : s.streamed) p.disk_bytes += file_bytes(arch.tensors()[static_cast<std::size_t>(id)].numel());
   }

@@ -16,7 +16,7 @@
 //   activations  two ForwardPasses (x, scratch_floats, attention scratch, head
 //                hidden rows)
 //   staging      disk: resident_blocks + 2 page-aligned block buffers in the
-//                storage dtype, + the streamed tensors' I/O buffers
+//                storage dtype (1 with --overlap off)
 //   overhead     the process itself (binary, libraries, OpenBLAS/OpenMP
 //                buffers, allocator slack): measured, see kProcessOverheadBytes
 // The sum is the predicted peak RSS.
