@@ -97,12 +97,9 @@ void LowBitRamStore::switch_to_minus(int block) {
 }
 
 void LowBitRamStore::stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) {
-  const auto& spec = arch_.tensors()[static_cast<std::size_t>(id)];
-  const int64_t rows = spec.shape[0], cols = spec.numel() / rows;
-  check(chunk_rows > 0, "stream_rows: chunk_rows must be positive");
+  const auto [rows, cols, cap] = stream_shape(id, chunk_rows);
   const kernels::ZoUpdate upd = update_of(id, work);
   const kernels::ZoPerturb pert = perturb_of(work);
-  const int64_t cap = std::min(chunk_rows, rows) * cols;
   float* ct = blocks::ensure(chunk_theta_, cap);
   float* cp = pert.active ? blocks::ensure(chunk_plus_, cap) : nullptr;
   float* cm = pert.active && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;

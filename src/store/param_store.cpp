@@ -45,6 +45,14 @@ kernels::ZoPerturb ParamStore::perturb_of(const BlockWork& work) const {
   return {true, work.seed, work.eps};
 }
 
+ParamStore::StreamShape ParamStore::stream_shape(int id, int64_t chunk_rows) const {
+  const auto& spec = arch_.tensors()[static_cast<std::size_t>(id)];
+  check(streamed(id), "stream_rows: ", spec.name, " is not a streamed tensor");
+  check(chunk_rows > 0, "stream_rows: chunk_rows must be positive (got ", chunk_rows, ")");
+  const int64_t rows = spec.shape[0], cols = spec.numel() / rows;
+  return {rows, cols, std::min(chunk_rows, rows) * cols};
+}
+
 void ParamStore::count_pass(int64_t n, const BlockWork& work, std::size_t stored_bytes) {
   const auto un = static_cast<uint64_t>(n);
   if (work.dist != kernels::ZDist::Ones)
@@ -94,12 +102,9 @@ void RamStore::acquire(int block, const BlockWork& work) {
 }
 
 void RamStore::stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) {
-  const auto& spec = arch_.tensors()[static_cast<std::size_t>(id)];
-  const int64_t rows = spec.shape[0], cols = spec.numel() / rows;
-  check(chunk_rows > 0, "stream_rows: chunk_rows must be positive");
+  const auto [rows, cols, cap] = stream_shape(id, chunk_rows);
   const kernels::ZoUpdate upd = update_of(id, work);
   const kernels::ZoPerturb pert = perturb_of(work);
-  const int64_t cap = std::min(chunk_rows, rows) * cols;
   float* cp = work.perturb ? blocks::ensure(chunk_plus_, cap) : nullptr;
   float* cm = work.perturb && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
   float* w0 = weights_[static_cast<std::size_t>(id)].data();

@@ -123,6 +123,12 @@ class ParamStore {
   // The kernel arguments of `work` for tensor `id` (weight decay by role).
   kernels::ZoUpdate update_of(int id, const BlockWork& work) const;
   kernels::ZoPerturb perturb_of(const BlockWork& work) const;
+  // [rows, cols] of streamed tensor `id` and the elements of its largest chunk
+  // (checks chunk_rows).
+  struct StreamShape {
+    int64_t rows, cols, chunk_elems;
+  };
+  StreamShape stream_shape(int id, int64_t chunk_rows) const;
   // rng/bytes counters of one fused pass over n elements.
   void count_pass(int64_t n, const BlockWork& work, std::size_t stored_bytes);
 

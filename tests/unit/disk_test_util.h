@@ -23,23 +23,13 @@ namespace fs = std::filesystem;
 
 // B sequences of T tokens drawn from a fixed LCG, every next token scored.
 inline Batch lm_batch(int64_t V, int64_t B, int64_t T, uint32_t seed) {
-  Batch b;
-  b.B = B;
-  b.T = T;
+  std::vector<int32_t> ids;
   uint32_t x = seed;
   for (int64_t i = 0; i < B * T; ++i) {
     x = x * 1664525u + 1013904223u;
-    b.ids.push_back(static_cast<int32_t>((x >> 8) % static_cast<uint32_t>(V)));
+    ids.push_back(static_cast<int32_t>((x >> 8) % static_cast<uint32_t>(V)));
   }
-  b.mask.assign(static_cast<std::size_t>(B * T), 1);
-  for (int64_t i = 0; i < B; ++i)
-    for (int64_t t = 0; t + 1 < T; ++t) {
-      b.rows.push_back(i * T + t);
-      b.targets.push_back(b.ids[static_cast<std::size_t>(i * T + t + 1)]);
-      b.target_seq.push_back(static_cast<int32_t>(i));
-    }
-  b.num_examples = B;
-  return b;
+  return language_model_batch(std::move(ids), B, T);
 }
 
 inline MezoOptions mezo(bool one_sided = false) {
