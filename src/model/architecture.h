@@ -81,10 +81,13 @@ struct ForwardInput {
 };
 
 // Activations of one pass, allocated once for the largest shape and reused.
+// Only x lives from one block to the next; scratch and attn are free between
+// block calls, so passes that run their blocks in turn (the trainer's plus and
+// minus passes) share them (ForwardPass::share_scratch).
 struct Activations {
-  AlignedBuffer<float> x;        // [B*T, C] residual stream
-  AlignedBuffer<float> scratch;  // architecture-defined carve-up
-  AlignedBuffer<float> attn;     // attention kernel scratch
+  AlignedBuffer<float> x;  // [B*T, C] residual stream
+  std::shared_ptr<AlignedBuffer<float>> scratch = std::make_shared<AlignedBuffer<float>>();  // architecture-defined carve-up
+  std::shared_ptr<AlignedBuffer<float>> attn = std::make_shared<AlignedBuffer<float>>();     // attention kernel scratch
 };
 
 // Pointers to fp32 working copies of every parameter, indexed by tensor id

@@ -30,6 +30,12 @@ class ForwardPass {
   void logits(ParamPtrs w, const int64_t* rows, int64_t nrows, float* out);
   void all_logits(ParamPtrs w, float* out);  // every row, [B*T, V]
 
+  // Use `other`'s block scratch: for passes whose blocks never run at the same time.
+  void share_scratch(const ForwardPass& other) {
+    act_.scratch = other.act_.scratch;
+    act_.attn = other.act_.attn;
+  }
+
   int64_t B() const { return in_.B; }
   int64_t T() const { return in_.T; }
   const Architecture& arch() const { return arch_; }

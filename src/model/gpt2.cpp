@@ -100,7 +100,7 @@ class Gpt2 final : public Architecture {
     const Layer& L = layers_[static_cast<std::size_t>(l)];
     const int64_t C = cfg_.hidden_size, R = in.B * in.T, I = inner_;
     float* x = a.x.data();
-    float* s = blocks::ensure(a.scratch, scratch_floats(R));
+    float* s = blocks::ensure(*a.scratch, scratch_floats(R));
     float* h = s;
     float* qkv = h + R * C;
     float* att = qkv + R * 3 * C;
@@ -110,7 +110,7 @@ class Gpt2 final : public Architecture {
     blocks::linear(h, R, C, w[L.attn_w], 3 * C, w[L.attn_b], qkv, Layout::InOut);
     const float scale = scale_attn_ ? 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim)) : 1.0f;
     blocks::self_attention({&cfg_, &in, cache, l, scale}, qkv, 3 * C, qkv + C, qkv + 2 * C, 3 * C, att,
-                           a.attn);
+                           *a.attn);
     blocks::linear(att, R, C, w[L.proj_w], C, w[L.proj_b], h, Layout::InOut);
     kernels::add_inplace(x, h, R * C);
 

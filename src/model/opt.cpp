@@ -98,7 +98,7 @@ class Opt final : public Architecture {
     const int64_t C = cfg_.hidden_size, R = in.B * in.T, P = proj_;
     float* x = blocks::ensure(a.x, R * C);
     if (proj_in_ >= 0) {
-      float* tok = blocks::ensure(a.scratch, std::max(scratch_floats(R), R * P));
+      float* tok = blocks::ensure(*a.scratch, std::max(scratch_floats(R), R * P));
       blocks::gather_rows(w[embed_], cfg_.vocab_size, P, in.ids, R, tok);
       blocks::linear(tok, R, P, w[proj_in_], C, nullptr, x, Layout::OutIn);
     } else {
@@ -120,7 +120,7 @@ class Opt final : public Architecture {
     const Layer& L = layers_[static_cast<std::size_t>(l)];
     const int64_t C = cfg_.hidden_size, R = in.B * in.T;
     float* x = a.x.data();
-    float* s = blocks::ensure(a.scratch, scratch_floats(R));
+    float* s = blocks::ensure(*a.scratch, scratch_floats(R));
     float* h = s;
     float* qkv = h + R * C;
     float* att = qkv + R * 3 * C;
@@ -138,7 +138,7 @@ class Opt final : public Architecture {
     blocks::linear(attn_in, R, C, w[L.v_w], C, wb(L.v_b), qkv + 2 * C, Layout::OutIn, 0, 3 * C);
     const float scale = 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim));
     blocks::self_attention({&cfg_, &in, cache, l, scale}, qkv, 3 * C, qkv + C, qkv + 2 * C, 3 * C, att,
-                           a.attn);
+                           *a.attn);
     blocks::linear(att, R, C, w[L.o_w], C, wb(L.o_b), h, Layout::OutIn);
     kernels::add_inplace(x, h, R * C);
     if (!pre_ln_) kernels::layer_norm(x, gamma(L.ln1_w), wb(L.ln1_b), x, R, C, eps_);

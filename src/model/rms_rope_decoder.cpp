@@ -145,7 +145,7 @@ void RmsRopeDecoder::layer(int64_t l, ParamPtrs w, const ForwardInput& in, Activ
   const int64_t qd = cfg_.num_heads * D, kvd = cfg_.kv_dim(), I = opt_.intermediate_size;
   auto wb = [&](int id) { return id >= 0 ? w[id] : nullptr; };
   float* x = a.x.data();
-  float* h = blocks::ensure(a.scratch, scratch_floats(R));
+  float* h = blocks::ensure(*a.scratch, scratch_floats(R));
   float* q = h + R * C;
   float* k = q + R * qd;
   float* v = k + R * kvd;
@@ -164,7 +164,7 @@ void RmsRopeDecoder::layer(int64_t l, ParamPtrs w, const ForwardInput& in, Activ
   kernels::rope_inplace(q, R, qd, cfg_.num_heads, D, in.positions, opt_.inv_freq.data());
   kernels::rope_inplace(k, R, kvd, cfg_.num_kv_heads, D, in.positions, opt_.inv_freq.data());
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  blocks::self_attention({&cfg_, &in, cache, l, scale}, q, qd, k, v, kvd, att, a.attn);
+  blocks::self_attention({&cfg_, &in, cache, l, scale}, q, qd, k, v, kvd, att, *a.attn);
   blocks::linear(att, R, qd, w[L.o_w], C, wb(L.o_b), h, Layout::OutIn);
   kernels::add_inplace(x, h, R * C);
 

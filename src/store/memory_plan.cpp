@@ -193,9 +193,10 @@ MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const Mach
   const int threads = in.threads > 0 ? in.threads : omp_get_max_threads();
   kernels::AttentionShape as{in.batch, in.seq_len, in.seq_len, c.num_heads, std::max<int64_t>(c.num_kv_heads, 1),
                              c.head_dim, 0, 0, 0, 0, 1.0f};
-  const int64_t per_pass = R * c.hidden_size + arch.scratch_floats(R) + kernels::attention_scratch_floats(as, threads) +
-                           n * Wd;
-  p.bytes.activations = 2 * f32_bytes(per_pass);
+  // Each pass has its residual stream and head hidden rows; block scratch is shared.
+  const int64_t per_pass = R * c.hidden_size + n * Wd;
+  p.bytes.activations = 2 * f32_bytes(per_pass) + f32_bytes(arch.scratch_floats(R)) +
+                        f32_bytes(kernels::attention_scratch_floats(as, threads));
 
   // Disk: staging buffers of blocks; the working copy's files.
   auto file_bytes = [&](int64_t numel) {

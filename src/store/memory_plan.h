@@ -13,8 +13,8 @@
 //   streaming    chunks of the streamed tensors (stream_chunk_rows): the
 //                store's chunk buffers, the batch's embedding rows (two
 //                tables) and one chunk of logits
-//   activations  two ForwardPasses (x, scratch_floats, attention scratch, head
-//                hidden rows)
+//   activations  two ForwardPasses (x and head hidden rows each; the block
+//                scratch_floats and attention scratch shared)
 //   staging      disk: resident_blocks + 2 page-aligned block buffers in the
 //                storage dtype (1 with --overlap off)
 //   overhead     the process itself (binary, libraries, OpenBLAS/OpenMP

@@ -54,7 +54,7 @@ struct RowChunk {
 using RowChunkFn = std::function<void(const RowChunk&)>;
 
 // Rows per chunk when streaming a [V, width] tensor whose logits are taken for
-// `nrows` rows (0: no logits): about 4 MB of fp32 weights and at most 16 MB of
+// `nrows` rows (0: no logits): about 2 MB of fp32 weights and at most 16 MB of
 // logits per chunk. A function of the shapes only, so every tier cuts the same
 // chunks (and the memory plan can size them).
 int64_t stream_chunk_rows(int64_t width, int64_t nrows, int64_t V);

@@ -24,7 +24,9 @@ void update_all_blocks(ParamStore& store, const BlockWork& work) {
 }
 
 ZoEngine::ZoEngine(const Architecture& arch, ParamStore& store, MezoOptions opt, uint64_t run_seed)
-    : arch_(arch), store_(store), opt_(opt), run_seed_(run_seed), plus_(arch), minus_(arch) {}
+    : arch_(arch), store_(store), opt_(opt), run_seed_(run_seed), plus_(arch), minus_(arch) {
+  minus_.share_scratch(plus_);  // the passes run block b one after the other
+}
 
 void ZoEngine::map_tokens(const Batch& batch) {
   const int64_t V = arch_.config().vocab_size;
