@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The disk tier under a memory budget of one third of the model's fp32 size:
-# `zotune bench --memory-budget` picks the tier; overlap on and off run
-# interleaved (on off on off ...) and the medians are compared with
+# `zotune bench --memory-budget` picks the tier; overlap on and off (same tier)
+# run interleaved (on off on off ...) and the medians are compared with
 # max(compute, io) of the same runs.
 #   bash bench/disk_budget.sh [ARCH:PRESET] [ROUNDS]     (default opt:opt-125m 2)
 set -euo pipefail
@@ -15,11 +15,13 @@ model="$dir/$arch-$preset"
 params=$(build/zotune inspect --model "$model" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["parameters"])')
 budget=$((params * 4 / 3))
 echo "model $model: $params parameters, fp32 $((params * 4 / 1048576)) MiB, budget $((budget / 1048576)) MiB" >&2
+run() { build/zotune bench --model "$model" --batch-size "${B:-4}" --seq-len "${T:-128}" --threads 2 "$@"; }
+# The budget picks the tier with overlap on; overlap off runs that same tier.
+tier=$(run --steps 1 --memory-budget "$budget" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("--offload %s --storage-dtype %s --resident-blocks %d" % (d["offload"], d["storage_dtype"].lower(), d["resident_blocks"]))')
+echo "picked: $tier" >&2
 for i in $(seq "$rounds"); do
-  for ov in on off; do
-    build/zotune bench --model "$model" --batch-size "${B:-4}" --seq-len "${T:-128}" --steps "${STEPS:-3}" --threads 2 \
-      --memory-budget "$budget" --overlap $ov
-  done
+  run --steps "${STEPS:-3}" --memory-budget "$budget" --overlap on
+  run --steps "${STEPS:-3}" $tier --overlap off
 done | python3 -c '
 import json, statistics, sys
 budget = int(sys.argv[1]) / 1048576

@@ -93,7 +93,7 @@ struct PlanChoice {
 };
 
 // Picks the fastest tier that fits `budget_bytes`: fp32 in RAM, then bf16 in
-// RAM, then disk (bf16) with the most resident blocks (<= 4) that fit. If nothing
+// RAM, then disk (bf16, one resident block: measured the fastest). If nothing
 // fits, the smallest plan with fits = false.
 PlanChoice choose_plan(const Architecture& arch, uint64_t budget_bytes, const PlanInput& base,
                        const MachineConstants& mc);
