@@ -4,8 +4,9 @@
 // sec_per_step_median, tokens_per_sec, forward_sec_median, peak_rss_mb,
 // param_bytes_read_per_step, param_bytes_written_per_step, rng_draws_per_param_per_step,
 // and for the tiers compute_sec_per_step, io_sec_per_step, bytes_read/written_per_step,
-// disk_mb_per_s; planned_peak_rss_mb is the memory plan's prediction (--dry-run)
-// for the same run, so plan and measurement sit side by side.
+// disk_mb_per_s; planned_peak_rss_mb and planned_sec_per_step are the memory
+// plan's predictions (--dry-run) for the same run, so plan and measurement sit
+// side by side.
 // Forward and step timings are interleaved (F S F S ...) so machine noise hits both.
 #include <cstdio>
 
@@ -63,10 +64,18 @@ void run_bench(const BenchArgs& a) {
   plan_in.resident_blocks = so.resident_blocks;
   plan_in.overlap = so.overlap;
   plan_in.threads = compute_threads();
+  // The plan's time estimate from this machine's constants (probed in ~0.5 s,
+  // the disk where the working copy goes included), as --dry-run does.
+  std::filesystem::path probe_dir = a.work_dir.empty() ? std::filesystem::temp_directory_path()
+                                                        : std::filesystem::path(a.work_dir).parent_path();
+  if (probe_dir.empty()) probe_dir = ".";
+  const MachineConstants mc = probe_machine(probe_dir);
+  // peak_rss_mb is the run's: the probe's buffers (up to 128 MB) are gone.
+  if (!reset_peak_rss()) std::fprintf(stderr, "zotune bench: cannot reset the peak RSS; it includes the machine probe\n");
   uint64_t budget = 0;
   if (!a.memory_budget.empty()) {
     budget = parse_size(a.memory_budget, "--memory-budget");
-    const PlanChoice choice = choose_plan(*arch, budget, plan_in, assumed_machine_constants());
+    const PlanChoice choice = choose_plan(*arch, budget, plan_in, mc);
     std::fprintf(stderr, "zotune bench: --memory-budget: %s\n", choice.why.c_str());
     if (!choice.fits) fail("--memory-budget: ", choice.why);
     plan_in = choice.plan.input;
@@ -74,7 +83,7 @@ void run_bench(const BenchArgs& a) {
     so.storage_dtype = plan_in.storage_dtype;
     so.resident_blocks = plan_in.resident_blocks;
   }
-  const MemoryPlan plan = plan_memory(*arch, plan_in, assumed_machine_constants());
+  const MemoryPlan plan = plan_memory(*arch, plan_in, mc);
   std::filesystem::path tmp_work;
   if (so.offload == Offload::Disk) {
     if (a.work_dir.empty()) {
@@ -158,6 +167,7 @@ void run_bench(const BenchArgs& a) {
               {"planned_peak_rss_mb", static_cast<double>(plan.bytes.total()) / 1048576.0},
               {"plan_over_measured", static_cast<double>(plan.bytes.total()) / 1048576.0 / peak_rss_mb()},
               {"memory_budget_mb", static_cast<double>(budget) / 1048576.0},
+              {"planned_sec_per_step", plan.step_s},
               {"storage_dtype", std::string(dtype_name(so.storage_dtype))},
               {"resident_blocks", so.resident_blocks},
               {"overlap", so.overlap},

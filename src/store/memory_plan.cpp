@@ -331,4 +331,11 @@ uint64_t status_kb(const char* key) {
 uint64_t current_rss_bytes() { return status_kb("VmRSS"); }
 uint64_t peak_rss_bytes() { return status_kb("VmHWM"); }
 
+bool reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+  f.flush();
+  return static_cast<bool>(f);
+}
+
 }  // namespace zotune

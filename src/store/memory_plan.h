@@ -105,5 +105,9 @@ const char* offload_name(Offload o);
 // This process's resident set now and at its peak (VmRSS / VmHWM), bytes.
 uint64_t current_rss_bytes();
 uint64_t peak_rss_bytes();
+// Sets the peak (VmHWM) back to the current resident set (Linux clear_refs 5),
+// so a measurement excludes what ran before, e.g. probe_machine's buffers.
+// Returns false where the kernel does not allow it.
+bool reset_peak_rss();
 
 }  // namespace zotune
