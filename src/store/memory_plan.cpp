@@ -128,28 +128,34 @@ MachineConstants probe_machine(const fs::path& disk_dir) {
     }
     m.mem_gbps = 2.0 * static_cast<double>(f32_bytes(n)) / best / 1e9;  // read + write
   }
-  if (!disk_dir.empty()) {  // write (fdatasync) and read back 128 MB, page cache dropped
-    const fs::path f = disk_dir / ".zotune-disk-probe";
+  if (!disk_dir.empty()) {
+    // Write (fdatasync) and read back 128 MB, page cache dropped, in a file of
+    // our own (O_EXCL, unique name). A directory we cannot write to leaves the
+    // assumed disk constants (disk_measured = false): an estimate, not an error.
+    const fs::path f = disk_dir / (".zotune-disk-probe-" + std::to_string(::getpid()));
     const std::size_t bytes = std::size_t{128} << 20;
     void* raw = std::aligned_alloc(kPage, bytes);
     if (!raw) throw std::bad_alloc();
     std::unique_ptr<void, void (*)(void*)> buf(raw, std::free);
     std::memset(raw, 1, bytes);
-    const int fd = ::open(f.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    check(fd >= 0, f.string(), ": cannot create the disk probe file: ", std::strerror(errno));
-    bool ok = true;
-    double t0 = now_s();
-    ok = ok && ::pwrite(fd, raw, bytes, 0) == static_cast<ssize_t>(bytes) && ::fdatasync(fd) == 0;
-    const double tw = now_s() - t0;
-    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    t0 = now_s();
-    ok = ok && ::pread(fd, raw, bytes, 0) == static_cast<ssize_t>(bytes);
-    const double tr = now_s() - t0;
-    ::close(fd);
-    ::unlink(f.c_str());
-    check(ok, f.string(), ": the disk probe failed: ", std::strerror(errno));
-    m.disk_write_gbps = static_cast<double>(bytes) / tw / 1e9;
-    m.disk_read_gbps = static_cast<double>(bytes) / tr / 1e9;
+    const int fd = ::open(f.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      bool ok = true;
+      double t0 = now_s();
+      ok = ok && ::pwrite(fd, raw, bytes, 0) == static_cast<ssize_t>(bytes) && ::fdatasync(fd) == 0;
+      const double tw = now_s() - t0;
+      ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+      t0 = now_s();
+      ok = ok && ::pread(fd, raw, bytes, 0) == static_cast<ssize_t>(bytes);
+      const double tr = now_s() - t0;
+      ::close(fd);
+      ::unlink(f.c_str());
+      if (ok && tw > 0 && tr > 0) {
+        m.disk_write_gbps = static_cast<double>(bytes) / tw / 1e9;
+        m.disk_read_gbps = static_cast<double>(bytes) / tr / 1e9;
+        m.disk_measured = true;
+      }
+    }
   }
   m.measured = true;
   return m;
@@ -163,6 +169,7 @@ MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const Mach
   MemoryPlan p;
   p.input = in;
   p.machine_measured = mc.measured;
+  p.disk_measured = mc.disk_measured;
   for (const auto& t : arch.tensors()) p.params += t.numel();
   const bool disk = in.offload == Offload::Disk;
   const bool lowbit = in.offload != Offload::None && in.storage_dtype != DType::F32;
@@ -294,7 +301,9 @@ std::string plan_table(const MemoryPlan& p) {
   char t[160];
   std::snprintf(t, sizeof t, "  time per step ~%.3g s (compute %.3g s, parameter pass %.3g s, disk %.3g s; %s)\n",
                 p.step_s, p.compute_s, p.param_pass_s, p.disk_s,
-                p.machine_measured ? "measured machine" : "assumed machine");
+                !p.machine_measured ? "assumed machine"
+                : p.input.offload == Offload::Disk && !p.disk_measured ? "measured machine, assumed disk"
+                                                                        : "measured machine");
   os << t;
   return os.str();
 }
@@ -314,6 +323,7 @@ Json plan_json(const MemoryPlan& p) {
   j["disk_bytes"] = p.disk_bytes;
   j["seconds"] = {{"compute", p.compute_s}, {"param_pass", p.param_pass_s}, {"disk", p.disk_s}, {"step", p.step_s}};
   j["machine_measured"] = p.machine_measured;
+  j["disk_measured"] = p.disk_measured;
   return j;
 }
 

@@ -53,11 +53,13 @@ struct MachineConstants {
   double disk_read_gbps = 0;    // block files, page cache bypassed
   double disk_write_gbps = 0;   // with fdatasync
   bool measured = false;        // false: assumed defaults, not probed
+  bool disk_measured = false;   // the disk figures were probed (else assumed)
 };
 
 // Conservative constants of a 2-core AVX-512 server, used without probing.
 MachineConstants assumed_machine_constants();
-// Probes this machine (~0.3 s; with `disk_dir`, + writing and reading ~128 MB there).
+// Probes this machine (~0.3 s; with `disk_dir`, + writing and reading ~128 MB
+// there when it can: disk_measured says whether it could).
 MachineConstants probe_machine(const std::filesystem::path& disk_dir = {});
 
 struct TierBytes {
@@ -76,6 +78,7 @@ struct MemoryPlan {
   double disk_s = 0;                // reading and writing every block once
   double step_s = 0;                // overlap: max(compute, disk) + param pass; else the sum
   bool machine_measured = false;
+  bool disk_measured = false;
 };
 
 // Overhead of a zotune process beyond the tiers above (binary, libraries,
