@@ -119,6 +119,17 @@ bool is_io_error(const std::exception_ptr& e) {
        " is intact)");
 }
 
+// A complete temp file replaces `path`: fdatasync, close, rename. `before_rename`
+// is the fault hook's last say (an errno to simulate, or 0).
+void commit_tmp(Fd& f, const fs::path& path, const fs::path& tmp, const std::function<int()>& before_rename) {
+  if (::fdatasync(f.fd) != 0) write_failed(path, "fdatasync", errno);
+  // Clean pages after fdatasync: dropping them keeps the page cache out of the figures.
+  ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
+  if (::close(std::exchange(f.fd, -1)) != 0) write_failed(path, "close", errno);
+  if (int e = before_rename()) write_failed(path, "rename", e);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) write_failed(path, "rename", errno);
+}
+
 }  // namespace
 
 uint8_t* PageBuffer::ensure(std::size_t bytes) {
@@ -446,13 +457,8 @@ void DiskStore::write_block(Stage& s, int64_t updates) {
     Fd f{open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, opt_.direct_io)};
     if (f.fd < 0) write_failed(path, "create", errno);
     if (int e = pwrite_all(f.fd, s.buf.data(), bytes, 0)) write_failed(path, "write", e);
-    if (::fdatasync(f.fd) != 0) write_failed(path, "fdatasync", errno);
-    // Clean pages after fdatasync: dropping them keeps the page cache out of the figures.
-    ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
-    if (::close(std::exchange(f.fd, -1)) != 0) write_failed(path, "close", errno);
+    commit_tmp(f, path, tmp, [&] { return inject(DiskIoPoint::BeforeRename, s.block); });
   }
-  if (int e = inject(DiskIoPoint::BeforeRename, s.block)) write_failed(path, "rename", e);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) write_failed(path, "rename", errno);
   std::lock_guard lk(mu_);
   io_totals_.written += bytes;
   io_totals_.write_s += seconds_since(t0);
@@ -482,11 +488,7 @@ void DiskStore::finish_rows(RowsWrite& w) {
     if (is_io_error(w.error)) ::unlink(tmp.c_str());
     std::rethrow_exception(std::exchange(w.error, nullptr));
   }
-  if (::fdatasync(f.fd) != 0) write_failed(path, "fdatasync", errno);
-  ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
-  if (::close(std::exchange(f.fd, -1)) != 0) write_failed(path, "close", errno);
-  if (int e = inject(DiskIoPoint::BeforeRename, w.unit)) write_failed(path, "rename", e);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) write_failed(path, "rename", errno);
+  commit_tmp(f, path, tmp, [&] { return inject(DiskIoPoint::BeforeRename, w.unit); });
   std::lock_guard lk(mu_);
   io_totals_.write_s += seconds_since(t0);
 }
@@ -829,16 +831,10 @@ void DiskStore::fold_counters() {
   io_folded_ = io_totals_;
 }
 
-void DiskStore::count_rng(int64_t n, const BlockWork& work) {
-  if (work.dist == kernels::ZDist::Ones) return;
-  counters_.rng_draws += static_cast<uint64_t>(n) * ((work.update ? 1 : 0) + (work.perturb ? 1 : 0));
-}
-
-DiskStore::Slot& DiskStore::slot_for(int block, bool minus) {
+DiskStore::Slot& DiskStore::slot_for(int block) {
   Slot* s = &ring_[static_cast<std::size_t>(ring_next_)];
   ring_next_ = (ring_next_ + 1) % opt_.resident_blocks;
-  blocks::ensure(s->plus, block_numel(block));
-  if (minus) blocks::ensure(s->minus, block_numel(block));
+  blocks::ensure(s->w, block_numel(block));
   slot_of_[static_cast<std::size_t>(block)] = s;
   return *s;
 }
@@ -864,47 +860,29 @@ void DiskStore::acquire(int block, const BlockWork& work) {
   held_[bi] = st;
   uint8_t* payload = st->buf.data() + kPage;
   const auto& table = arch_.tensors();
-  // Lean (two-sided perturbation): one fp32 copy per resident block, W+ now and
-  // W- in switch_to_minus() from the staged values, which stay held until then.
-  const bool lean = work.perturb && !work.one_sided;
-  if (lowbit_) {
-    // fp32 copies always: the model reads fp32 (one copy serves both passes when unperturbed).
-    Slot& slot = slot_for(block, work.perturb && work.one_sided);
-    for (int id : block_tensors_[bi]) {
-      const auto ii = static_cast<std::size_t>(id);
-      const int64_t off = tensor_offset_[ii], n = table[ii].numel();
-      const kernels::ZoUpdate upd = update_of(id, work);
-      const kernels::ZoPerturb pert = perturb_of(work);
-      float* plus = slot.plus.data() + off;
-      float* minus = plus;
-      float* out_w = plus;
-      if (work.perturb) {
-        minus = work.one_sided ? slot.minus.data() + off : nullptr;
-        out_w = minus;  // one-sided: the minus pass runs on θ itself
-      }
-      kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt_, work.dist, upd, pert, 0, n,
-                                        reinterpret_cast<uint16_t*>(payload) + off, pert.active ? plus : nullptr,
-                                        nullptr, out_w);
-      count_rng(n, work);
-      if (upd.active) counters_.rounding_draws += static_cast<uint64_t>(n);
-      plus_[ii] = plus;
-      minus_[ii] = minus;
+  // Lean: one fp32 copy per resident block, W+ now and W- in switch_to_minus()
+  // from the staged values, which stay held until then. (fp32 one-sided needs
+  // no second pass: its minus() is the staged θ.)
+  const bool lean = work.perturb && (lowbit_ || !work.one_sided);
+  Slot* slot = lowbit_ || work.perturb ? &slot_for(block) : nullptr;
+  for (int id : block_tensors_[bi]) {
+    const auto ii = static_cast<std::size_t>(id);
+    const int64_t off = tensor_offset_[ii];
+    if (lowbit_) {  // fp32 copies always: the model reads fp32
+      float* w = slot->w.data() + off;
+      lowbit_first(id, fmt_, work, reinterpret_cast<uint16_t*>(payload) + off, w);
+      plus_[ii] = w;
+      minus_[ii] = work.perturb ? nullptr : w;
+    } else {
+      apply_fp32_work(id, work, reinterpret_cast<float*>(payload) + off, work.perturb ? slot->w.data() + off : nullptr,
+                      nullptr);
+      if (lean) minus_[ii] = nullptr;
+      count_rng(table[ii].numel(), work);
     }
-    st->holds_pointers = lean;
-  } else {
-    Slot* slot = work.perturb ? &slot_for(block, false) : nullptr;
-    auto* weights = reinterpret_cast<float*>(payload);
-    for (int id : block_tensors_[bi]) {
-      const int64_t off = tensor_offset_[static_cast<std::size_t>(id)];
-      float* plus = work.perturb ? slot->plus.data() + off : nullptr;
-      apply_fp32_work(id, work, weights + off, plus, nullptr);
-      if (lean) minus_[static_cast<std::size_t>(id)] = nullptr;
-      count_rng(table[static_cast<std::size_t>(id)].numel(), work);
-    }
-    // plus()/minus() point into the stage when unperturbed, minus() when
-    // one-sided; lean keeps it for W-.
-    st->holds_pointers = true;
   }
+  // fp32: plus()/minus() point into the stage when unperturbed, minus() when
+  // one-sided; lean keeps it for W-.
+  st->holds_pointers = lean || !lowbit_;
   lean_block_ = lean ? block : -1;
   lean_work_ = work;
   if (work.update) {
@@ -929,25 +907,26 @@ void DiskStore::switch_to_minus(int block) {
   Stage* st = held_[bi];
   check(st != nullptr && slot_of_[bi] != nullptr, "disk tier: block ", block, " is not resident");
   uint8_t* payload = st->buf.data() + kPage;
-  float* slot = slot_of_[bi]->plus.data();
-  // W- = θ - eps z as the perturbation with -eps (exact: x + (-a) == x - a),
-  // θ being the staged value after this step's update.
-  kernels::ZoPerturb pert = perturb_of(lean_work_);
-  pert.eps = -pert.eps;
-  BlockWork redo;
-  redo.dist = lean_work_.dist;
-  redo.perturb = true;
+  float* slot = slot_of_[bi]->w.data();
   const auto& table = arch_.tensors();
   for (int id : block_tensors_[bi]) {
     const auto ii = static_cast<std::size_t>(id);
-    const int64_t off = tensor_offset_[ii], n = table[ii].numel();
-    if (lowbit_)
-      kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt_, lean_work_.dist, kernels::ZoUpdate{}, pert, 0,
-                                        n, reinterpret_cast<uint16_t*>(payload) + off, slot + off, nullptr, nullptr);
-    else
+    const int64_t off = tensor_offset_[ii];
+    if (lowbit_) {
+      lowbit_minus(id, fmt_, lean_work_, reinterpret_cast<uint16_t*>(payload) + off, slot + off);
+    } else {
+      // W- = θ - eps z as the perturbation with -eps (exact: x + (-a) == x - a),
+      // θ being the staged value after this step's update.
+      kernels::ZoPerturb pert = perturb_of(lean_work_);
+      pert.eps = -pert.eps;
+      const int64_t n = table[ii].numel();
       kernels::zo_update_perturb(static_cast<uint32_t>(id), lean_work_.dist, kernels::ZoUpdate{}, pert, 0, n,
                                  reinterpret_cast<float*>(payload) + off, slot + off, nullptr);
-    count_rng(n, redo);
+      BlockWork drawn;
+      drawn.dist = lean_work_.dist;
+      drawn.perturb = true;
+      count_rng(n, drawn);
+    }
     plus_[ii] = nullptr;
     minus_[ii] = slot + off;
   }

@@ -46,7 +46,6 @@
 //   working   resident_blocks ring slots of one fp32 copy of a block: the
 //             tier is lean (ParamStore::switch_to_minus), W+ for the plus
 //             pass, then W- from the still-staged values for the minus pass
-//             (one-sided runs keep a second copy for the 16-bit formats)
 //   streaming 3 chunk I/O buffers of chunk_rows * cols * E + 2 pages, and W+,
 //             W- (and, 16-bit, θ) fp32 chunk copies of chunk_rows * cols
 // Files are read and written with O_DIRECT (buffers and sizes are page
@@ -196,7 +195,7 @@ class DiskStore final : public ParamStore {
     RowsWrite* rows = nullptr;
   };
   struct Slot {
-    AlignedBuffer<float> plus, minus;
+    AlignedBuffer<float> w;  // the resident block's one fp32 copy (W+, then W-; or θ)
   };
 
   DiskStore(const Architecture& arch, DiskStoreOptions opt, bool);
@@ -233,8 +232,7 @@ class DiskStore final : public ParamStore {
   void drain(std::unique_lock<std::mutex>& lk) const;
   void rethrow_io_error();
   void fold_counters();
-  void count_rng(int64_t n, const BlockWork& work);
-  Slot& slot_for(int block, bool minus);
+  Slot& slot_for(int block);
   int lean_block_ = -1;  // block whose W- switch_to_minus() still has to write
   BlockWork lean_work_;
 

@@ -55,16 +55,11 @@ void LowBitRamStore::acquire(int block, const BlockWork& work) {
   int64_t offset = 0;
   for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
     const int64_t n = table[static_cast<std::size_t>(id)].numel();
-    const kernels::ZoUpdate upd = update_of(id, work);
-    const kernels::ZoPerturb pert = perturb_of(work);
     float* w = slot + offset;
-    kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt_, work.dist, upd, pert, 0, n,
-                                      weights_[static_cast<std::size_t>(id)].data(), pert.active ? w : nullptr,
-                                      nullptr, pert.active ? nullptr : w);
-    count_pass(n, work, sizeof(uint16_t));
-    if (upd.active) counters_.rounding_draws += static_cast<uint64_t>(n);
+    lowbit_first(id, fmt_, work, weights_[static_cast<std::size_t>(id)].data(), w);
+    count_bytes(n, work, sizeof(uint16_t));
     plus_[static_cast<std::size_t>(id)] = w;
-    minus_[static_cast<std::size_t>(id)] = pert.active ? nullptr : w;
+    minus_[static_cast<std::size_t>(id)] = work.perturb ? nullptr : w;
     offset += n;
   }
 }
@@ -72,23 +67,12 @@ void LowBitRamStore::acquire(int block, const BlockWork& work) {
 void LowBitRamStore::switch_to_minus(int block) {
   if (!work_.perturb) return;
   const auto& table = arch_.tensors();
-  float* slot = slot_.data();
-  // W- = stored - eps z: the perturbation with -eps (exact: x + (-a) == x - a).
-  // One-sided: the minus pass runs on the stored value itself.
-  kernels::ZoPerturb pert = perturb_of(work_);
-  pert.eps = -pert.eps;
-  BlockWork redo;
-  redo.dist = work_.dist;
-  redo.perturb = !work_.one_sided;
   int64_t offset = 0;
   for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
     const int64_t n = table[static_cast<std::size_t>(id)].numel();
-    float* w = slot + offset;
-    kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt_, work_.dist, kernels::ZoUpdate{},
-                                      work_.one_sided ? kernels::ZoPerturb{} : pert, 0, n,
-                                      weights_[static_cast<std::size_t>(id)].data(), work_.one_sided ? nullptr : w,
-                                      nullptr, work_.one_sided ? w : nullptr);
-    count_pass(n, redo, sizeof(uint16_t));
+    float* w = slot_.data() + offset;
+    lowbit_minus(id, fmt_, work_, weights_[static_cast<std::size_t>(id)].data(), w);
+    count_bytes(n, BlockWork{}, sizeof(uint16_t));
     plus_[static_cast<std::size_t>(id)] = nullptr;
     minus_[static_cast<std::size_t>(id)] = w;
     offset += n;

@@ -53,12 +53,43 @@ ParamStore::StreamShape ParamStore::stream_shape(int id, int64_t chunk_rows) con
   return {rows, cols, std::min(chunk_rows, rows) * cols};
 }
 
-void ParamStore::count_pass(int64_t n, const BlockWork& work, std::size_t stored_bytes) {
-  const auto un = static_cast<uint64_t>(n);
+void ParamStore::count_rng(int64_t n, const BlockWork& work) {
   if (work.dist != kernels::ZDist::Ones)
-    counters_.rng_draws += un * ((work.update ? 1 : 0) + (work.perturb ? 1 : 0));
+    counters_.rng_draws += static_cast<uint64_t>(n) * ((work.update ? 1 : 0) + (work.perturb ? 1 : 0));
+}
+
+void ParamStore::count_bytes(int64_t n, const BlockWork& work, std::size_t stored_bytes) {
+  const auto un = static_cast<uint64_t>(n);
   counters_.param_bytes_read += un * stored_bytes;
   if (work.update) counters_.param_bytes_written += un * stored_bytes;
+}
+
+void ParamStore::lowbit_first(int id, kernels::LowBitFormat fmt, const BlockWork& work, uint16_t* stored, float* w) {
+  const int64_t n = arch_.tensors()[static_cast<std::size_t>(id)].numel();
+  const kernels::ZoUpdate upd = update_of(id, work);
+  const kernels::ZoPerturb pert = perturb_of(work);
+  kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt, work.dist, upd, pert, 0, n, stored,
+                                    pert.active ? w : nullptr, nullptr, pert.active ? nullptr : w);
+  count_rng(n, work);
+  if (upd.active) counters_.rounding_draws += static_cast<uint64_t>(n);
+}
+
+void ParamStore::lowbit_minus(int id, kernels::LowBitFormat fmt, const BlockWork& work, uint16_t* stored, float* w) {
+  const int64_t n = arch_.tensors()[static_cast<std::size_t>(id)].numel();
+  if (work.one_sided) {  // θ: an upcast, nothing drawn
+    kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt, work.dist, {}, {}, 0, n, stored, nullptr,
+                                      nullptr, w);
+    return;
+  }
+  // The perturbation with -eps: exact, x + (-a) == x - a.
+  kernels::ZoPerturb pert = perturb_of(work);
+  pert.eps = -pert.eps;
+  kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt, work.dist, {}, pert, 0, n, stored, w, nullptr,
+                                    nullptr);
+  BlockWork drawn;
+  drawn.dist = work.dist;
+  drawn.perturb = true;
+  count_rng(n, drawn);
 }
 
 void ParamStore::apply_fp32_work(int id, const BlockWork& work, float* w, float* plus, float* minus) {

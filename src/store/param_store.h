@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/zo_kernels.h"
+#include "kernels/zo_lowbit.h"
 #include "model/architecture.h"
 
 namespace zotune {
@@ -129,8 +130,21 @@ class ParamStore {
     int64_t rows, cols, chunk_elems;
   };
   StreamShape stream_shape(int id, int64_t chunk_rows) const;
-  // rng/bytes counters of one fused pass over n elements.
-  void count_pass(int64_t n, const BlockWork& work, std::size_t stored_bytes);
+  // Counters of one fused pass over n elements: z draws, stored bytes read
+  // (and written back when updating), or both.
+  void count_rng(int64_t n, const BlockWork& work);
+  void count_bytes(int64_t n, const BlockWork& work, std::size_t stored_bytes);
+  void count_pass(int64_t n, const BlockWork& work, std::size_t stored_bytes) {
+    count_rng(n, work);
+    count_bytes(n, work, stored_bytes);
+  }
+  // The lean 16-bit tiers' two passes over tensor `id` stored as `stored` into
+  // its one fp32 copy `w` (counting z and rounding draws; bytes are the
+  // caller's). First: the update, rounded back stochastically, then W+ — or θ
+  // when not perturbed. Minus (after the plus pass): W- = θ - eps z from the
+  // stored value, or θ itself when one-sided.
+  void lowbit_first(int id, kernels::LowBitFormat fmt, const BlockWork& work, uint16_t* stored, float* w);
+  void lowbit_minus(int id, kernels::LowBitFormat fmt, const BlockWork& work, uint16_t* stored, float* w);
 
   const Architecture& arch_;
   std::vector<const float*> plus_, minus_;
