@@ -40,11 +40,6 @@ kernels::ZoUpdate ParamStore::update_of(int id, const BlockWork& work) const {
   return {true, work.update->seed, work.update->lr, work.update->grad, spec.decays() ? work.weight_decay : 0.0f};
 }
 
-kernels::ZoPerturb ParamStore::perturb_of(const BlockWork& work) const {
-  if (!work.perturb) return {};
-  return {true, work.seed, work.eps};
-}
-
 ParamStore::StreamShape ParamStore::stream_shape(int id, int64_t chunk_rows) const {
   const auto& spec = arch_.tensors()[static_cast<std::size_t>(id)];
   check(streamed(id), "stream_rows: ", spec.name, " is not a streamed tensor");

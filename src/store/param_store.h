@@ -33,6 +33,11 @@ struct BlockWork {
   float weight_decay = 0;               // for tensors whose role decays
 };
 
+// The perturbation kernel argument of `work` (inactive when it does not perturb).
+inline kernels::ZoPerturb perturb_of(const BlockWork& work) {
+  return work.perturb ? kernels::ZoPerturb{true, work.seed, work.eps} : kernels::ZoPerturb{};
+}
+
 // Work done on parameter memory, for the bench report.
 struct StoreCounters {
   uint64_t param_bytes_read = 0;
@@ -123,7 +128,6 @@ class ParamStore {
   void apply_fp32_work(int id, const BlockWork& work, float* w, float* plus, float* minus);
   // The kernel arguments of `work` for tensor `id` (weight decay by role).
   kernels::ZoUpdate update_of(int id, const BlockWork& work) const;
-  kernels::ZoPerturb perturb_of(const BlockWork& work) const;
   // [rows, cols] of streamed tensor `id` and the elements of its largest chunk
   // (checks chunk_rows).
   struct StreamShape {

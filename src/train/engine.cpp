@@ -62,8 +62,7 @@ void ZoEngine::acquire_block(int b, const BlockWork& work) {
   float* rm = blocks::ensure(rows_minus_, std::max<int64_t>(U, 1) * C);
   BlockWork upd = work;
   upd.perturb = false;
-  kernels::ZoPerturb pert;
-  if (work.perturb) pert = {true, work.seed, work.eps};
+  const kernels::ZoPerturb pert = perturb_of(work);
   std::size_t k = 0;
   store_.stream_rows(emb, upd, stream_chunk_rows(C, 0, spec.shape[0]), [&](const RowChunk& c) {
     for (; k < tokens_.size() && tokens_[k] < c.row0 + c.rows; ++k) {
