@@ -7,6 +7,16 @@
 
 namespace zotune {
 
+DiskStoreOptions disk_store_options(const StoreOptions& opt) {
+  DiskStoreOptions d;
+  d.work_dir = opt.work_dir;
+  d.resident_blocks = opt.resident_blocks;
+  d.overlap = opt.overlap;
+  d.initial_updates = opt.initial_updates;
+  d.storage_dtype = opt.storage_dtype;
+  return d;
+}
+
 std::unique_ptr<ParamStore> make_store(const Architecture& arch, const Checkpoint& ckpt, const StoreOptions& opt) {
   if (opt.offload == Offload::None || (opt.offload == Offload::Ram && opt.storage_dtype == DType::F32)) {
     check(opt.storage_dtype == DType::F32, "--offload none keeps fp32 weights; use --offload ram for --storage-dtype ",
@@ -14,7 +24,7 @@ std::unique_ptr<ParamStore> make_store(const Architecture& arch, const Checkpoin
     return std::make_unique<RamStore>(arch, ckpt);
   }
   if (opt.offload == Offload::Disk) {
-    DiskStoreOptions d{opt.work_dir, opt.resident_blocks, opt.overlap, true, opt.initial_updates, {}, opt.storage_dtype};
+    DiskStoreOptions d = disk_store_options(opt);
     if (opt.resume_step && DiskStore::has_working_copy(opt.work_dir)) {
       auto s = DiskStore::open_existing(arch, d);
       for (int u = 0; u < s->num_units(); ++u)

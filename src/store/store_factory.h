@@ -33,6 +33,10 @@ struct StoreOptions {
   std::optional<int64_t> resume_step;
 };
 
+struct DiskStoreOptions;
+// The disk tier's options from the CLI-level ones (make_store and the trainer's resume).
+DiskStoreOptions disk_store_options(const StoreOptions& opt);
+
 std::unique_ptr<ParamStore> make_store(const Architecture& arch, const Checkpoint& ckpt, const StoreOptions& opt);
 
 }  // namespace zotune

@@ -185,12 +185,7 @@ void Trainer::load_starting_weights() {
           ", beyond --steps ", opt_.steps);
     start_step_ = static_cast<int64_t>(log.records.size());
     resumed_records_ = log.records;
-    DiskStoreOptions d;
-    d.work_dir = opt_.store.work_dir;
-    d.resident_blocks = opt_.store.resident_blocks;
-    d.overlap = opt_.store.overlap;
-    d.storage_dtype = opt_.store.storage_dtype;
-    auto disk = DiskStore::open_existing(*arch_, d);
+    auto disk = DiskStore::open_existing(*arch_, disk_store_options(opt_.store));
     disk->catch_up(opt_.mezo.dist, opt_.mezo.weight_decay, resumed_records_);
     store_ = std::move(disk);
     ckpt_ = std::make_unique<Checkpoint>(base_model_);
