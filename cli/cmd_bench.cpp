@@ -56,14 +56,7 @@ void run_bench(const BenchArgs& a) {
   Checkpoint ckpt(a.model);
   StoreOptions so = a.store;
   apply_store_options(a.offload, a.storage_dtype, a.overlap, so);
-  PlanInput plan_in;
-  plan_in.batch = a.batch;
-  plan_in.seq_len = a.seq_len;
-  plan_in.offload = so.offload;
-  plan_in.storage_dtype = so.storage_dtype;
-  plan_in.resident_blocks = so.resident_blocks;
-  plan_in.overlap = so.overlap;
-  plan_in.threads = compute_threads();
+  PlanInput plan_in = plan_input(so, a.batch, a.seq_len, compute_threads());
   // The plan's time estimate from this machine's constants (probed in ~0.5 s,
   // the disk where the working copy goes included), as --dry-run does.
   std::filesystem::path probe_dir = a.work_dir.empty() ? std::filesystem::temp_directory_path()
@@ -79,9 +72,7 @@ void run_bench(const BenchArgs& a) {
     std::fprintf(stderr, "zotune bench: --memory-budget: %s\n", choice.why.c_str());
     if (!choice.fits) fail("--memory-budget: ", choice.why);
     plan_in = choice.plan.input;
-    so.offload = plan_in.offload;
-    so.storage_dtype = plan_in.storage_dtype;
-    so.resident_blocks = plan_in.resident_blocks;
+    apply_plan_tier(plan_in, so);
   }
   const MemoryPlan plan = plan_memory(*arch, plan_in, mc);
   std::filesystem::path tmp_work;

@@ -81,6 +81,24 @@ const char* offload_name(Offload o) {
   return "?";
 }
 
+PlanInput plan_input(const StoreOptions& so, int64_t batch, int64_t seq_len, int threads) {
+  PlanInput in;
+  in.batch = batch;
+  in.seq_len = seq_len;
+  in.offload = so.offload;
+  in.storage_dtype = so.storage_dtype;
+  in.resident_blocks = so.resident_blocks;
+  in.overlap = so.overlap;
+  in.threads = threads;
+  return in;
+}
+
+void apply_plan_tier(const PlanInput& chosen, StoreOptions& so) {
+  so.offload = chosen.offload;
+  so.storage_dtype = chosen.storage_dtype;
+  so.resident_blocks = chosen.resident_blocks;
+}
+
 MachineConstants assumed_machine_constants() {
   MachineConstants m;
   m.gemm_gflops = 100;

@@ -45,6 +45,11 @@ struct PlanInput {
   std::optional<DType> input_dtype;
 };
 
+// The plan input of a run with tier options `so` (threads: the compute threads),
+// and the tier a plan chose written back into `so`.
+PlanInput plan_input(const StoreOptions& so, int64_t batch, int64_t seq_len, int threads);
+void apply_plan_tier(const PlanInput& chosen, StoreOptions& so);
+
 // Machine constants for the time estimate.
 struct MachineConstants {
   double gemm_gflops = 0;       // fp32 sgemm

@@ -401,14 +401,7 @@ int Trainer::run() {
   if (opt_.dry_run || opt_.memory_budget > 0) {
     // The plan needs only config.json: --dry-run works on a directory without weights.
     auto arch = load_architecture(opt_.model);
-    PlanInput in;
-    in.batch = opt_.batch_size;
-    in.seq_len = opt_.max_length;
-    in.offload = opt_.store.offload;
-    in.storage_dtype = opt_.store.storage_dtype;
-    in.resident_blocks = opt_.store.resident_blocks;
-    in.overlap = opt_.store.overlap;
-    in.threads = compute_threads();
+    const PlanInput in = plan_input(opt_.store, opt_.batch_size, opt_.max_length, compute_threads());
     // --dry-run estimates time from this machine's measured sgemm rate, ZO pass
     // and memory bandwidth, and for the disk tier the bandwidth of the disk the
     // working copy would go to (~0.5 s); choosing a tier needs sizes only.
@@ -430,9 +423,7 @@ int Trainer::run() {
       std::fprintf(stderr, "zotune train: --memory-budget: %s\n", choice.why.c_str());
       if (!choice.fits && !opt_.dry_run) fail("--memory-budget: ", choice.why);
       plan = choice.plan;
-      opt_.store.offload = plan.input.offload;
-      opt_.store.storage_dtype = plan.input.storage_dtype;
-      opt_.store.resident_blocks = plan.input.resident_blocks;
+      apply_plan_tier(plan.input, opt_.store);
     } else {
       plan = plan_memory(*arch, in, mc);
     }
