@@ -31,6 +31,7 @@ void register_all(CLI::App& app) {
   register_bench(app);
   register_train(app);
   register_replay(app);
+  register_eval(app);
 }
 
 void add_store_options(CLI::App& cmd, std::string& offload, std::string& storage_dtype, int& resident_blocks,

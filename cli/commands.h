@@ -33,5 +33,6 @@ void register_tokenize(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_train(CLI::App& app);
 void register_replay(CLI::App& app);
+void register_eval(CLI::App& app);
 
 }  // namespace zotune::cli

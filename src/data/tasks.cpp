@@ -56,59 +56,51 @@ class Fields {
   const Json& r_;
 };
 
-// MeZO's encode_prompt() string handling for one record with no demonstrations.
-TaskExample classification(const Fields& f, const std::string& encoded, const std::vector<std::string>& verbalized,
-                           std::vector<int32_t> correct) {
-  const std::string_view head = strip_spaces(encoded);
-  TaskExample ex;
-  ex.objective = Objective::Classification;
-  ex.prompt = std::string(py_lstrip(head));
-  for (std::size_t k = 0; k < verbalized.size(); ++k) {
-    const std::string_view full = strip_spaces(verbalized[k]);
-    if (!full.starts_with(head)) f.bad("candidates", "give a text that does not extend the prompt (candidate " + std::to_string(k) + ")");
-    ex.candidates.emplace_back(full.substr(head.size()));
+// A classification template's strings: the prompt, one verbalization per
+// candidate, the gold one as the demonstration, and the SFC prompts.
+TaskRender classification(std::string encoded, std::vector<std::string> verbalized, std::vector<int32_t> correct,
+                          std::string sfc_encoded, std::vector<std::string> sfc_verbalized) {
+  TaskRender r;
+  r.objective = Objective::Classification;
+  r.encoded = std::move(encoded);
+  r.verbalized = std::move(verbalized);
+  r.demo = r.verbalized[static_cast<std::size_t>(correct[0])];
+  r.correct = std::move(correct);
+  r.sfc_encoded = std::move(sfc_encoded);
+  r.sfc_verbalized = std::move(sfc_verbalized);
+  return r;
+}
+
+// Candidates that are the template's prompt followed by a label word; the SFC
+// prompt is empty and its candidates are the bare words.
+TaskRender verbalizer_task(const std::string& encoded, std::initializer_list<const char*> words, int32_t label) {
+  std::vector<std::string> verbalized, bare;
+  for (const char* w : words) {
+    verbalized.push_back(encoded + w);
+    bare.emplace_back(w);
   }
-  ex.correct = std::move(correct);
-  return ex;
+  return classification(encoded, std::move(verbalized), {label}, "", std::move(bare));
 }
 
-TaskExample completion(const Fields& f, const std::string& encoded, const std::string& verbalized) {
-  const std::string_view head = strip_spaces(encoded);
-  const std::string_view full = strip_spaces(verbalized);
-  if (!full.starts_with(head)) f.bad("answers", "give a text that does not extend the prompt");
-  TaskExample ex;
-  ex.objective = Objective::Completion;
-  ex.prompt = std::string(py_lstrip(head));
-  ex.completion = std::string(full.substr(head.size()));
-  return ex;
-}
-
-// Candidates that are the template's prompt followed by a label word.
-TaskExample verbalizer_task(const Fields& f, const std::string& encoded, std::initializer_list<const char*> words,
-                            int32_t label) {
-  std::vector<std::string> verbalized;
-  for (const char* w : words) verbalized.push_back(encoded + w);
-  return classification(f, encoded, verbalized, {label});
-}
-
-TaskExample sst2(const Fields& f) {
+TaskRender sst2(const Fields& f) {
   const std::string text(py_strip(f.str("sentence")));
   const int32_t label = f.label("label", 2);
-  return classification(f, text + " It was", {text + " It was terrible", text + " It was great"}, {label});
+  return classification(text + " It was", {text + " It was terrible", text + " It was great"}, {label}, " It was",
+                        {" It was terrible", " It was great"});
 }
 
-TaskExample rte(const Fields& f) {
+TaskRender rte(const Fields& f) {
   const std::string e = f.str("premise") + "\nDoes this mean that \"" + f.str("hypothesis") + "\" is true? Yes or No?\n";
-  return verbalizer_task(f, e, {"Yes", "No"}, f.label("label", 2));
+  return verbalizer_task(e, {"Yes", "No"}, f.label("label", 2));
 }
 
-TaskExample cb(const Fields& f) {
+TaskRender cb(const Fields& f) {
   const std::string e =
       "Suppose " + f.str("premise") + " Can we infer that \"" + f.str("hypothesis") + "\"? Yes, No, or Maybe?\n";
-  return verbalizer_task(f, e, {"Yes", "No", "Maybe"}, f.label("label", 3));
+  return verbalizer_task(e, {"Yes", "No", "Maybe"}, f.label("label", 3));
 }
 
-TaskExample boolq(const Fields& f) {
+TaskRender boolq(const Fields& f) {
   std::string question = f.str("question");
   if (question.empty()) f.bad("question", "is empty");
   if (!question.ends_with('?')) question += '?';
@@ -122,26 +114,26 @@ TaskExample boolq(const Fields& f) {
     yes = f.label("label", 2) == 1;
   }
   const std::string e = f.str("passage") + " " + question + "\n";
-  return verbalizer_task(f, e, {"Yes", "No"}, yes ? 0 : 1);
+  return verbalizer_task(e, {"Yes", "No"}, yes ? 0 : 1);
 }
 
-TaskExample wsc(const Fields& f) {
+TaskRender wsc(const Fields& f) {
   const std::string e = f.str("text") + "\nIn the previous sentence, does the pronoun \"" +
                         data::py_lower(f.str("span2_text")) + "\" refer to " + f.str("span1_text") +
                         "? Yes or No?\n";
-  return verbalizer_task(f, e, {"No", "Yes"}, f.label("label", 2));
+  return verbalizer_task(e, {"No", "Yes"}, f.label("label", 2));
 }
 
-TaskExample wic(const Fields& f) {
+TaskRender wic(const Fields& f) {
   const std::string e = "Does the word \"" + f.str("word") + "\" have the same meaning in these two sentences? Yes, No?\n" +
                         f.str("sentence1") + "\n" + f.str("sentence2") + "\n";
-  return verbalizer_task(f, e, {"No", "Yes"}, f.label("label", 2));
+  return verbalizer_task(e, {"No", "Yes"}, f.label("label", 2));
 }
 
-TaskExample multirc(const Fields& f) {
+TaskRender multirc(const Fields& f) {
   const std::string e = f.str("paragraph") + "\nQuestion: " + f.str("question") + "\nI found this answer \"" +
                         f.str("answer") + "\". Is that correct? Yes or No?\n";
-  return verbalizer_task(f, e, {"No", "Yes"}, f.label("label", 2));
+  return verbalizer_task(e, {"No", "Yes"}, f.label("label", 2));
 }
 
 // MeZO's CopaTemplate with capitalization "correct": the candidate's first
@@ -153,21 +145,23 @@ std::string copa_candidate(const std::string& c) {
   return (first == "I" ? first : data::py_lower(first)) + rest;
 }
 
-TaskExample copa(const Fields& f) {
+TaskRender copa(const Fields& f) {
   std::string premise(py_rstrip(f.str("premise")));
   if (premise.ends_with('.')) premise.pop_back();
   const std::string question = f.str("question");
   const char* conjunction = question == "effect" ? " so " : question == "cause" ? " because " : nullptr;
   if (!conjunction) f.bad("question", "must be \"cause\" or \"effect\", got \"" + question + "\"");
   const std::string prompt = premise + conjunction;
-  return classification(f, prompt,
-                        {prompt + copa_candidate(f.str("choice1")), prompt + copa_candidate(f.str("choice2"))},
-                        {f.label("label", 2)});
+  const std::string sfc(py_strip(conjunction));
+  const std::string c1 = copa_candidate(f.str("choice1")), c2 = copa_candidate(f.str("choice2"));
+  return classification(prompt, {prompt + c1, prompt + c2}, {f.label("label", 2)}, sfc,
+                        {sfc + " " + c1, sfc + " " + c2});
 }
 
 // MeZO's default ReCoRD template (ReCoRDTemplateGPT3): highlights become a
-// dash list and each candidate is the query with the entity filled in.
-TaskExample record(const Fields& f) {
+// dash list and each candidate is the query with the entity filled in. The
+// demonstration fills in the first answer.
+TaskRender record(const Fields& f) {
   const std::string passage = data::replace_all(f.str("passage"), "@highlight\n", "- ");
   const std::string query = f.str("query");
   const std::vector<std::string> entities = f.strings(f.get("entities"), "entities");
@@ -181,35 +175,52 @@ TaskExample record(const Fields& f) {
     const auto k = static_cast<int32_t>(it - entities.begin());
     if (std::find(correct.begin(), correct.end(), k) == correct.end()) correct.push_back(k);
   }
-  std::vector<std::string> verbalized;
-  for (const std::string& e : entities) verbalized.push_back(passage + "\n- " + data::replace_all(query, "@placeholder", e));
-  return classification(f, passage + "\n-", verbalized, std::move(correct));
+  std::vector<std::string> verbalized, sfc;
+  for (const std::string& e : entities) {
+    const std::string filled = data::replace_all(query, "@placeholder", e);
+    verbalized.push_back(passage + "\n- " + filled);
+    sfc.push_back("- " + filled);
+  }
+  TaskRender r = classification(passage + "\n-", std::move(verbalized), std::move(correct), "-", std::move(sfc));
+  r.demo = passage + "\n- " + data::replace_all(query, "@placeholder", answers[0]);
+  r.answers = answers;
+  return r;
 }
 
-std::string first_answer(const Fields& f, const char* outer, const char* inner) {
+std::vector<std::string> all_answers(const Fields& f, const char* outer, const char* inner) {
   const Json& o = f.get(outer);
   const std::string what = std::string(outer) + "." + inner;
   if (!o.is_object() || !o.contains(inner)) f.bad(what, "is missing");
-  const std::vector<std::string> answers = f.strings(o[inner], what);
+  std::vector<std::string> answers = f.strings(o[inner], what);
   if (answers.empty()) f.bad(what, "is empty");
-  return answers[0];
+  return answers;
 }
 
-TaskExample squad(const Fields& f) {
-  const std::string e = "Title: " + f.str("title") + "\nContext: " + f.str("context") +
-                        "\nQuestion: " + std::string(py_strip(f.str("question"))) + "\nAnswer:";
-  return completion(f, e, e + " " + first_answer(f, "answers", "text") + "\n");
+// Generation: the gold verbalization is the prompt, " ", the first answer, "\n".
+TaskRender completion(std::string encoded, std::vector<std::string> answers) {
+  TaskRender r;
+  r.objective = Objective::Completion;
+  r.encoded = std::move(encoded);
+  r.demo = r.encoded + " " + answers[0] + "\n";
+  r.answers = std::move(answers);
+  return r;
 }
 
-TaskExample drop(const Fields& f) {
-  const std::string e =
-      "Passage: " + f.str("passage") + "\nQuestion: " + std::string(py_strip(f.str("question"))) + "\nAnswer:";
-  return completion(f, e, e + " " + first_answer(f, "answers_spans", "spans") + "\n");
+TaskRender squad(const Fields& f) {
+  return completion("Title: " + f.str("title") + "\nContext: " + f.str("context") +
+                        "\nQuestion: " + std::string(py_strip(f.str("question"))) + "\nAnswer:",
+                    all_answers(f, "answers", "text"));
+}
+
+TaskRender drop(const Fields& f) {
+  return completion("Passage: " + f.str("passage") + "\nQuestion: " + std::string(py_strip(f.str("question"))) +
+                        "\nAnswer:",
+                    all_answers(f, "answers_spans", "spans"));
 }
 
 struct Task {
   std::string_view name;
-  TaskExample (*make)(const Fields&);
+  TaskRender (*make)(const Fields&);
 };
 constexpr std::array<Task, 11> kTasks{{{"sst2", sst2},
                                        {"rte", rte},
@@ -243,13 +254,46 @@ std::string canonical_task_name(std::string_view name) {
   return {};
 }
 
-TaskExample apply_task(std::string_view task, const Json& record) {
+TaskRender render_task(std::string_view task, const Json& record) {
   const std::string name = canonical_task_name(task);
   for (const Task& t : kTasks)
     if (t.name == name) return t.make(Fields(t.name, record));
   std::string known;
   for (std::string_view n : kNames) known += (known.empty() ? "" : ", ") + std::string(n);
   fail("unknown task '", task, "' (known: ", known, ")");
+}
+
+TaskExample split_candidates(std::string_view task, const std::string& encoded,
+                             const std::vector<std::string>& verbalized, bool lstrip_prompt) {
+  const std::string_view head = strip_spaces(encoded);
+  TaskExample ex;
+  ex.objective = Objective::Classification;
+  ex.prompt = std::string(lstrip_prompt ? py_lstrip(head) : head);
+  for (std::size_t k = 0; k < verbalized.size(); ++k) {
+    const std::string_view full = strip_spaces(verbalized[k]);
+    if (!full.starts_with(head))
+      fail("task ", task, ": field 'candidates' gives a text that does not extend the prompt (candidate ", k, ")");
+    ex.candidates.emplace_back(full.substr(head.size()));
+  }
+  return ex;
+}
+
+TaskExample apply_task(std::string_view task, const Json& record) {
+  const TaskRender r = render_task(task, record);
+  if (r.objective == Objective::Classification) {
+    TaskExample ex = split_candidates(task, r.encoded, r.verbalized);
+    ex.correct = r.correct;
+    return ex;
+  }
+  // MeZO's encode_prompt() with the gold answer: prompt = encoded.strip(' ').lstrip(),
+  // completion = the rest of verbalize(gold).strip(' ').
+  const std::string_view head = strip_spaces(r.encoded);
+  const std::string_view full = strip_spaces(r.demo);
+  TaskExample ex;
+  ex.objective = Objective::Completion;
+  ex.prompt = std::string(py_lstrip(head));
+  ex.completion = std::string(full.substr(head.size()));
+  return ex;
 }
 
 }  // namespace zotune

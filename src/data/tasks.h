@@ -43,6 +43,26 @@
 
 namespace zotune {
 
+// One record as its MeZO template renders it, before encode_prompt() joins it
+// with demonstrations (data/eval_protocol.h does that):
+//   encoded       template.encode(r)
+//   verbalized[k] template.verbalize(r, candidate k)   (Classification)
+//   demo          template.verbalize(r, gold): the text of r as a demonstration
+//   sfc_encoded, sfc_verbalized[k]  encode_sfc / verbalize_sfc (Classification;
+//                 the calibration prompts of surface-form competition)
+//   correct       Classification: the correct candidates, [0] the training label
+//   answers       Completion: every gold answer (F1/EM take the max over them)
+struct TaskRender {
+  Objective objective = Objective::Classification;
+  std::string encoded;
+  std::vector<std::string> verbalized;
+  std::string demo;
+  std::string sfc_encoded;
+  std::vector<std::string> sfc_verbalized;
+  std::vector<int32_t> correct;
+  std::vector<std::string> answers;
+};
+
 struct TaskExample {
   Objective objective = Objective::Classification;  // or Completion
   std::string prompt;
@@ -60,5 +80,13 @@ std::string canonical_task_name(std::string_view name);
 // Throws zotune::Error naming the task and the field at fault; the dataset
 // reader adds the file and line.
 TaskExample apply_task(std::string_view task, const Json& record);
+// The template's strings for one record (apply_task() is built on it).
+TaskRender render_task(std::string_view task, const Json& record);
+// MeZO's encode_prompt() split of rendered strings into a prompt and the
+// candidates that follow it: prompt = encoded.strip(' ') (lstripped when
+// `lstrip_prompt`), candidate k = verbalized[k].strip(' ') minus that prompt.
+// Throws naming the task if a candidate does not extend the prompt.
+TaskExample split_candidates(std::string_view task, const std::string& encoded,
+                             const std::vector<std::string>& verbalized, bool lstrip_prompt = true);
 
 }  // namespace zotune

@@ -1,0 +1,132 @@
+#include "train/evaluate.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "base/error.h"
+#include "data/dataset.h"
+#include "data/metrics.h"
+#include "data/text.h"
+#include "model/generate.h"
+#include "tokenizer/tokenizer.h"
+
+namespace zotune {
+
+Evaluator::Evaluator(const Architecture& arch, ParamPtrs weights, const Tokenizer& tok, EvalSettings settings)
+    : arch_(arch), w_(weights), tok_(tok), s_(settings), pass_(arch) {
+  check(s_.max_length >= 2, "evaluation: the maximum length must be at least 2 tokens, got ", s_.max_length);
+  check(s_.max_new_tokens >= 1 && s_.max_new_tokens < s_.max_length, "evaluation: max new tokens (",
+        s_.max_new_tokens, ") must be in [1, max length ", s_.max_length, ")");
+}
+
+std::vector<double> Evaluator::answer_logprobs(std::span<const int32_t> prompt, std::span<const int32_t> answer,
+                                               bool& truncated) {
+  ids_.clear();
+  const int64_t from = append_prompt_answer(prompt, answer, s_.max_length, tok_.bos_id(), ids_, truncated);
+  const auto T = static_cast<int64_t>(ids_.size());
+  std::vector<double> out;
+  if (T <= from) return out;
+  const int64_t V = arch_.config().vocab_size;
+  for (int32_t id : ids_)
+    if (id < 0 || id >= V) fail("token id ", id, " is outside the model's vocabulary [0, ", V, ")");
+  rows_.clear();
+  for (int64_t t = from; t < T; ++t) rows_.push_back(t - 1);
+  const auto n = static_cast<int64_t>(rows_.size());
+  logits_.resize(static_cast<std::size_t>(n * V));
+  pass_.start(ids_.data(), nullptr, 1, T);
+  pass_.run_body(w_);
+  pass_.logits(w_, rows_.data(), n, logits_.data());
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = logits_.data() + i * V;
+    const double top = *std::max_element(row, row + V);
+    double sum = 0;
+    for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v]) - top);
+    out.push_back(static_cast<double>(row[ids_[static_cast<std::size_t>(from + i)]]) - top - std::log(sum));
+  }
+  return out;
+}
+
+EvalResult Evaluator::run(const EvalExample& e) {
+  return e.ex.objective == Objective::Classification ? classify(e) : generate_answer(e);
+}
+
+namespace {
+double sum_of(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return s;
+}
+}  // namespace
+
+EvalResult Evaluator::classify(const EvalExample& e) {
+  EvalResult r;
+  check(!e.ex.candidates.empty(), e.origin, ": the example has no candidates");
+  const std::vector<int32_t> prompt = tok_.encode(e.ex.prompt, true);
+  std::vector<int32_t> sfc_prompt;
+  if (e.calibrate) sfc_prompt = tok_.encode(e.sfc.prompt, true);
+  for (std::size_t k = 0; k < e.ex.candidates.size(); ++k) {
+    CandidateScore c;
+    c.text = e.ex.candidates[k];
+    const std::vector<int32_t> answer = tok_.encode(c.text, false);
+    if (answer.empty()) fail(e.origin, ": candidate ", k, " gives no tokens");
+    bool cut = false;
+    const std::vector<double> lp = answer_logprobs(prompt, answer, cut);
+    if (lp.empty()) fail(e.origin, ": candidate ", k, " has nothing to score (an empty prompt and one token)");
+    r.truncated = r.truncated || cut;
+    c.tokens = static_cast<int64_t>(lp.size());
+    c.score = sum_of(lp) / static_cast<double>(lp.size());
+    if (e.calibrate) {
+      const std::vector<int32_t> sfc_answer = tok_.encode(e.sfc.candidates[k], false);
+      c.calibration = sum_of(answer_logprobs(sfc_prompt, sfc_answer, cut));
+      c.score = sum_of(lp) - c.calibration;
+    }
+    if (r.predicted < 0 || c.score > r.candidates[static_cast<std::size_t>(r.predicted)].score)
+      r.predicted = static_cast<int32_t>(k);
+    r.candidates.push_back(std::move(c));
+  }
+  r.accuracy = std::find(e.ex.correct.begin(), e.ex.correct.end(), r.predicted) != e.ex.correct.end() ? 1.0 : 0.0;
+  return r;
+}
+
+EvalResult Evaluator::generate_answer(const EvalExample& e) {
+  EvalResult r;
+  const std::vector<int32_t> full = tok_.encode(e.ex.prompt, true);
+  std::vector<int32_t> prompt;
+  append_prompt_answer(full, {}, s_.max_length - s_.max_new_tokens, tok_.bos_id(), prompt, r.truncated);
+  if (prompt.empty()) fail(e.origin, ": the prompt gives no tokens");
+  SamplingOptions opt;  // greedy
+  opt.max_new_tokens = std::min(s_.max_new_tokens, s_.max_length - static_cast<int64_t>(prompt.size()));
+  // MeZO stops at the last token of encode("\n") (its eos_token) or the tokenizer's EOS.
+  const std::vector<int32_t> newline = tok_.encode("\n", false);
+  if (!newline.empty()) opt.eos_ids.push_back(newline.back());
+  if (tok_.eos_id()) opt.eos_ids.push_back(*tok_.eos_id());
+  else opt.eos_ids.insert(opt.eos_ids.end(), arch_.config().eos_token_ids.begin(), arch_.config().eos_token_ids.end());
+  const GenerationResult g = generate(arch_, w_, prompt, opt);
+  CandidateScore c;
+  c.text = tok_.decode(g.new_ids, /*skip_special_tokens=*/true);
+  if (tok_.clean_up_tokenization_spaces()) c.text = Tokenizer::clean_up_tokenization(c.text);
+  // Scored as a candidate: the generated text re-tokenized after the prompt,
+  // so that prompt + text is the scored sequence's text, as for classification.
+  const std::vector<int32_t> text_ids = tok_.encode(c.text, false);
+  if (!text_ids.empty()) {
+    bool cut = false;
+    const std::vector<double> lp = answer_logprobs(prompt, text_ids, cut);
+    c.tokens = static_cast<int64_t>(lp.size());
+    c.score = lp.empty() ? 0.0 : sum_of(lp) / static_cast<double>(lp.size());
+  }
+  r.prediction = std::string(data::py_strip(c.text));
+  r.candidates.push_back(std::move(c));
+  r.f1 = max_f1(r.prediction, e.answers);
+  r.em = max_exact_match(r.prediction, e.answers);
+  return r;
+}
+
+void EvalTotals::add(const EvalResult& r) {
+  ++n;
+  truncated += r.truncated ? 1 : 0;
+  accuracy += r.accuracy;
+  f1 += r.f1;
+  em += r.em;
+}
+
+}  // namespace zotune

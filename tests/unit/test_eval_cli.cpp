@@ -1,0 +1,246 @@
+// zotune eval end to end on a tiny GPT-2 with the real GPT-2 tokenizer and the
+// fixture files of tests/data/eval/: the summary line, the --predictions
+// lines, metrics recomputed from the predictions, and candidate scores checked
+// against `zotune forward` logits (an independent path through the model).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "data/eval_protocol.h"
+#include "data/metrics.h"
+#include "io/json_file.h"
+#include "io/safetensors.h"
+#include "test_tokenizer_util.h"
+#include "test_util.h"
+#include "tokenizer/tokenizer.h"
+
+namespace zotune {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::quote;
+using testing::run_zotune;
+using testing::TempDir;
+
+fs::path eval_data() { return testing::source_dir() / "tests" / "data" / "eval"; }
+
+class EvalCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    const auto r = run_zotune("init --arch gpt2 --preset tiny --seed 3 --tokenizer " +
+                              quote(test::tokenizer_data("gpt2")) + " --out " + quote(model()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static fs::path model() { return dir_->path() / "model"; }
+  static fs::path tmp(const std::string& name) { return dir_->path() / name; }
+
+  static Json run_eval(const std::string& args) {
+    const auto r = run_zotune("eval --model " + quote(model()) + " --threads 1 " + args);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    if (r.exit_code != 0) return Json::object();
+    return Json::parse(r.output.substr(0, r.output.find('\n')));
+  }
+  static std::vector<Json> read_lines(const fs::path& p) {
+    std::ifstream in(p);
+    std::vector<Json> out;
+    std::string line;
+    while (std::getline(in, line))
+      if (!line.empty()) out.push_back(Json::parse(line));
+    return out;
+  }
+
+  // Mean log-likelihood of `candidate` after `prompt` from `zotune forward`'s logits.
+  static double forward_score(const std::string& prompt, const std::string& candidate, const std::string& tag) {
+    const Tokenizer tok = Tokenizer::load(model());
+    std::vector<int32_t> ids = tok.encode(prompt, true);
+    const auto from = static_cast<int64_t>(ids.size());
+    for (int32_t id : tok.encode(candidate, false)) ids.push_back(id);
+    const fs::path in = tmp(tag + ".json"), out = tmp(tag + ".safetensors");
+    std::ofstream(in) << Json{{"input_ids", {ids}}}.dump();
+    const auto r = run_zotune("forward --threads 1 --model " + quote(model()) + " --input " + quote(in) + " --output " + quote(out));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    const SafetensorsFile f(out);
+    const TensorView logits = f.view("logits");
+    const int64_t V = logits.shape[2];
+    double sum = 0;
+    for (auto t = from; t < static_cast<int64_t>(ids.size()); ++t) {
+      const float* row = logits.f32() + (t - 1) * V;
+      double top = row[0], z = 0;
+      for (int64_t v = 0; v < V; ++v) top = std::max<double>(top, row[v]);
+      for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - top);
+      sum += row[ids[static_cast<std::size_t>(t)]] - top - std::log(z);
+    }
+    return sum / static_cast<double>(static_cast<int64_t>(ids.size()) - from);
+  }
+
+  static TempDir* dir_;
+};
+TempDir* EvalCli::dir_ = nullptr;
+
+TEST_F(EvalCli, ClassificationZeroShotWithPredictions) {
+  const fs::path pred = tmp("sst2.jsonl");
+  const Json s = run_eval("--task SST-2 --data-dir " + quote(eval_data() / "glue" / "sst2") + " --predictions " + quote(pred));
+  EXPECT_EQ(s["task"], "sst2");
+  EXPECT_EQ(s["mode"], "zero-shot");
+  EXPECT_EQ(s["metric"], "accuracy");
+  EXPECT_EQ(s["n"], 5);
+  EXPECT_EQ(s["seed"], 0);
+  EXPECT_EQ(s["test_ids"].get<std::vector<int64_t>>(), numpy_permutation(0, 5));  // MeZO's sample of the 5
+  const std::vector<Json> lines = read_lines(pred);
+  ASSERT_EQ(lines.size(), 5u);
+  double correct = 0;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const Json& p = lines[i];
+    EXPECT_EQ(p["id"], s["test_ids"][i]);
+    ASSERT_EQ(p["candidates"].size(), 2u);
+    EXPECT_EQ(p["candidates"][0]["text"], " terrible");
+    EXPECT_EQ(p["candidates"][1]["text"], " great");
+    EXPECT_TRUE(p["prompt"].get<std::string>().ends_with(" It was"));
+    // The prediction is the argmax of the scores; accuracy is whether it is gold.
+    const double s0 = p["candidates"][0]["score"], s1 = p["candidates"][1]["score"];
+    EXPECT_EQ(p["prediction"], s1 > s0 ? 1 : 0);
+    const auto gold = p["gold"].get<std::vector<int32_t>>();
+    const double right = std::find(gold.begin(), gold.end(), p["prediction"].get<int32_t>()) != gold.end() ? 1 : 0;
+    EXPECT_EQ(p["accuracy"].get<double>(), right);
+    correct += right;
+  }
+  EXPECT_DOUBLE_EQ(s["value"].get<double>(), correct / 5);
+  // Scores equal the ones from zotune forward's logits.
+  for (int k = 0; k < 2; ++k) {
+    const std::string text = lines[0]["candidates"][k]["text"];
+    EXPECT_NEAR(lines[0]["candidates"][k]["score"].get<double>(),
+                forward_score(lines[0]["prompt"], text, "sst2_" + std::to_string(k)), 1e-5);
+  }
+  // Same files from the Hugging Face export: the same result.
+  const Json hf = run_eval("--task sst2 --data-dir " + quote(eval_data() / "hf" / "sst2"));
+  EXPECT_EQ(hf["value"], s["value"]);
+  EXPECT_EQ(hf["test_ids"], s["test_ids"]);
+  // --predictions never overwrites.
+  const auto again = run_zotune("eval --model " + quote(model()) + " --task sst2 --data-dir " +
+                                quote(eval_data() / "glue" / "sst2") + " --predictions " + quote(pred));
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.output.find("does not overwrite"), std::string::npos) << again.output;
+}
+
+TEST_F(EvalCli, MultipleChoiceInContextAndCalibrated) {
+  const fs::path pred = tmp("copa.jsonl");
+  const Json s = run_eval("--task copa --data-dir " + quote(eval_data() / "superglue" / "copa") +
+                          " --mode icl --demos 2 --seed 4 --predictions " + quote(pred));
+  EXPECT_EQ(s["mode"], "icl");
+  EXPECT_EQ(s["demos"], 2);
+  EXPECT_EQ(s["demo_ids"].get<std::vector<int64_t>>(), sample_subset(6, 2, 4));
+  EXPECT_EQ(s["n"], 3);
+  const std::vector<Json> lines = read_lines(pred);
+  ASSERT_EQ(lines.size(), 3u);
+  // Each prompt: two demonstrations, blank lines between, then the test premise.
+  const std::string prompt = lines[0]["prompt"];
+  EXPECT_EQ(std::count(prompt.begin(), prompt.end(), '\n'), 4) << prompt;
+  EXPECT_NEAR(lines[0]["candidates"][1]["score"].get<double>(),
+              forward_score(prompt, lines[0]["candidates"][1]["text"], "copa"), 1e-5);
+
+  // MeZO's icl.sh: one demonstration set per test example.
+  const fs::path per = tmp("copa_per.jsonl");
+  const Json pe = run_eval("--task copa --data-dir " + quote(eval_data() / "hf" / "copa") +
+                           " --mode icl --demos 2 --demo-sets per-example --predictions " + quote(per));
+  EXPECT_EQ(pe["demo_sets"], "per-example");
+  EXPECT_FALSE(pe.contains("demo_ids"));
+  const std::vector<Json> per_lines = read_lines(per);
+  ASSERT_EQ(per_lines.size(), 3u);
+  const std::vector<uint32_t> seeds = per_example_demo_seeds(0, 1000);
+  for (std::size_t i = 0; i < per_lines.size(); ++i)
+    EXPECT_EQ(per_lines[i]["demo_ids"].get<std::vector<int64_t>>(), sample_subset(6, 2, seeds[i]));
+
+  // SFC: score = sum of log-likelihoods - the sum after the calibration prompt.
+  const fs::path cal = tmp("sst2_sfc.jsonl");
+  const Json c = run_eval("--task sst2 --data-dir " + quote(eval_data() / "hf" / "sst2") + " --calibrate --num-test 2 --predictions " + quote(cal));
+  EXPECT_EQ(c["calibrate"], true);
+  EXPECT_EQ(c["n"], 2);
+  const Json p = read_lines(cal)[0];
+  const Json& cand = p["candidates"][1];
+  const int64_t tokens = cand["tokens"];
+  const double mean = forward_score(p["prompt"], cand["text"], "sfc_main");
+  const double calib = forward_score("It was", cand["text"], "sfc_cal");  // the SST-2 calibration prompt
+  EXPECT_NEAR(cand["calibration"].get<double>(), calib * static_cast<double>(tokens), 1e-5);
+  EXPECT_NEAR(cand["score"].get<double>(), mean * static_cast<double>(tokens) - calib * static_cast<double>(tokens), 1e-5);
+}
+
+TEST_F(EvalCli, RecordCountsAnyCorrectEntity) {
+  const fs::path pred = tmp("record.jsonl");
+  const Json s = run_eval("--task ReCoRD --data-dir " + quote(eval_data() / "superglue" / "record") + " --predictions " + quote(pred));
+  EXPECT_EQ(s["n"], 2);
+  double correct = 0;
+  for (const Json& p : read_lines(pred)) {
+    EXPECT_EQ(p["candidates"].size(), 6u);
+    const auto gold = p["gold"].get<std::vector<int32_t>>();
+    correct += std::find(gold.begin(), gold.end(), p["prediction"].get<int32_t>()) != gold.end() ? 1 : 0;
+    if (p["source"].get<std::string>().find("qas[1]") != std::string::npos) {
+      EXPECT_EQ(gold, (std::vector<int32_t>{3, 5}));
+    }
+  }
+  EXPECT_DOUBLE_EQ(s["value"].get<double>(), correct / 2);
+}
+
+TEST_F(EvalCli, GenerationF1AndExactMatch) {
+  const fs::path pred = tmp("squad.jsonl");
+  const Json s = run_eval("--task squad --data-dir " + quote(eval_data() / "squad") + " --max-new-tokens 8 --predictions " + quote(pred));
+  EXPECT_EQ(s["metric"], "f1");
+  EXPECT_EQ(s["n"], 2);
+  ASSERT_TRUE(s.contains("em"));
+  double f1 = 0, em = 0;
+  for (const Json& p : read_lines(pred)) {
+    const std::string prediction = p["prediction"];
+    const auto gold = p["gold"].get<std::vector<std::string>>();
+    EXPECT_FALSE(gold.empty());
+    ASSERT_EQ(p["candidates"].size(), 1u);
+    const std::string text = p["candidates"][0]["text"];
+    EXPECT_EQ(prediction.find('\n'), std::string::npos);
+    EXPECT_NE(text.find(prediction), std::string::npos);
+    EXPECT_DOUBLE_EQ(p["f1"].get<double>(), max_f1(prediction, gold));
+    EXPECT_DOUBLE_EQ(p["em"].get<double>(), max_exact_match(prediction, gold));
+    EXPECT_TRUE(p["prompt"].get<std::string>().ends_with("\nAnswer:"));
+    if (p["candidates"][0]["tokens"].get<int64_t>() > 0) {
+      EXPECT_NEAR(p["candidates"][0]["score"].get<double>(), forward_score(p["prompt"], text, "squad"), 1e-5);
+    }
+    f1 += p["f1"].get<double>();
+    em += p["em"].get<double>();
+  }
+  EXPECT_DOUBLE_EQ(s["value"].get<double>(), f1 / 2);
+  EXPECT_DOUBLE_EQ(s["em"].get<double>(), em / 2);
+  // DROP in-context from its official JSON files.
+  const Json d = run_eval("--task drop --data-dir " + quote(eval_data() / "drop") + " --mode icl --demos 1 --max-new-tokens 4");
+  EXPECT_EQ(d["metric"], "f1");
+  EXPECT_EQ(d["n"], 3);
+  EXPECT_EQ(d["demo_ids"].size(), 1u);
+}
+
+TEST_F(EvalCli, OwnShapesAndErrors) {
+  const fs::path data = tmp("own.jsonl");
+  std::ofstream(data) << "{\"prompt\": \"The sky is\", \"candidates\": [\" blue\", \" green\"], \"label\": 0}\n"
+                         "{\"prompt\": \"Grass is\", \"candidates\": [\" blue\", \" green\"], \"label\": 1}\n";
+  const Json s = run_eval("--data " + quote(data) + " --predictions " + quote(tmp("own_pred.jsonl")));
+  EXPECT_EQ(s["task"], "custom");
+  EXPECT_EQ(s["n"], 2);
+  const Json p = read_lines(tmp("own_pred.jsonl"))[0];
+  EXPECT_NEAR(p["candidates"][0]["score"].get<double>(), forward_score(p["prompt"], " blue", "own"), 1e-5);
+
+  const auto fails = [&](const std::string& args, const std::string& needle) {
+    const auto r = run_zotune("eval --model " + quote(model()) + " " + args);
+    EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(needle), std::string::npos) << args << "\n" << r.output;
+  };
+  fails("--data " + quote(data) + " --mode icl", "--mode icl samples demonstrations from the train split");
+  fails("--task rte --data-dir " + quote(tmp("nowhere")), "no validation split for task rte");
+  fails("--task rte --data-dir " + quote(eval_data() / "hf" / "rte") + " --mode few", "--mode: unknown value 'few'");
+  fails("--task squad --data-dir " + quote(eval_data() / "squad") + " --calibrate", "calibration (SFC) is for classification");
+  fails("--task sst2 --data-dir " + quote(eval_data() / "hf" / "sst2") + " --max-length 4096", "exceeds the model's context of 256");
+}
+
+}  // namespace
+}  // namespace zotune
