@@ -14,13 +14,14 @@
 #include "data/eval_protocol.h"
 #include "data/task_files.h"
 #include "io/json_file.h"
-#include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/evaluate.h"
 
 namespace zotune::cli {
 
 namespace {
+using OJson = nlohmann::ordered_json;  // output keys in the documented order
+
 struct EvalArgs {
   std::string model, task, data_dir, data, mode = "zero-shot", predictions, demo_sets = "shared";
   int64_t demos = 32, num_test = kDefaultNumTest, max_length = 0, max_new_tokens = 50;
@@ -29,10 +30,10 @@ struct EvalArgs {
   int threads = 0;
 };
 
-Json candidates_json(const EvalResult& r, bool calibrate) {
-  Json out = Json::array();
+OJson candidates_json(const EvalResult& r, bool calibrate) {
+  OJson out = OJson::array();
   for (const CandidateScore& c : r.candidates) {
-    Json j = {{"text", c.text}, {"score", c.score}, {"tokens", c.tokens}};
+    OJson j = {{"text", c.text}, {"score", c.score}, {"tokens", c.tokens}};
     if (calibrate) j["calibration"] = c.calibration;
     out.push_back(std::move(j));
   }
@@ -94,32 +95,17 @@ void run_eval(const EvalArgs& a) {
     }
   }
 
-  LoadedModel m = load_model(a.model);
-  const Tokenizer tok = Tokenizer::load(a.model);
-  const int64_t context = m.arch->config().max_positions;
   EvalSettings s;
-  s.max_length = a.max_length > 0 ? a.max_length : context > 0 ? std::min<int64_t>(context, 2048) : 2048;
-  if (context > 0 && s.max_length > context)
-    fail("--max-length ", s.max_length, " exceeds the model's context of ", context, " tokens");
+  s.max_length = a.max_length;
   s.max_new_tokens = a.max_new_tokens;
-  Evaluator ev(*m.arch, m.weights->ptrs(), tok, s);
-
-  const bool generation = pool[static_cast<std::size_t>(test_ids[0])].ex.objective == Objective::Completion;
-  EvalTotals totals;
+  std::vector<EvalExample> chosen;
+  for (int64_t id : test_ids) chosen.push_back(std::move(pool[static_cast<std::size_t>(id)]));
+  const bool generation = chosen.front().ex.objective == Objective::Completion;
   std::string lines;
-  for (int64_t id : test_ids) {
-    const EvalExample& e = pool[static_cast<std::size_t>(id)];
-    EvalResult r;
-    try {
-      r = ev.run(e);
-    } catch (const Error& err) {
-      const std::string msg = err.what();
-      if (msg.starts_with(e.origin)) throw;
-      fail(e.origin, ": ", msg);
-    }
-    totals.add(r);
-    if (a.predictions.empty()) continue;
-    Json p = {{"id", id}, {"source", e.origin}, {"prompt", e.ex.prompt}, {"candidates", candidates_json(r, a.calibrate)}};
+  const EvalTotals totals = evaluate_model(a.model, chosen, s, [&](const EvalExample& e, const EvalResult& r) {
+    if (a.predictions.empty()) return;
+    OJson p = {{"id", e.id}, {"source", e.origin}, {"prompt", e.ex.prompt}, {"candidates", candidates_json(r, a.calibrate)}};
+    if (icl) p["demo_ids"] = e.demo_ids;
     if (generation) {
       p["prediction"] = r.prediction;
       p["gold"] = e.answers;
@@ -130,24 +116,22 @@ void run_eval(const EvalArgs& a) {
       p["gold"] = e.ex.correct;
       p["accuracy"] = r.accuracy;
     }
-    if (icl) p["demo_ids"] = e.demo_ids;
     if (r.truncated) p["truncated"] = true;
     lines += p.dump() + "\n";
-  }
+  });
   if (!a.predictions.empty()) write_file_atomic(a.predictions, lines);
 
-  const double n = static_cast<double>(totals.n);
-  Json out = {{"task", task.empty() ? std::string("custom") : task},
-              {"mode", a.mode},
-              {"metric", generation ? "f1" : "accuracy"},
-              {"value", (generation ? totals.f1 : totals.accuracy) / n},
-              {"n", totals.n}};
-  if (generation) out["em"] = totals.em / n;
+  OJson out = {{"task", task.empty() ? std::string("custom") : task},
+               {"mode", a.mode},
+               {"metric", totals.metric()},
+               {"value", totals.value()},
+               {"n", totals.n}};
+  if (generation) out["em"] = totals.mean_em();
   out["seed"] = a.seed;
   out["num_test"] = a.num_test;
   if (icl) out["demos"] = a.demos;
   out["calibrate"] = a.calibrate;
-  out["max_length"] = s.max_length;
+  out["max_length"] = totals.max_length;
   out["truncated"] = totals.truncated;
   out["data"] = source;
   out["test_ids"] = test_ids;

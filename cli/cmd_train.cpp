@@ -1,7 +1,14 @@
 // zotune train --model DIR --data TRAIN.jsonl [--eval EVAL.jsonl] --out DIR --steps N --batch-size B
 //              --lr --eps --weight-decay --seed --max-length [--eval-every K] [--save-every K] ...
+#include <cstdio>
+#include <fstream>
+
 #include "base/error.h"
 #include "commands.h"
+#include "data/eval_protocol.h"
+#include "data/task_files.h"
+#include "io/json_file.h"
+#include "train/evaluate.h"
 #include "train/trainer.h"
 
 namespace zotune::cli {
@@ -13,8 +20,46 @@ struct TrainArgs {
   std::string offload = "none", storage_dtype = "fp32", overlap = "on", memory_budget;
 };
 
+// After a --data-dir run: the test-set metric of the output model (the best
+// dev checkpoint with --select-best), appended to metrics.jsonl with the
+// sampled ids and printed as one JSON line.
+void test_after_training(const TrainOptions& o) {
+  const int64_t num_dev = o.num_dev >= 0 ? o.num_dev : default_num_dev(o.task);
+  const MezoTaskData m = mezo_task_data(o.task, o.data_dir, o.num_train, num_dev, o.num_test, static_cast<uint32_t>(o.seed));
+  const bool best = o.select_best && std::filesystem::exists(o.out / "best" / "config.json");
+  int64_t best_step = -1;
+  {
+    std::ifstream in(o.out / "metrics.jsonl");
+    std::string line;
+    while (std::getline(in, line)) {
+      const Json j = Json::parse(line, nullptr, false);
+      if (j.is_object() && j.value("best", false)) best_step = j.value("step", int64_t{-1});
+    }
+  }
+  const EvalTotals t = evaluate_model(best ? o.out / "best" : o.out, m.test, EvalSettings{0, 50});
+  nlohmann::ordered_json rec = {{"type", "test"}, {"step", o.steps}, {"task", canonical_task_name(o.task)},
+              {"model", best ? "best" : "final"}, {"metric", t.metric()}, {"value", t.value()}, {"n", t.n}};
+  if (t.generation) rec["em"] = t.mean_em();
+  if (best) rec["best_step"] = best_step;
+  rec["seed"] = o.seed;
+  rec["train_ids"] = m.train_ids;
+  rec["dev_ids"] = m.dev_ids;
+  rec["test_ids"] = m.test_ids;
+  std::FILE* f = std::fopen((o.out / "metrics.jsonl").c_str(), "ab");
+  if (!f) fail("cannot open ", (o.out / "metrics.jsonl").string());
+  const std::string text = rec.dump() + "\n";
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  if (std::fclose(f) != 0 || !ok) fail("cannot write ", (o.out / "metrics.jsonl").string());
+  nlohmann::ordered_json shown = rec;
+  shown.erase("train_ids");
+  shown.erase("dev_ids");
+  std::printf("%s\n", shown.dump().c_str());
+}
+
 int run_train(TrainArgs a) {
-  if (a.data.empty() && !a.o.dry_run) fail("--data is required");
+  if (a.data.empty() && a.o.data_dir.empty() && !a.o.dry_run) fail("--data (or --data-dir with --task) is required");
+  if (!a.data.empty() && !a.o.data_dir.empty()) fail("give one of --data and --data-dir");
+  if (a.o.select_best && a.o.data_dir.empty() && a.eval.empty()) fail("--select-best needs a dev set: --eval or --data-dir");
   if (a.out.empty() && !a.o.dry_run) fail("--out is required");
   a.o.model = a.model;
   a.o.data = a.data;
@@ -38,7 +83,9 @@ int run_train(TrainArgs a) {
   else fail("--progress: unknown value '", a.progress, "' (auto, bar, log)");
   apply_store_options(a.offload, a.storage_dtype, a.overlap, a.o.store);
   if (!a.memory_budget.empty()) a.o.memory_budget = parse_size(a.memory_budget, "--memory-budget");
-  return run_training(a.o);
+  const int status = run_training(a.o);
+  if (status == 0 && !a.o.data_dir.empty() && !a.o.dry_run) test_after_training(a.o);
+  return status;
 }
 }  // namespace
 
@@ -66,6 +113,11 @@ void register_train(CLI::App& app) {
   c->add_option("--schedule", a->schedule, "learning-rate schedule: constant or linear (decay to 0)")->capture_default_str();
   c->add_option("--warmup-steps", a->o.mezo.warmup_steps, "linear warm-up steps")->capture_default_str();
   c->add_option("--task", a->o.task, "MeZO task whose raw records the data files hold (sst2, rte, cb, boolq, ...)");
+  c->add_option("--data-dir", a->o.data_dir, "the task's files (docs/evaluation.md): MeZO's sampled train/dev/test sets");
+  c->add_option("--num-train", a->o.num_train, "--data-dir: training examples sampled")->capture_default_str();
+  c->add_option("--num-dev", a->o.num_dev, "--data-dir: dev examples (default 500; CB, COPA 100)");
+  c->add_option("--num-test", a->o.num_test, "--data-dir: test examples from the validation split")->capture_default_str();
+  c->add_flag("--select-best", a->o.select_best, "keep the best dev evaluation's model in <out>/best (tested at the end)");
   c->add_option("--save-dtype", a->save_dtype, "dtype of the saved model (default: the input's)");
   c->add_option("--resume", a->resume, "continue an earlier run's output or checkpoint directory");
   c->add_option("--threads", a->o.threads, "compute threads (default: all cores)");

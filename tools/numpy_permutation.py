@@ -9,7 +9,7 @@ to 1, swap a[i] with a[j], j uniform in [0, i] drawn by masking 32-bit outputs
 to the smallest all-ones mask >= i and rejecting values > i.
 Known values it reproduces: seed 0, n 10 -> [2, 8, 4, 9, 1, 6, 7, 3, 0, 5].
 
-Usage: numpy_permutation.py SEED N  -> prints the permutation as a JSON list.
+Usage: numpy_permutation.py SEED:N [SEED:N ...]  -> one JSON list per pair.
 """
 import json
 import random
@@ -40,4 +40,6 @@ def permutation(seed, n):
 
 
 if __name__ == "__main__":
-    print(json.dumps(permutation(int(sys.argv[1]), int(sys.argv[2]))))
+    for arg in sys.argv[1:]:
+        seed, n = arg.split(":")
+        print(json.dumps(permutation(int(seed), int(n))))

@@ -462,3 +462,52 @@ std::vector<EvalExample> read_plain_eval_file(const std::filesystem::path& file)
 }
 
 }  // namespace zotune
+
+namespace zotune {
+
+namespace {
+std::string own_shape_jsonl(std::string_view task, const TaskSplit& split, const std::vector<int64_t>& ids) {
+  std::string out;
+  for (int64_t id : ids) {
+    const auto i = static_cast<std::size_t>(id);
+    const TaskExample ex = training_example(task, split.examples[i]);
+    Json j = {{"prompt", ex.prompt}};
+    if (ex.objective == Objective::Classification) {
+      j["candidates"] = ex.candidates;
+      j["label"] = ex.correct;
+    } else {
+      j["completion"] = ex.completion;
+    }
+    out += j.dump() + "\n";
+  }
+  return out;
+}
+}  // namespace
+
+MezoTaskData mezo_task_data(std::string_view task, const std::filesystem::path& dir, int64_t num_train,
+                            int64_t num_dev, int64_t num_test, uint32_t seed) {
+  const TaskSplit train = read_task_split(task, dir, SplitKind::Train);
+  const TaskSplit valid = read_task_split(task, dir, SplitKind::Validation);
+  const MezoSample s = mezo_sample(static_cast<int64_t>(train.examples.size()),
+                                   static_cast<int64_t>(valid.examples.size()), num_train, num_dev, num_test, seed);
+  if (s.train.empty()) fail(train.file, ": no training examples left after the dev set of ", num_dev);
+  if (s.dev.empty()) fail(train.file, ": the dev set is empty (--num-dev)");
+  MezoTaskData d;
+  d.train_file = train.file;
+  d.validation_file = valid.file;
+  d.train_ids = s.train;
+  d.dev_ids = s.dev;
+  d.test_ids = s.test;
+  d.train_jsonl = own_shape_jsonl(task, train, s.train);
+  d.dev_jsonl = own_shape_jsonl(task, train, s.dev);
+  for (int64_t id : s.test) {
+    const auto i = static_cast<std::size_t>(id);
+    EvalExample e = make_eval_example(task, valid.examples[i], {}, false);
+    e.id = id;
+    e.origin = valid.origin[i];
+    d.test.push_back(std::move(e));
+  }
+  return d;
+}
+
+}  // namespace zotune

@@ -62,3 +62,22 @@ struct EvalExample;
 std::vector<EvalExample> read_plain_eval_file(const std::filesystem::path& file);
 
 }  // namespace zotune
+
+namespace zotune {
+
+// MeZO's fine-tuning data for a task in `dir`: num_train + num_dev examples
+// sampled from the train split with `seed` (dev = the last num_dev), num_test
+// from the validation split (eval_protocol.h). Train and dev come as JSONL in
+// zotune's own shapes ({"prompt", "candidates", "label": [correct...]} or
+// {"prompt", "completion"}, the strings of tasks.h's training examples), the
+// test set as zero-shot evaluation examples.
+struct MezoTaskData {
+  std::string train_file, validation_file;
+  std::vector<int64_t> train_ids, dev_ids, test_ids;
+  std::string train_jsonl, dev_jsonl;
+  std::vector<EvalExample> test;
+};
+MezoTaskData mezo_task_data(std::string_view task, const std::filesystem::path& dir, int64_t num_train,
+                            int64_t num_dev, int64_t num_test, uint32_t seed);
+
+}  // namespace zotune

@@ -278,8 +278,9 @@ TaskExample split_candidates(std::string_view task, const std::string& encoded,
   return ex;
 }
 
-TaskExample apply_task(std::string_view task, const Json& record) {
-  const TaskRender r = render_task(task, record);
+TaskExample apply_task(std::string_view task, const Json& record) { return training_example(task, render_task(task, record)); }
+
+TaskExample training_example(std::string_view task, const TaskRender& r) {
   if (r.objective == Objective::Classification) {
     TaskExample ex = split_candidates(task, r.encoded, r.verbalized);
     ex.correct = r.correct;

@@ -82,6 +82,8 @@ std::string canonical_task_name(std::string_view name);
 TaskExample apply_task(std::string_view task, const Json& record);
 // The template's strings for one record (apply_task() is built on it).
 TaskRender render_task(std::string_view task, const Json& record);
+// The training example of a rendered record: apply_task(task, r) == training_example(task, render_task(task, r)).
+TaskExample training_example(std::string_view task, const TaskRender& r);
 // MeZO's encode_prompt() split of rendered strings into a prompt and the
 // candidates that follow it: prompt = encoded.strip(' ') (lstripped when
 // `lstrip_prompt`), candidate k = verbalized[k].strip(' ') minus that prompt.

@@ -8,6 +8,7 @@
 #include "data/metrics.h"
 #include "data/text.h"
 #include "model/generate.h"
+#include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace zotune {
@@ -127,6 +128,38 @@ void EvalTotals::add(const EvalResult& r) {
   accuracy += r.accuracy;
   f1 += r.f1;
   em += r.em;
+}
+
+int64_t default_eval_length(const Architecture& arch) {
+  const int64_t context = arch.config().max_positions;
+  return context > 0 ? std::min<int64_t>(context, 2048) : 2048;
+}
+
+EvalTotals evaluate_model(const std::filesystem::path& model_dir, std::span<const EvalExample> examples,
+                          EvalSettings settings, const std::function<void(const EvalExample&, const EvalResult&)>& each) {
+  LoadedModel m = load_model(model_dir);
+  const Tokenizer tok = Tokenizer::load(model_dir);
+  const int64_t context = m.arch->config().max_positions;
+  if (settings.max_length <= 0) settings.max_length = default_eval_length(*m.arch);
+  if (context > 0 && settings.max_length > context)
+    fail("--max-length ", settings.max_length, " exceeds the model's context of ", context, " tokens");
+  Evaluator ev(*m.arch, m.weights->ptrs(), tok, settings);
+  EvalTotals totals;
+  totals.max_length = settings.max_length;
+  totals.generation = !examples.empty() && examples.front().ex.objective == Objective::Completion;
+  for (const EvalExample& e : examples) {
+    EvalResult r;
+    try {
+      r = ev.run(e);
+    } catch (const Error& err) {
+      const std::string msg = err.what();
+      if (!e.origin.empty() && !msg.starts_with(e.origin)) fail(e.origin, ": ", msg);
+      throw;
+    }
+    totals.add(r);
+    if (each) each(e, r);
+  }
+  return totals;
 }
 
 }  // namespace zotune

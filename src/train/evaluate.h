@@ -16,6 +16,8 @@
 // max_length - max_new_tokens the same way.
 #pragma once
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -74,8 +76,22 @@ class Evaluator {
 // Accumulates per-example results into the task's metric.
 struct EvalTotals {
   int64_t n = 0, truncated = 0;
+  int64_t max_length = 0;  // the maximum length used
   double accuracy = 0, f1 = 0, em = 0;  // sums
+  bool generation = false;              // the metric is F1 (and EM), else accuracy
   void add(const EvalResult& r);
+  const char* metric() const { return generation ? "f1" : "accuracy"; }
+  double value() const { return n ? (generation ? f1 : accuracy) / static_cast<double>(n) : 0.0; }
+  double mean_em() const { return n ? em / static_cast<double>(n) : 0.0; }
 };
+
+// The default maximum length: the model's context, at most 2048 (MeZO's max_length).
+int64_t default_eval_length(const Architecture& arch);
+
+// Loads the model (and its tokenizer) in `model_dir` and scores `examples`;
+// max_length 0 = default_eval_length. `each` (optional) sees every result.
+EvalTotals evaluate_model(const std::filesystem::path& model_dir, std::span<const EvalExample> examples,
+                          EvalSettings settings,
+                          const std::function<void(const EvalExample&, const EvalResult&)>& each = {});
 
 }  // namespace zotune

@@ -15,6 +15,8 @@
 #include "base/timer.h"
 #include "data/dataset.h"
 #include "data/eval.h"
+#include "data/eval_protocol.h"
+#include "data/task_files.h"
 #include "data/loader.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
@@ -110,6 +112,7 @@ class Trainer {
   void write_state(const fs::path& dir, int64_t step, bool finished, const std::string& weights);
   void write_plot();
   void append_metric(const Json& j);
+  void save_best(Json& rec, double value);
   // Flushes the pending update; a reader of the stored weights (pieces, not copies).
   TensorReader flushed_weights();
 
@@ -130,6 +133,7 @@ class Trainer {
   std::unique_ptr<UpdateLogAppender> updates_;
   std::FILE* metrics_ = nullptr;
   std::vector<double> plot_step_, plot_loss_, eval_step_, eval_loss_, eval_acc_;
+  std::optional<double> best_;  // --select-best: the best dev value so far (accuracy, or -loss)
   Stopwatch clock_;
   double tokens_since_start_ = 0;
   double last_log_time_ = -1e9;
@@ -218,7 +222,17 @@ void Trainer::load_data() {
   d.max_length = opt_.max_length;
   d.task = opt_.task;
   d.vocab_size = arch_->config().vocab_size;
-  train_ = std::make_unique<Dataset>(Dataset::load_jsonl(opt_.data, d, tok_ ? &*tok_ : nullptr));
+  if (!opt_.data_dir.empty()) {
+    check(opt_.seed <= 0xFFFFFFFFu, "--seed must be < 2^32 with --data-dir (numpy's seeds)");
+    const MezoTaskData m = mezo_task_data(opt_.task, opt_.data_dir, opt_.num_train,
+                                          opt_.num_dev >= 0 ? opt_.num_dev : default_num_dev(opt_.task),
+                                          opt_.num_test, static_cast<uint32_t>(opt_.seed));
+    d.task.clear();  // the sample is in zotune's own shapes
+    train_ = std::make_unique<Dataset>(Dataset::parse_jsonl(m.train_jsonl, m.train_file + " (MeZO train sample)", d, tok_ ? &*tok_ : nullptr));
+    eval_ = std::make_unique<Dataset>(Dataset::parse_jsonl(m.dev_jsonl, m.train_file + " (MeZO dev sample)", d, tok_ ? &*tok_ : nullptr));
+  } else {
+    train_ = std::make_unique<Dataset>(Dataset::load_jsonl(opt_.data, d, tok_ ? &*tok_ : nullptr));
+  }
   if (!opt_.eval.empty()) eval_ = std::make_unique<Dataset>(Dataset::load_jsonl(opt_.eval, d, tok_ ? &*tok_ : nullptr));
   LoaderOptions lo;
   lo.batch_size = opt_.batch_size;
@@ -266,11 +280,29 @@ void Trainer::evaluate(int64_t step) {
     rec["accuracy"] = accuracy.accuracy();
     eval_acc_.push_back(rec["accuracy"].get<double>());
   }
+  if (opt_.select_best) save_best(rec, rec.contains("accuracy") ? rec["accuracy"].get<double>() : -rec["loss"].get<double>());
   append_metric(rec);
   if (tty_) std::fprintf(stderr, "\r\033[K");
   std::fprintf(stderr, "eval  step %lld: loss %.4f", static_cast<long long>(step), rec["loss"].get<double>());
   if (rec.contains("accuracy")) std::fprintf(stderr, ", accuracy %.2f%%", 100.0 * rec["accuracy"].get<double>());
   std::fprintf(stderr, " (%lld examples)\n", static_cast<long long>(counted));
+}
+
+// The first evaluation with the best value (MeZO: load_best_model_at_end)
+// exports the current weights to <out>/best/, which appears whole.
+void Trainer::save_best(Json& rec, double value) {
+  if (best_ && value <= *best_) return;
+  best_ = value;
+  rec["best"] = true;
+  rec["selection_value"] = value;
+  const fs::path dir = opt_.out / "best", tmp = opt_.out / "best.tmp";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  save_checkpoint(*arch_, flushed_weights(), opt_.save_dtype.value_or(input_dtype_), tmp);
+  for (const char* f : kTokenizerFiles)
+    if (fs::exists(base_model_ / f)) copy_file_atomic(base_model_ / f, tmp / f);
+  fs::remove_all(dir);
+  fs::rename(tmp, dir);
 }
 
 void Trainer::log_step(const StepResult& r, double step_sec) {
@@ -337,7 +369,7 @@ void Trainer::write_state(const fs::path& dir, int64_t step, bool finished, cons
              {"weights", weights},
              {"updates", "updates.jsonl"},
              {"run", run_identity(opt_)},
-             {"data", fs::absolute(opt_.data).string()}};
+             {"data", fs::absolute(opt_.data_dir.empty() ? opt_.data : opt_.data_dir).string()}};
   write_file_atomic(dir / "trainer_state.json", st.dump(2) + "\n");
 }
 
@@ -438,7 +470,8 @@ int Trainer::run() {
   check(opt_.mezo.eps > 0, "--eps must be > 0");
   check(opt_.max_length >= 2, "--max-length must be >= 2");
   if (!fs::is_directory(opt_.model)) fail("--model ", opt_.model.string(), ": not a model directory");
-  if (!fs::exists(opt_.data)) fail("--data ", opt_.data.string(), ": no such file");
+  if (opt_.data_dir.empty() && !fs::exists(opt_.data)) fail("--data ", opt_.data.string(), ": no such file");
+  if (!opt_.data_dir.empty() && opt_.task.empty()) fail("--data-dir needs --task");
   if (!opt_.eval.empty() && !fs::exists(opt_.eval)) fail("--eval ", opt_.eval.string(), ": no such file");
   prepare_output();
   load_starting_weights();
@@ -473,6 +506,7 @@ int Trainer::run() {
           eval_step_.push_back(j["step"].get<double>());
           eval_loss_.push_back(j["loss"].get<double>());
           if (j.contains("accuracy")) eval_acc_.push_back(j["accuracy"].get<double>());
+          if (j.value("best", false)) best_ = j["selection_value"].get<double>();
         }
         kept += line + "\n";
       }

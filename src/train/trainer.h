@@ -7,6 +7,7 @@
 //   metrics.jsonl                                      one record per step and per evaluation
 //   loss.svg                                           train/eval loss curves
 //   checkpoint-<step>/                                 exact (storage-precision) weights + state
+//   best/                                              --select-best: the best dev evaluation's model
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -32,6 +33,13 @@ struct TrainOptions {
   uint64_t seed = 0;
   MezoOptions mezo;
   std::string task;             // a MeZO task name: data lines are its raw records
+  // MeZO's protocol (--data-dir with --task): train and dev sets sampled from
+  // the task's train split (data/task_files.h mezo_task_data), dev as the eval set.
+  std::filesystem::path data_dir;
+  int64_t num_train = 1000, num_dev = -1, num_test = 1000;  // num_dev -1: MeZO's default for the task
+  // Export the weights of the best dev evaluation (highest accuracy, else
+  // lowest loss) to <out>/best/ (Hugging Face layout).
+  bool select_best = false;
   std::optional<DType> save_dtype;
   int threads = 0;
   int progress = -1;            // -1 auto (a terminal), 0 plain log lines, 1 bar

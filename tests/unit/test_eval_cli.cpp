@@ -41,8 +41,9 @@ class EvalCli : public ::testing::Test {
   static fs::path model() { return dir_->path() / "model"; }
   static fs::path tmp(const std::string& name) { return dir_->path() / name; }
 
-  static Json run_eval(const std::string& args) {
-    const auto r = run_zotune("eval --model " + quote(model()) + " --threads 1 " + args);
+  static Json run_eval(const std::string& args) { return run_eval_on(model(), args); }
+  static Json run_eval_on(const fs::path& m, const std::string& args) {
+    const auto r = run_zotune("eval --model " + quote(m) + " --threads 1 " + args);
     EXPECT_EQ(r.exit_code, 0) << r.output;
     if (r.exit_code != 0) return Json::object();
     return Json::parse(r.output.substr(0, r.output.find('\n')));
@@ -218,6 +219,64 @@ TEST_F(EvalCli, GenerationF1AndExactMatch) {
   EXPECT_EQ(d["metric"], "f1");
   EXPECT_EQ(d["n"], 3);
   EXPECT_EQ(d["demo_ids"].size(), 1u);
+}
+
+// zotune train with MeZO's sampled sets: dev evaluations pick best/, the test
+// metric of best/ is appended to metrics.jsonl and equals zotune eval's.
+TEST_F(EvalCli, TrainOnMezoSampleSelectsBestDevModel) {
+  const fs::path out = tmp("run");
+  const auto r = run_zotune("train --model " + quote(model()) + " --task rte --data-dir " + quote(eval_data() / "hf" / "rte") +
+                            " --num-train 2 --num-dev 2 --num-test 3 --out " + quote(out) +
+                            " --steps 4 --batch-size 2 --lr 1e-2 --eps 1e-3 --seed 1 --max-length 128 --eval-every 2"
+                            " --select-best --threads 1 --progress log");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::size_t key = r.output.find("\"type\":\"test\"");
+  ASSERT_NE(key, std::string::npos) << r.output;
+  const std::size_t at = r.output.rfind('\n', key) + 1;
+  const Json shown = Json::parse(r.output.substr(at, r.output.find('\n', at) - at));
+  EXPECT_EQ(shown["model"], "best");
+  EXPECT_EQ(shown["metric"], "accuracy");
+  EXPECT_EQ(shown["n"], 3);
+  const MezoSample want = mezo_sample(6, 4, 2, 2, 3, 1);
+  EXPECT_EQ(shown["test_ids"].get<std::vector<int64_t>>(), want.test);
+
+  std::vector<Json> evals;
+  Json test;
+  for (const Json& j : read_lines(out / "metrics.jsonl")) {
+    if (j["type"] == "eval") evals.push_back(j);
+    if (j["type"] == "test") test = j;
+  }
+  ASSERT_EQ(evals.size(), 3u);  // steps 0, 2, 4
+  EXPECT_EQ(test["train_ids"].get<std::vector<int64_t>>(), want.train);
+  EXPECT_EQ(test["dev_ids"].get<std::vector<int64_t>>(), want.dev);
+  // best_step: the first evaluation with the highest dev accuracy.
+  double top = -1;
+  int64_t first_top = -1;
+  for (const Json& e : evals) {
+    EXPECT_EQ(e["examples"], 2);
+    if (e["accuracy"].get<double>() > top) {
+      top = e["accuracy"];
+      first_top = e["step"];
+    }
+  }
+  EXPECT_EQ(test["best_step"], first_top);
+  EXPECT_TRUE(fs::exists(out / "best" / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(out / "best" / "tokenizer.json"));
+  const Json direct = run_eval_on(out / "best", "--task rte --data-dir " + quote(eval_data() / "hf" / "rte") + " --num-test 3 --seed 1");
+  EXPECT_EQ(direct["value"], test["value"]);
+  EXPECT_EQ(direct["test_ids"], test["test_ids"]);
+
+  // A generation task: dev loss selects, the test metric is F1.
+  const fs::path gen = tmp("run_squad");
+  const auto g = run_zotune("train --model " + quote(model()) + " --task squad --data-dir " + quote(eval_data() / "squad") +
+                            " --num-train 2 --num-dev 1 --out " + quote(gen) +
+                            " --steps 2 --batch-size 1 --lr 1e-3 --eps 1e-3 --max-length 128 --select-best --threads 1 --progress log");
+  ASSERT_EQ(g.exit_code, 0) << g.output;
+  const Json last = read_lines(gen / "metrics.jsonl").back();
+  EXPECT_EQ(last["type"], "test");
+  EXPECT_EQ(last["metric"], "f1");
+  EXPECT_TRUE(last.contains("em"));
+  EXPECT_EQ(last["n"], 2);
 }
 
 TEST_F(EvalCli, OwnShapesAndErrors) {

@@ -71,11 +71,19 @@ TEST(EvalSampling, NumpyRandintKnownValuesAndPerExampleSeeds) {
 
 TEST(EvalSampling, NumpyPermutationMatchesPythonReference) {
   const fs::path script = testing::source_dir() / "tools" / "numpy_permutation.py";
+  std::string args;
+  std::vector<std::pair<uint32_t, int64_t>> cases;
   for (uint32_t seed : {0u, 1u, 13u, 4294967295u})
-    for (int64_t n : {2, 7, 100, 1000, 67349}) {
-      const Json want = Json::parse(python(quote(script) + " " + std::to_string(seed) + " " + std::to_string(n)));
-      EXPECT_EQ(numpy_permutation(seed, n), want.get<std::vector<int64_t>>()) << "seed " << seed << " n " << n;
+    for (int64_t n : {2, 7, 100, 1000, 8191}) {
+      cases.emplace_back(seed, n);
+      args += " " + std::to_string(seed) + ":" + std::to_string(n);
     }
+  std::istringstream out(python(quote(script) + args));
+  for (const auto& [seed, n] : cases) {
+    std::string line;
+    ASSERT_TRUE(std::getline(out, line));
+    EXPECT_EQ(numpy_permutation(seed, n), Json::parse(line).get<std::vector<int64_t>>()) << "seed " << seed << " n " << n;
+  }
 }
 
 TEST(EvalSampling, MezoSplitsTrainDevTest) {
@@ -83,7 +91,9 @@ TEST(EvalSampling, MezoSplitsTrainDevTest) {
   // permutation(10) with seed 0 is 2 8 4 9 1 6 7 3 0 5: 7 drawn, the last 3 are dev.
   EXPECT_EQ(s.train, (std::vector<int64_t>{2, 8, 4, 9}));
   EXPECT_EQ(s.dev, (std::vector<int64_t>{1, 6, 7}));
-  EXPECT_EQ(s.test, std::vector<int64_t>(numpy_permutation(0, 7).begin(), numpy_permutation(0, 7).begin() + 5));
+  std::vector<int64_t> first5 = numpy_permutation(0, 7);
+  first5.resize(5);
+  EXPECT_EQ(s.test, first5);
   // More than there is: everything, dev still the last ones drawn.
   const MezoSample all = mezo_sample(5, 3, 1000, 2, 1000, 1);
   EXPECT_EQ(all.train.size() + all.dev.size(), 5u);
@@ -102,7 +112,7 @@ TEST(EvalSampling, MezoSplitsTrainDevTest) {
 TEST(EvalMetrics, HandComputed) {
   EXPECT_EQ(normalize_answer("The  Cat, sat!"), "cat sat");
   EXPECT_EQ(normalize_answer("an apple a day"), "apple day");
-  EXPECT_EQ(normalize_answer("theater a_b"), "theater a_b");
+  EXPECT_EQ(normalize_answer("theater a_b"), "theater ab");  // '_' is in string.punctuation
   EXPECT_EQ(normalize_answer("\u00a0a\u3000b\t"), "b");
   EXPECT_DOUBLE_EQ(token_f1("cat cat dog", "cat dog dog"), 2.0 / 3.0);  // 2 shared of 3 and 3
   EXPECT_DOUBLE_EQ(token_f1("in 1648 by Spain", "May 1648"), 2 * 0.25 * 0.5 / 0.75);
