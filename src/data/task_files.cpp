@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "base/fs.h"
+#include "data/eval_protocol.h"
 #include "data/text.h"
 #include "io/json_file.h"
 #include "tokenizer/utf8.h"
@@ -202,15 +203,18 @@ void for_each_line(const std::string& text, const std::string& file,
   }
 }
 
+Json parse_line(std::string_view line) {
+  try {
+    return Json::parse(line);
+  } catch (const Json::exception& e) {
+    fail("invalid JSON: ", e.what());
+  }
+}
+
 TaskSplit read_jsonl(const std::string& task, const fs::path& file) {
   SplitBuilder b(task, file.string());
   for_each_line(read_file(file), file.string(), [&](std::string_view line, int64_t line_no) {
-    Json j;
-    try {
-      j = Json::parse(line);
-    } catch (const Json::exception& e) {
-      fail("invalid JSON: ", e.what());
-    }
+    Json j = parse_line(line);
     add_jsonl_record(task, std::move(j), file.string() + ":" + std::to_string(line_no), b);
   });
   return b.finish();
@@ -402,21 +406,11 @@ TaskSplit read_task_split(std::string_view task, const fs::path& dir, SplitKind 
        canonical_task_name(task), " (looked for ", tried, ")");
 }
 
-}  // namespace zotune
-
-#include "data/eval_protocol.h"
-
-namespace zotune {
 
 std::vector<EvalExample> read_plain_eval_file(const std::filesystem::path& file) {
   std::vector<EvalExample> out;
   for_each_line(read_file(file), file.string(), [&](std::string_view line, int64_t line_no) {
-    Json j;
-    try {
-      j = Json::parse(line);
-    } catch (const Json::exception& e) {
-      fail("invalid JSON: ", e.what());
-    }
+    Json j = parse_line(line);
     if (!j.is_object()) fail("the line is not a JSON object");
     EvalExample e;
     e.id = static_cast<int64_t>(out.size());
@@ -460,10 +454,6 @@ std::vector<EvalExample> read_plain_eval_file(const std::filesystem::path& file)
   if (out.empty()) fail(file.string(), ": no examples");
   return out;
 }
-
-}  // namespace zotune
-
-namespace zotune {
 
 namespace {
 std::string own_shape_jsonl(std::string_view task, const TaskSplit& split, const std::vector<int64_t>& ids) {

@@ -279,6 +279,28 @@ TEST_F(EvalCli, TrainOnMezoSampleSelectsBestDevModel) {
   EXPECT_EQ(last["n"], 2);
 }
 
+// Every task: zero-shot from its official files, in-context from the Hugging
+// Face export (the same examples, so the same test ids). Fine-tuning on every
+// task's MeZO sample: EvalFiles.MezoTaskDataForEveryTask and the train test above.
+TEST_F(EvalCli, EveryTaskEveryModeEndToEnd) {
+  for (const std::string task : {"sst2", "rte", "cb", "boolq", "wsc", "wic", "multirc", "copa", "record", "squad", "drop"}) {
+    SCOPED_TRACE(task);
+    const fs::path official = task == "sst2" ? eval_data() / "glue" / "sst2"
+                              : task == "squad" || task == "drop" ? eval_data() / task
+                                                                  : eval_data() / "superglue" / task;
+    const bool generation = task == "squad" || task == "drop";
+    const std::string gen = generation ? " --max-new-tokens 3" : "";
+    const Json z = run_eval("--task " + task + " --data-dir " + quote(official) + " --num-test 2" + gen);
+    EXPECT_EQ(z["metric"], generation ? "f1" : "accuracy");
+    EXPECT_EQ(z["n"], 2);
+    const Json i = run_eval("--task " + task + " --data-dir " + quote(eval_data() / "hf" / task) +
+                            " --mode icl --demos 2 --num-test 2" + gen);
+    EXPECT_EQ(i["mode"], "icl");
+    EXPECT_EQ(i["test_ids"], z["test_ids"]);
+    EXPECT_EQ(i["demo_ids"].size(), 2u);
+  }
+}
+
 TEST_F(EvalCli, OwnShapesAndErrors) {
   const fs::path data = tmp("own.jsonl");
   std::ofstream(data) << "{\"prompt\": \"The sky is\", \"candidates\": [\" blue\", \" green\"], \"label\": 0}\n"

@@ -11,11 +11,14 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "data/dataset.h"
 #include "data/eval_protocol.h"
 #include "data/metrics.h"
 #include "data/task_files.h"
 #include "io/json_file.h"
+#include "test_tokenizer_util.h"
 #include "test_util.h"
+#include "tokenizer/tokenizer.h"
 
 namespace zotune {
 namespace {
@@ -257,6 +260,34 @@ TEST(EvalFiles, MalformedFilesNameFileLineAndField) {
              "no validation split for task copa (looked for validation.jsonl, val.jsonl, dev.jsonl)");
   EXPECT_HAS(error_of([&] { read_task_file("wic", tmp / "a.tsv", true); }), "TSV files are read for sst2 only");
   EXPECT_HAS(error_of([&] { read_task_split("nope", tmp.path(), SplitKind::Train); }), "unknown task 'nope'");
+}
+
+// The data `zotune train --task T --data-dir D` trains on, for every task:
+// MeZO's sample in zotune's own shapes, tokenized by the trainer's Dataset.
+TEST(EvalFiles, MezoTaskDataForEveryTask) {
+  const Tokenizer tok = Tokenizer::load(test::tokenizer_data("gpt2"));
+  for (const std::string task : kTasks) {
+    SCOPED_TRACE(task);
+    const MezoTaskData m = mezo_task_data(task, official_dir(task), 2, 1, 1, 0);
+    const TaskSplit train = read_task_split(task, official_dir(task), SplitKind::Train);
+    const MezoSample want = mezo_sample(static_cast<int64_t>(train.examples.size()), 9, 2, 1, 1, 0);
+    EXPECT_EQ(m.train_ids, want.train);
+    EXPECT_EQ(m.dev_ids, want.dev);
+    const Dataset tr = Dataset::parse_jsonl(m.train_jsonl, "train", {}, &tok);
+    const Dataset dev = Dataset::parse_jsonl(m.dev_jsonl, "dev", {}, &tok);
+    EXPECT_EQ(tr.size(), 2);
+    EXPECT_EQ(dev.size(), 1);
+    const bool generation = task == "squad" || task == "drop";
+    EXPECT_EQ(tr.objective(), generation ? Objective::Completion : Objective::Classification);
+    ASSERT_EQ(m.test.size(), 1u);
+    // The training example equals apply_task's on the same record (tasks.h).
+    const TaskExample ex = training_example(task, train.examples[static_cast<std::size_t>(m.train_ids[0])]);
+    const Json first = Json::parse(m.train_jsonl.substr(0, m.train_jsonl.find('\n')));
+    EXPECT_EQ(first["prompt"], ex.prompt);
+    if (!generation) {
+      EXPECT_EQ(first["label"].get<std::vector<int32_t>>(), ex.correct);
+    }
+  }
 }
 
 TEST(EvalFiles, PlainShapes) {
