@@ -19,7 +19,7 @@
 #include "model/blocks.h"
 #include "model/weights.h"
 #include "store/storage_convert.h"
-#include "zo/mezo.h"
+#include "zo/replay.h"
 
 namespace zotune {
 
@@ -144,15 +144,10 @@ uint8_t* PageBuffer::ensure(std::size_t bytes) {
 
 // ---- construction
 
-DiskStore::DiskStore(const Architecture& arch, DiskStoreOptions opt, bool) : ParamStore(arch), opt_(std::move(opt)) {
+DiskStore::DiskStore(const Architecture& arch, DiskStoreOptions opt, bool)
+    : ParamStore(arch, opt.storage_dtype, "--offload disk"), opt_(std::move(opt)), elem_(codec_.bytes()) {
   check(opt_.resident_blocks >= 1, "--resident-blocks must be at least 1 (got ", opt_.resident_blocks, ")");
   check(!opt_.work_dir.empty(), "--offload disk needs a work directory");
-  const DType t = opt_.storage_dtype;
-  check(t == DType::F32 || t == DType::BF16 || t == DType::F16, "--offload disk: storage dtype ", dtype_name(t),
-        " is not F32, BF16 or F16");
-  elem_ = dtype_size(t);
-  lowbit_ = t != DType::F32;
-  fmt_ = t == DType::F16 ? kernels::LowBitFormat::F16 : kernels::LowBitFormat::BF16;
   init_layout();
 }
 
@@ -174,7 +169,7 @@ DiskStore::DiskStore(const Architecture& arch, const Checkpoint& ckpt, DiskStore
     for (int id : block_tensors_[static_cast<std::size_t>(b)]) {
       const auto& spec = table[static_cast<std::size_t>(id)];
       TensorView v = checked_view(arch, ckpt, spec);
-      convert_to_storage(v, 0, v.numel(), opt_.storage_dtype,
+      codec_.encode(v, 0, v.numel(),
                          payload + static_cast<uint64_t>(tensor_offset_[static_cast<std::size_t>(id)]) * elem_, tmp);
       drop_mapped_pages(v.data, v.nbytes());
     }
@@ -207,7 +202,7 @@ void DiskStore::create_rows_file(int id, const Checkpoint& ckpt) {
     AlignedBuffer<float> scratch;
     for (int64_t b = 0; b < n; b += kLoadChunk) {
       const int64_t m = std::min(kLoadChunk, n - b);
-      convert_to_storage(v, b, m, opt_.storage_dtype, buf, scratch);
+      codec_.encode(v, b, m, buf, scratch);
       drop_mapped_pages(static_cast<const uint8_t*>(v.data) + static_cast<std::size_t>(b) * dtype_size(v.dtype),
                         static_cast<std::size_t>(m) * dtype_size(v.dtype));
       const uint64_t bytes = static_cast<uint64_t>(m) * elem_;
@@ -551,15 +546,13 @@ void DiskStore::stream_unit(int id, const BlockWork& work, int64_t chunk_rows, c
   }
   const fs::path path = unit_path(u);
   const int64_t rows = spec.shape[0], cols = spec.numel() / rows;
-  const kernels::ZoUpdate upd = update_of(id, work);
-  const kernels::ZoPerturb pert = perturb_of(work);
   const int64_t cap = std::min(chunk_rows, rows) * cols;
   for (auto& c : chunks_) c.buf.ensure(static_cast<uint64_t>(cap) * elem_ + 2 * kPage);
-  float* ct = lowbit_ ? blocks::ensure(chunk_theta_, cap) : nullptr;
-  float* cp = pert.active ? blocks::ensure(chunk_plus_, cap) : nullptr;
-  float* cm = pert.active && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
+  float* ct = codec_.lowbit() ? blocks::ensure(chunk_theta_, cap) : nullptr;
+  float* cp = work.perturb ? blocks::ensure(chunk_plus_, cap) : nullptr;
+  float* cm = work.perturb && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
   const int64_t nchunks = (rows + chunk_rows - 1) / chunk_rows;
-  const bool writing = upd.active;
+  const bool writing = work.update.has_value();
   auto byte_range = [&](int64_t k) {
     const int64_t r0 = k * chunk_rows, nr = std::min(chunk_rows, rows - r0);
     return std::pair<uint64_t, uint64_t>{static_cast<uint64_t>(r0 * cols) * elem_,
@@ -607,19 +600,8 @@ void DiskStore::stream_unit(int id, const BlockWork& work, int64_t chunk_rows, c
       const uint64_t p0 = page_floor(b0);
       uint8_t* data = c.buf.data() + (b0 - p0);
       const int64_t r0 = k * chunk_rows, nr = std::min(chunk_rows, rows - r0), e0 = r0 * cols, n = nr * cols;
-      const float* theta = nullptr;
-      if (lowbit_) {
-        kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt_, work.dist, upd, pert, e0, n,
-                                          reinterpret_cast<uint16_t*>(data), cp, cm, ct);
-        theta = ct;
-        if (upd.active) counters_.rounding_draws += static_cast<uint64_t>(n);
-      } else {
-        auto* w = reinterpret_cast<float*>(data);
-        if (upd.active || pert.active)
-          kernels::zo_update_perturb(static_cast<uint32_t>(id), work.dist, upd, pert, e0, n, w, cp, cm);
-        theta = w;
-      }
-      count_rng(n, work);
+      count_draws(zo_apply(work, slice(id, data, e0, n), cp, cm, ct));
+      const float* theta = ct ? ct : reinterpret_cast<const float*>(data);  // fp32: θ is the staged chunk
       if (fn) fn(RowChunk{r0, nr, cols, theta, cp ? cp : theta, cm ? cm : theta});
       if (!writing) continue;
       // The page this chunk starts in begins with the previous chunk's updated
@@ -847,7 +829,7 @@ void DiskStore::prefetch(int block) {
   for (int k = 0; k < opt_.resident_blocks && block + k < arch_.num_blocks(); ++k) schedule_read(block + k);
 }
 
-void DiskStore::acquire(int block, const BlockWork& work) {
+void DiskStore::begin_block(int block, const BlockWork& work) {
   fold_counters();
   const auto bi = static_cast<std::size_t>(block);
   check(block >= 0 && block < arch_.num_blocks() && !held_[bi], "disk tier: block ", block,
@@ -859,31 +841,27 @@ void DiskStore::acquire(int block, const BlockWork& work) {
   }
   held_[bi] = st;
   uint8_t* payload = st->buf.data() + kPage;
-  const auto& table = arch_.tensors();
-  // Lean: one fp32 copy per resident block, W+ now and W- in switch_to_minus()
-  // from the staged values, which stay held until then. (fp32 one-sided needs
-  // no second pass: its minus() is the staged θ.)
-  const bool lean = work.perturb && (lowbit_ || !work.one_sided);
-  Slot* slot = lowbit_ || work.perturb ? &slot_for(block) : nullptr;
+  const bool lowbit = codec_.lowbit();
+  // Lean: one fp32 copy per resident block, copy 0 now and copy 1 from the
+  // staged values, which stay held until then. (fp32 one-sided needs no second
+  // pass: its copy 1 is the staged θ.)
+  const bool lean = work.perturb && (lowbit || !work.one_sided);
+  Slot* slot = lowbit || work.perturb ? &slot_for(block) : nullptr;  // 16-bit: fp32 copies always
   for (int id : block_tensors_[bi]) {
     const auto ii = static_cast<std::size_t>(id);
     const int64_t off = tensor_offset_[ii];
-    if (lowbit_) {  // fp32 copies always: the model reads fp32
-      float* w = slot->w.data() + off;
-      lowbit_first(id, fmt_, work, reinterpret_cast<uint16_t*>(payload) + off, w);
-      plus_[ii] = w;
-      minus_[ii] = work.perturb ? nullptr : w;
-    } else {
-      apply_fp32_work(id, work, reinterpret_cast<float*>(payload) + off, work.perturb ? slot->w.data() + off : nullptr,
-                      nullptr);
-      if (lean) minus_[ii] = nullptr;
-      count_rng(table[ii].numel(), work);
-    }
+    void* stored = payload + static_cast<uint64_t>(off) * elem_;
+    float* w = slot ? slot->w.data() + off : nullptr;
+    count_draws(zo_apply(work, slice(id, stored), w, nullptr, nullptr));
+    const float* theta = lowbit ? w : static_cast<const float*>(stored);
+    plus_[ii] = work.perturb ? w : theta;
+    minus_[ii] = lean ? nullptr : theta;
   }
-  // fp32: plus()/minus() point into the stage when unperturbed, minus() when
-  // one-sided; lean keeps it for W-.
-  st->holds_pointers = lean || !lowbit_;
+  // fp32: the copies point into the stage when unperturbed, copy 1 when
+  // one-sided; lean keeps it for copy 1.
+  st->holds_pointers = lean || !lowbit;
   lean_block_ = lean ? block : -1;
+  lean_made_ = 0;
   lean_work_ = work;
   if (work.update) {
     ++updates_[bi];
@@ -900,46 +878,28 @@ void DiskStore::acquire(int block, const BlockWork& work) {
   if (block == arch_.num_blocks() - 1 && opt_.overlap) schedule_read(0);  // the next step starts there
 }
 
-void DiskStore::switch_to_minus(int block) {
-  if (block != lean_block_) return;
-  lean_block_ = -1;
+ParamPtrs DiskStore::working_copy(int block, int k) {
+  if (block != lean_block_) return k == 0 ? plus_ : minus_;  // two copies, or θ
   const auto bi = static_cast<std::size_t>(block);
   Stage* st = held_[bi];
-  check(st != nullptr && slot_of_[bi] != nullptr, "disk tier: block ", block, " is not resident");
-  uint8_t* payload = st->buf.data() + kPage;
-  float* slot = slot_of_[bi]->w.data();
-  const auto& table = arch_.tensors();
-  for (int id : block_tensors_[bi]) {
-    const auto ii = static_cast<std::size_t>(id);
-    const int64_t off = tensor_offset_[ii];
-    if (lowbit_) {
-      lowbit_minus(id, fmt_, lean_work_, reinterpret_cast<uint16_t*>(payload) + off, slot + off);
-    } else {
-      // W- = θ - eps z as the perturbation with -eps (exact: x + (-a) == x - a),
-      // θ being the staged value after this step's update.
-      kernels::ZoPerturb pert = perturb_of(lean_work_);
-      pert.eps = -pert.eps;
-      const int64_t n = table[ii].numel();
-      kernels::zo_update_perturb(static_cast<uint32_t>(id), lean_work_.dist, kernels::ZoUpdate{}, pert, 0, n,
-                                 reinterpret_cast<float*>(payload) + off, slot + off, nullptr);
-      BlockWork drawn;
-      drawn.dist = lean_work_.dist;
-      drawn.perturb = true;
-      count_rng(n, drawn);
-    }
-    plus_[ii] = nullptr;
-    minus_[ii] = slot + off;
+  if (lean_made_ == 0 && k == 1) check(st != nullptr && slot_of_[bi] != nullptr, "disk tier: block ", block, " is not resident");
+  uint8_t* payload = st ? st->buf.data() + kPage : nullptr;
+  const ParamPtrs p = lean_copy(block, k, lean_made_, lean_work_, plus_, [&](int id) -> void* {
+    return payload + static_cast<uint64_t>(tensor_offset_[static_cast<std::size_t>(id)]) * elem_;
+  }, false);
+  if (lean_made_ == 1 && st) {
+    // The staged block is no longer needed: write it back now, as a two-copy tier would have.
+    std::unique_lock lk(mu_);
+    Slot* keep = slot_of_[bi];
+    st->holds_pointers = false;
+    retire(lk, *st);
+    slot_of_[bi] = keep;
+    held_[bi] = nullptr;
   }
-  // The staged block is no longer needed: write it back now, as a two-copy tier would have.
-  std::unique_lock lk(mu_);
-  Slot* keep = slot_of_[bi];
-  st->holds_pointers = false;
-  retire(lk, *st);
-  slot_of_[bi] = keep;
-  held_[bi] = nullptr;
+  return p;
 }
 
-void DiskStore::release(int block) {
+void DiskStore::end_block(int block) {
   if (block == lean_block_) lean_block_ = -1;
   const auto bi = static_cast<std::size_t>(block);
   {
@@ -989,15 +949,14 @@ void DiskStore::read_range(int id, int64_t first, int64_t count, float* out) con
   check(first >= 0 && count >= 0 && first + count <= spec.numel(), "disk tier: elements [", first, ", ",
         first + count, ") of ", spec.name, " are out of range");
   const int64_t n = count;
-  if (!lowbit_) {
+  if (!codec_.lowbit()) {
     pread_all(f.fd, out, static_cast<uint64_t>(n) * sizeof(float), off, path);
   } else {
     AlignedBuffer<uint16_t> bits(static_cast<std::size_t>(std::min(n, kLoadChunk)));
     for (int64_t b = 0; b < n; b += kLoadChunk) {
       const int64_t m = std::min(kLoadChunk, n - b);
       pread_all(f.fd, bits.data(), static_cast<uint64_t>(m) * elem_, off + static_cast<uint64_t>(b) * elem_, path);
-      if (fmt_ == kernels::LowBitFormat::BF16) kernels::bf16_to_f32(bits.data(), out + b, m);
-      else kernels::f16_to_f32(bits.data(), out + b, m);
+      codec_.decode(bits.data(), m, out + b);
     }
   }
   ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
@@ -1009,25 +968,7 @@ void DiskStore::catch_up(kernels::ZDist dist, float weight_decay, const std::vec
   for (int u = 0; u < num_units(); ++u)
     check(updates_[static_cast<std::size_t>(u)] <= target, unit_path(u).string(), ": holds ",
           updates_[static_cast<std::size_t>(u)], " updates, more than the ", target, " of the update log");
-  const int N = arch_.num_blocks();
-  for (int u = 0; u < num_units(); ++u) {
-    while (updates_[static_cast<std::size_t>(u)] < target) {
-      const auto& r = records[static_cast<std::size_t>(updates_[static_cast<std::size_t>(u)])];
-      BlockWork work;
-      work.dist = dist;
-      work.update = PendingUpdate{r.seed, r.lr, r.grad};
-      work.weight_decay = weight_decay;
-      if (u < N) {
-        acquire(u, work);
-        release(u);
-      } else {
-        const int id = rows_ids_[static_cast<std::size_t>(u - N)];
-        const auto& spec = arch_.tensors()[static_cast<std::size_t>(id)];
-        const int64_t cols = spec.numel() / spec.shape[0];
-        stream_rows(id, work, std::max<int64_t>(1, kLoadChunk / std::max<int64_t>(cols, 1)), nullptr);
-      }
-    }
-  }
+  replay(*this, dist, weight_decay, records, updates_);
   sync();
 }
 
