@@ -4,7 +4,10 @@
 // values (the deferred update, written back; this step's perturbation) and
 // returns a BlockSession that hands out working copy k of the block and
 // releases it when it ends. The update rule itself lives in zo/; stores move
-// bytes and pick which copies to keep. Models see only fp32 pointers.
+// bytes and pick which copies to keep. Models see only fp32 pointers. A new
+// storage (e.g. node-shared memory holding one θ for the ranks of a node) is
+// another subclass; a new element format is a Codec (store/codec.h) and a case
+// of zo_apply.
 #pragma once
 #include <cstdint>
 #include <functional>
