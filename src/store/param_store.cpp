@@ -40,14 +40,16 @@ ParamStore::ParamStore(const Architecture& arch, DType storage, const char* who)
 
 BlockSession& BlockSession::operator=(BlockSession&& o) noexcept {
   if (this != &o) {
-    this->~BlockSession();
+    end_quietly();
     store_ = std::exchange(o.store_, nullptr);
     block_ = o.block_;
   }
   return *this;
 }
 
-BlockSession::~BlockSession() {
+BlockSession::~BlockSession() { end_quietly(); }
+
+void BlockSession::end_quietly() noexcept {
   try {
     release();
   } catch (...) {

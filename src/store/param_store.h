@@ -47,6 +47,7 @@ class BlockSession {
   void release();
 
  private:
+  void end_quietly() noexcept;
   ParamStore* store_ = nullptr;
   int block_ = -1;
 };

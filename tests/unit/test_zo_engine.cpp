@@ -20,6 +20,8 @@
 #include "store/store_factory.h"
 #include "test_util.h"
 #include "train/engine.h"
+#include "train/update_log.h"
+#include "zo/replay.h"
 
 namespace zotune {
 namespace {
@@ -229,6 +231,50 @@ TEST(Schedule, ConstantAndLinearWithWarmupAsHuggingFace) {
   EXPECT_NE(step_seed(1, 0), step_seed(1, 1));
   EXPECT_NE(step_seed(1, 0), step_seed(2, 0));
   EXPECT_EQ(step_seed(1, 5), step_seed(1, 5));
+}
+
+// A record with two terms (two directions in one step) equals its terms
+// applied one after the other (weight decay with the first), bit for bit, in
+// both codecs; the update log keeps its terms.
+TEST(ZoUpdate, TermsApplyInOrderAndRoundTripTheLog) {
+  const fs::path model = testing::golden_dir() / "qwen3";
+  auto arch = load_architecture(model);
+  Checkpoint ckpt(model);
+  UpdateRecord two(1, 101, 1e-2f, 0.7f);
+  two.terms.push_back({202, -0.4f});
+  const std::vector<UpdateRecord> one_by_one{UpdateRecord(1, 101, 1e-2f, 0.7f), UpdateRecord(2, 202, 1e-2f, -0.4f)};
+  for (DType storage : {DType::F32, DType::BF16}) {
+    StoreOptions so;
+    so.offload = storage == DType::F32 ? Offload::None : Offload::Ram;
+    so.storage_dtype = storage;
+    auto a = make_store(*arch, ckpt, so), b = make_store(*arch, ckpt, so), c = make_store(*arch, ckpt, so);
+    replay(*a, kernels::ZDist::Gaussian, 0.0f, {two});
+    replay(*b, kernels::ZDist::Gaussian, 0.0f, one_by_one);
+    replay(*c, kernels::ZDist::Gaussian, 0.0f, {one_by_one[0]});
+    bool moved = false;
+    for (std::size_t i = 0; i < arch->tensors().size(); ++i) {
+      const auto n = static_cast<std::size_t>(arch->tensors()[i].numel());
+      std::vector<float> wa(n), wb(n), wc(n);
+      a->read_tensor(static_cast<int>(i), wa.data());
+      b->read_tensor(static_cast<int>(i), wb.data());
+      c->read_tensor(static_cast<int>(i), wc.data());
+      EXPECT_EQ(0, std::memcmp(wa.data(), wb.data(), n * sizeof(float))) << arch->tensors()[i].name;
+      moved = moved || std::memcmp(wa.data(), wc.data(), n * sizeof(float)) != 0;
+    }
+    EXPECT_TRUE(moved) << "the second term changed nothing";
+  }
+  testing::TempDir tmp;
+  UpdateLog log;
+  log.header = {{"format", "zotune-updates"}};
+  log.records = {one_by_one[0], two};
+  log.records[1].step = 2;
+  write_update_log(tmp / "updates.jsonl", log);
+  const UpdateLog back = read_update_log(tmp / "updates.jsonl");
+  ASSERT_EQ(back.records.size(), 2u);
+  ASSERT_EQ(back.records[1].terms.size(), 2u);
+  EXPECT_EQ(back.records[1].terms[1].seed, 202u);
+  EXPECT_EQ(back.records[1].terms[1].coeff, -0.4f);
+  EXPECT_EQ(back.records[0].terms[0].coeff, 0.7f);
 }
 
 // The same run with 1, 2 and 3 threads gives bit-identical losses and weights,
