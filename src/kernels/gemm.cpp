@@ -1,10 +1,10 @@
-// sgemm: a thin, checked wrapper over OpenBLAS cblas_sgemm.
-#include <cblas.h>
-
+// sgemm: a thin, checked wrapper over OpenBLAS (kernels/blas_tiles.h).
 #include <algorithm>
 #include <climits>
+#include <utility>
 
 #include "base/error.h"
+#include "kernels/blas_tiles.h"
 #include "kernels/kernels.h"
 
 namespace zotune::kernels {
@@ -42,10 +42,10 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   }
   check(lda >= (trans_a ? M : K), "sgemm: lda=", lda, " too small for ", trans_a ? "A^T" : "A");
   check(ldb >= (trans_b ? K : N), "sgemm: ldb=", ldb, " too small for ", trans_b ? "B^T" : "B");
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, blas_int(M, "M"), blas_int(N, "N"),
-              blas_int(K, "K"), alpha, A, blas_int(lda, "lda"), B, blas_int(ldb, "ldb"), beta, C,
-              blas_int(ldc, "ldc"));
+  for (const auto& [v, what] : {std::pair<int64_t, const char*>{M, "M"}, {N, "N"}, {K, "K"}, {lda, "lda"},
+                                {ldb, "ldb"}, {ldc, "ldc"}})
+    blas_int(v, what);  // the BLAS takes int sizes
+  detail::sgemm_tiles(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace zotune::kernels

@@ -44,8 +44,8 @@
 //   staging   resident_blocks + 2 buffers of the largest block file (block
 //             files hold no streamed tensor, so block 0 is small)
 //   working   resident_blocks ring slots of one fp32 copy of a block: the
-//             tier is lean (ParamStore::switch_to_minus), W+ for the plus
-//             pass, then W- from the still-staged values for the minus pass
+//             tier is lean (BlockSession), W+ for the plus pass, then W-
+//             from the still-staged values for the minus pass
 //   streaming 3 chunk I/O buffers of chunk_rows * cols * E + 2 pages, and W+,
 //             W- (and, 16-bit, θ) fp32 chunk copies of chunk_rows * cols
 // Files are read and written with O_DIRECT (buffers and sizes are page
@@ -72,7 +72,6 @@
 
 namespace zotune {
 
-struct UpdateRecord;
 
 // Where a fault-injection hook is called (tests only).
 enum class DiskIoPoint : uint8_t {
@@ -132,13 +131,9 @@ class DiskStore final : public ParamStore {
   static bool has_working_copy(const std::filesystem::path& work_dir);
   ~DiskStore() override;
 
-  void acquire(int block, const BlockWork& work) override;
-  void release(int block) override;
   void prefetch(int block) override;
-  void switch_to_minus(int block) override;
   void stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) override;
   void read_range(int id, int64_t first, int64_t count, float* out) const override;
-  DType storage_dtype() const override { return opt_.storage_dtype; }
   // Waits for every write-back, syncs the directory and rewrites the manifest.
   void sync() override;
 
@@ -150,8 +145,8 @@ class DiskStore final : public ParamStore {
   std::filesystem::path block_path(int block) const { return unit_path(block); }
   std::filesystem::path rows_path(int tensor_id) const { return unit_path(rows_unit(tensor_id)); }
   // After a crash mid-step: brings every unit to records.size() updates,
-  // applying records[updates[u]] .. to unit u (records[i] = update i of the
-  // run, i.e. the one applied at step i + 1). A unit ahead of the log is an error.
+  // replaying records[updates[u]] .. onto unit u (zo/replay.h; records[i] =
+  // update i of the run, applied at step i + 1). A unit ahead of the log is an error.
   void catch_up(kernels::ZDist dist, float weight_decay, const std::vector<UpdateRecord>& records);
 
  private:
@@ -199,6 +194,9 @@ class DiskStore final : public ParamStore {
   };
 
   DiskStore(const Architecture& arch, DiskStoreOptions opt, bool);
+  void begin_block(int block, const BlockWork& work) override;
+  ParamPtrs working_copy(int block, int k) override;
+  void end_block(int block) override;
   void init_layout();
   void write_manifest();
   void load_manifest();
@@ -233,13 +231,12 @@ class DiskStore final : public ParamStore {
   void rethrow_io_error();
   void fold_counters();
   Slot& slot_for(int block);
-  int lean_block_ = -1;  // block whose W- switch_to_minus() still has to write
+  int lean_block_ = -1;  // resident block of a lean pass: one fp32 copy, staged θ held for copy 1
+  int lean_made_ = 0;    // the copy its slot holds
   BlockWork lean_work_;
 
   DiskStoreOptions opt_;
-  std::size_t elem_ = sizeof(float);  // bytes per stored element
-  bool lowbit_ = false;
-  kernels::LowBitFormat fmt_ = kernels::LowBitFormat::BF16;
+  std::size_t elem_ = sizeof(float);  // bytes per stored element (codec_.bytes())
   std::vector<int64_t> tensor_offset_;  // offset (elements) of each tensor inside its block
   std::vector<int> rows_ids_;           // streamed tensor of each rows unit
   std::vector<int64_t> updates_;        // per unit

@@ -16,7 +16,8 @@ int64_t stream_chunk_rows(int64_t width, int64_t nrows, int64_t V) {
   return std::min(std::max<int64_t>(r, 64), std::max<int64_t>(V, 1));
 }
 
-ParamStore::ParamStore(const Architecture& arch) : arch_(arch) {
+ParamStore::ParamStore(const Architecture& arch, DType storage, const char* who)
+    : arch_(arch), codec_(storage, who) {
   const auto& table = arch.tensors();
   plus_.assign(table.size(), nullptr);
   minus_.assign(table.size(), nullptr);
@@ -27,17 +28,49 @@ ParamStore::ParamStore(const Architecture& arch) : arch_(arch) {
   block_numel_.assign(block_tensors_.size(), 0);
   for (std::size_t i = 0; i < table.size(); ++i) {
     total_params_ += table[i].numel();
-    if (streamed_[i]) continue;
+    if (streamed_[i]) {
+      streamed_ids_.push_back(static_cast<int>(i));
+      continue;
+    }
     const auto b = static_cast<std::size_t>(table[i].block);
     block_tensors_[b].push_back(static_cast<int>(i));
     block_numel_[b] += table[i].numel();
   }
 }
 
-kernels::ZoUpdate ParamStore::update_of(int id, const BlockWork& work) const {
-  if (!work.update) return {};
+BlockSession& BlockSession::operator=(BlockSession&& o) noexcept {
+  if (this != &o) {
+    end_quietly();
+    store_ = std::exchange(o.store_, nullptr);
+    block_ = o.block_;
+  }
+  return *this;
+}
+
+BlockSession::~BlockSession() { end_quietly(); }
+
+void BlockSession::end_quietly() noexcept {
+  try {
+    release();
+  } catch (...) {
+    // The tier keeps a failed write-back and reports it from its next call
+    // (DiskStore: every later acquire, stream and sync throw it).
+  }
+}
+
+ParamPtrs BlockSession::copy(int k) {
+  check(store_ != nullptr, "block ", block_, ": the session has ended");
+  check(k == 0 || k == 1, "block ", block_, ": no working copy ", k, " (a step has copies 0 and 1)");
+  return store_->working_copy(block_, k);
+}
+
+void BlockSession::release() {
+  if (ParamStore* s = std::exchange(store_, nullptr)) s->end_block(block_);
+}
+
+ThetaSlice ParamStore::slice(int id, void* stored, int64_t begin, int64_t n) const {
   const auto& spec = arch_.tensors()[static_cast<std::size_t>(id)];
-  return {true, work.update->seed, work.update->lr, work.update->grad, spec.decays() ? work.weight_decay : 0.0f};
+  return {id, begin, n < 0 ? spec.numel() : n, spec.decays(), &codec_, stored};
 }
 
 ParamStore::StreamShape ParamStore::stream_shape(int id, int64_t chunk_rows) const {
@@ -48,56 +81,29 @@ ParamStore::StreamShape ParamStore::stream_shape(int id, int64_t chunk_rows) con
   return {rows, cols, std::min(chunk_rows, rows) * cols};
 }
 
-void ParamStore::count_rng(int64_t n, const BlockWork& work) {
-  if (work.dist != kernels::ZDist::Ones)
-    counters_.rng_draws += static_cast<uint64_t>(n) * ((work.update ? 1 : 0) + (work.perturb ? 1 : 0));
-}
-
-void ParamStore::count_bytes(int64_t n, const BlockWork& work, std::size_t stored_bytes) {
+void ParamStore::count_bytes(int64_t n, const BlockWork& work) {
   const auto un = static_cast<uint64_t>(n);
-  counters_.param_bytes_read += un * stored_bytes;
-  if (work.update) counters_.param_bytes_written += un * stored_bytes;
+  counters_.param_bytes_read += un * codec_.bytes();
+  if (work.update) counters_.param_bytes_written += un * codec_.bytes();
 }
 
-void ParamStore::lowbit_first(int id, kernels::LowBitFormat fmt, const BlockWork& work, uint16_t* stored, float* w) {
-  const int64_t n = arch_.tensors()[static_cast<std::size_t>(id)].numel();
-  const kernels::ZoUpdate upd = update_of(id, work);
-  const kernels::ZoPerturb pert = perturb_of(work);
-  kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt, work.dist, upd, pert, 0, n, stored,
-                                    pert.active ? w : nullptr, nullptr, pert.active ? nullptr : w);
-  count_rng(n, work);
-  if (upd.active) counters_.rounding_draws += static_cast<uint64_t>(n);
-}
-
-void ParamStore::lowbit_minus(int id, kernels::LowBitFormat fmt, const BlockWork& work, uint16_t* stored, float* w) {
-  const int64_t n = arch_.tensors()[static_cast<std::size_t>(id)].numel();
-  if (work.one_sided) {  // θ: an upcast, nothing drawn
-    kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt, work.dist, {}, {}, 0, n, stored, nullptr,
-                                      nullptr, w);
-    return;
+ParamPtrs ParamStore::lean_copy(int block, int k, int& made, const BlockWork& work, std::vector<const float*>& ptrs,
+                                const std::function<void*(int)>& stored, bool count_read) {
+  if (work.perturb && k != made) {  // unperturbed, both copies are θ
+    check(k == 1 && made == 0, "block ", block, ": working copy ", k, " was replaced by copy ", made,
+          " (a lean tier makes copy 1 from copy 0's memory)");
+    for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
+      auto* w = const_cast<float*>(ptrs[static_cast<std::size_t>(id)]);
+      const ThetaSlice s = slice(id, stored(id));
+      count_draws(zo_working_copy(work, s, k, w));
+      if (count_read) count_bytes(s.n, BlockWork{});
+    }
+    made = k;
   }
-  // The perturbation with -eps: exact, x + (-a) == x - a.
-  kernels::ZoPerturb pert = perturb_of(work);
-  pert.eps = -pert.eps;
-  kernels::zo_lowbit_update_perturb(static_cast<uint32_t>(id), fmt, work.dist, {}, pert, 0, n, stored, w, nullptr,
-                                    nullptr);
-  BlockWork drawn;
-  drawn.dist = work.dist;
-  drawn.perturb = true;
-  count_rng(n, drawn);
+  return ptrs;
 }
 
-void ParamStore::apply_fp32_work(int id, const BlockWork& work, float* w, float* plus, float* minus) {
-  const int64_t n = arch_.tensors()[static_cast<std::size_t>(id)].numel();
-  const kernels::ZoUpdate upd = update_of(id, work);
-  const kernels::ZoPerturb pert = perturb_of(work);
-  if (upd.active || pert.active)
-    kernels::zo_update_perturb(static_cast<uint32_t>(id), work.dist, upd, pert, 0, n, w, plus, minus);
-  plus_[static_cast<std::size_t>(id)] = plus ? plus : w;
-  minus_[static_cast<std::size_t>(id)] = minus ? minus : w;
-}
-
-RamStore::RamStore(const Architecture& arch, const Checkpoint& ckpt) : ParamStore(arch) {
+RamStore::RamStore(const Architecture& arch, const Checkpoint& ckpt) : ParamStore(arch, DType::F32, "RAM tier") {
   const auto& table = arch.tensors();
   weights_.resize(table.size());
   for (std::size_t i = 0; i < table.size(); ++i) {
@@ -109,42 +115,48 @@ RamStore::RamStore(const Architecture& arch, const Checkpoint& ckpt) : ParamStor
   }
 }
 
-void RamStore::acquire(int block, const BlockWork& work) {
-  const auto& table = arch_.tensors();
+void RamStore::begin_block(int block, const BlockWork& work) {
   if (work.perturb) {
     blocks::ensure(slot_plus_, block_numel(block));
     if (!work.one_sided) blocks::ensure(slot_minus_, block_numel(block));
   }
   int64_t offset = 0;
   for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
-    const int64_t n = table[static_cast<std::size_t>(id)].numel();
     float* w = weights_[static_cast<std::size_t>(id)].data();
     float* plus = work.perturb ? slot_plus_.data() + offset : nullptr;
     float* minus = work.perturb && !work.one_sided ? slot_minus_.data() + offset : nullptr;
-    apply_fp32_work(id, work, w, plus, minus);
-    if (work.update || work.perturb) count_pass(n, work, sizeof(float));
-    offset += n;
+    const ThetaSlice s = slice(id, w);
+    const PassDraws d = zo_apply(work, s, plus, minus, nullptr);
+    plus_[static_cast<std::size_t>(id)] = plus ? plus : w;
+    minus_[static_cast<std::size_t>(id)] = minus ? minus : w;
+    if (work.update || work.perturb) {
+      count_draws(d);
+      count_bytes(s.n, work);
+    }
+    offset += s.n;
   }
 }
 
+ParamPtrs RamStore::working_copy(int /*block*/, int k) { return k == 0 ? plus_ : minus_; }
+
 void RamStore::stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) {
   const auto [rows, cols, cap] = stream_shape(id, chunk_rows);
-  const kernels::ZoUpdate upd = update_of(id, work);
-  const kernels::ZoPerturb pert = perturb_of(work);
   float* cp = work.perturb ? blocks::ensure(chunk_plus_, cap) : nullptr;
   float* cm = work.perturb && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
   float* w0 = weights_[static_cast<std::size_t>(id)].data();
   for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
     const int64_t nr = std::min(chunk_rows, rows - r0), n = nr * cols;
     float* w = w0 + r0 * cols;
-    if (upd.active || pert.active)
-      kernels::zo_update_perturb(static_cast<uint32_t>(id), work.dist, upd, pert, r0 * cols, n, w, cp, cm);
-    if (work.update || work.perturb) count_pass(n, work, sizeof(float));
+    const PassDraws d = zo_apply(work, slice(id, w, r0 * cols, n), cp, cm, nullptr);
+    if (work.update || work.perturb) {
+      count_draws(d);
+      count_bytes(n, work);
+    }
     if (fn) fn(RowChunk{r0, nr, cols, w, cp ? cp : w, cm ? cm : w});
   }
 }
 
-void RamStore::release(int block) {
+void RamStore::end_block(int block) {
   // Working copies of a released block must not be used again; point back at storage.
   for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
     plus_[static_cast<std::size_t>(id)] = minus_[static_cast<std::size_t>(id)] = weights_[static_cast<std::size_t>(id)].data();

@@ -1,42 +1,56 @@
-// Parameter tiers behind one interface. The trainer walks blocks in order and,
-// for each, asks the store to make it resident with this step's work applied:
-// the deferred update of the previous step (written back to storage) and the
-// two perturbed working copies of this step. Models see only fp32 pointers.
+// Parameter tiers behind one interface. A store keeps θ (storage × codec:
+// RAM arrays or block files, fp32 or 16-bit) and stages it block by block:
+// acquire(b, work) runs the fused ZO pass of zo/apply.h over block b's stored
+// values (the deferred update, written back; this step's perturbation) and
+// returns a BlockSession that hands out working copy k of the block and
+// releases it when it ends. The update rule itself lives in zo/; stores move
+// bytes and pick which copies to keep. Models see only fp32 pointers. A new
+// storage (e.g. node-shared memory holding one θ for the ranks of a node) is
+// another subclass; a new element format is a Codec (store/codec.h) and a case
+// of zo_apply.
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <optional>
 #include <vector>
 
-#include "kernels/zo_kernels.h"
-#include "kernels/zo_lowbit.h"
 #include "model/architecture.h"
+#include "store/codec.h"
+#include "zo/apply.h"
 
 namespace zotune {
 
 class Checkpoint;
+class ParamStore;
 
-struct PendingUpdate {
-  uint64_t seed = 0;
-  float lr = 0;
-  float grad = 0;
+// A resident block. Working copy k of its non-streamed tensors (fp32, indexed
+// by tensor id): k = 0 is θ + εz, k = 1 is θ − εz (θ itself when the work does
+// not perturb, and for k = 1 when one-sided). A tier that holds two copies
+// hands both out at once; a lean tier holds one and makes copy 1 from the
+// stored values when it is asked for, after which copy 0's pointers are gone.
+// Ending the session (destructor or release()) writes the block back.
+class BlockSession {
+ public:
+  BlockSession() = default;
+  BlockSession(ParamStore& store, int block) : store_(&store), block_(block) {}
+  BlockSession(BlockSession&& o) noexcept : store_(std::exchange(o.store_, nullptr)), block_(o.block_) {}
+  BlockSession& operator=(BlockSession&& o) noexcept;
+  BlockSession(const BlockSession&) = delete;
+  BlockSession& operator=(const BlockSession&) = delete;
+  // A failed write-back stays with the store, which throws it from its next call.
+  ~BlockSession();
+
+  int block() const { return block_; }
+  ParamPtrs copy(int k);
+  // Ends the session now (idempotent): the block is written back, its pointers invalid.
+  void release();
+
+ private:
+  void end_quietly() noexcept;
+  ParamStore* store_ = nullptr;
+  int block_ = -1;
 };
-
-// What acquire() does to a block's parameters.
-struct BlockWork {
-  kernels::ZDist dist = kernels::ZDist::Gaussian;
-  std::optional<PendingUpdate> update;  // apply θ -= lr (g z' + wd θ) and store it
-  bool perturb = false;                 // write θ ± εz working copies
-  bool one_sided = false;               // minus copy = θ itself (L0 pass)
-  uint64_t seed = 0;
-  float eps = 0;
-  float weight_decay = 0;               // for tensors whose role decays
-};
-
-// The perturbation kernel argument of `work` (inactive when it does not perturb).
-inline kernels::ZoPerturb perturb_of(const BlockWork& work) {
-  return work.perturb ? kernels::ZoPerturb{true, work.seed, work.eps} : kernels::ZoPerturb{};
-}
 
 // Work done on parameter memory, for the bench report.
 struct StoreCounters {
@@ -67,32 +81,28 @@ int64_t stream_chunk_rows(int64_t width, int64_t nrows, int64_t V);
 
 class ParamStore {
  public:
-  explicit ParamStore(const Architecture& arch);
   virtual ~ParamStore() = default;
   ParamStore(const ParamStore&) = delete;
   ParamStore& operator=(const ParamStore&) = delete;
 
-  // Makes block b resident with `work` applied. Afterwards plus()[id] and minus()[id]
-  // are valid fp32 pointers for every tensor of block b (the same pointer when the
-  // block is not perturbed) until release(b) — except streamed tensors, which
-  // acquire() leaves alone.
-  virtual void acquire(int block, const BlockWork& work) = 0;
+  // Makes block b resident with `work` applied (zo_apply over its stored
+  // values) until the session ends. Streamed tensors are left alone.
+  BlockSession acquire(int block, const BlockWork& work) {
+    begin_block(block, work);
+    return BlockSession(*this, block);
+  }
 
   // Streamed tensors: the token embedding and the lm_head weight ([V, width],
   // the largest tensors of a model). No store ever holds working copies of them
   // whole; the engine walks them with stream_rows().
   bool streamed(int id) const { return streamed_[static_cast<std::size_t>(id)] != 0; }
+  // The streamed tensors, ascending id.
+  const std::vector<int>& streamed_ids() const { return streamed_ids_; }
   // Walks streamed tensor `id` in chunks of `chunk_rows` rows, first to last
   // (the last chunk may be shorter; every tier cuts the same chunks): applies
   // work.update to storage and, when work.perturb, writes W+/W- of the chunk
   // (one z draw per element); `fn` sees each chunk, pointers valid during the call.
   virtual void stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) = 0;
-  virtual void release(int block) = 0;
-  // Tiers that hand out W+ and W- at once (two fp32 copies of the resident
-  // block) ignore this. A lean tier keeps one copy: after a perturbed acquire()
-  // only plus() is valid for block b; switch_to_minus(b) rewrites that copy as
-  // W- (drawing z again from the stored values) and only minus() is valid after.
-  virtual void switch_to_minus(int /*block*/) {}
   // Hint: block b is next (tiers that stream start reading it now).
   virtual void prefetch(int /*block*/) {}
   // Waits for background write-back (tiers that have one); afterwards the
@@ -108,53 +118,56 @@ class ParamStore {
   void read_tensor(int id, float* out) const {
     read_range(id, 0, arch_.tensors()[static_cast<std::size_t>(id)].numel(), out);
   }
-  virtual DType storage_dtype() const = 0;
+  DType storage_dtype() const { return codec_.dtype(); }
+  const Codec& codec() const { return codec_; }
 
-  ParamPtrs plus() const { return plus_; }
-  ParamPtrs minus() const { return minus_; }
   const Architecture& arch() const { return arch_; }
   StoreCounters& counters() { return counters_; }
   int64_t total_params() const { return total_params_; }
-  // Ids of the tensors of each block that acquire() makes resident (all but streamed ones).
   // Elements of the non-streamed tensors of each block.
   int64_t block_numel(int block) const { return block_numel_[static_cast<std::size_t>(block)]; }
+  // Ids of the tensors of each block that acquire() makes resident (all but streamed ones).
   const std::vector<int>& block_tensors(int block) const { return block_tensors_[static_cast<std::size_t>(block)]; }
 
  protected:
-  // The fused pass over fp32 tensor `id` held at `w`: applies the block's deferred
-  // update in place and, when `work.perturb`, writes W+ to `plus` and W- to
-  // `minus` (null in one-sided mode); then points plus_/minus_ at the results.
-  // Shared by the fp32 tiers so they cannot drift apart.
-  void apply_fp32_work(int id, const BlockWork& work, float* w, float* plus, float* minus);
-  // The kernel arguments of `work` for tensor `id` (weight decay by role).
-  kernels::ZoUpdate update_of(int id, const BlockWork& work) const;
+  friend class BlockSession;
+  ParamStore(const Architecture& arch, DType storage, const char* who);
+  // The tier's part of acquire(): stage block b and run zo_apply over it.
+  virtual void begin_block(int block, const BlockWork& work) = 0;
+  // Working copy k of a block begun and not yet ended (see BlockSession).
+  virtual ParamPtrs working_copy(int block, int k) = 0;
+  // Ends a block: write back, drop its working-copy pointers.
+  virtual void end_block(int block) = 0;
+
+  // The slice of all of tensor `id` stored at `stored` (offset to `begin` if given).
+  ThetaSlice slice(int id, void* stored, int64_t begin = 0, int64_t n = -1) const;
+  // Counters of a fused pass: its random draws; the stored bytes of n elements
+  // read (and written back when updating) — tiers whose I/O counts bytes skip this.
+  void count_draws(const PassDraws& d) {
+    counters_.rng_draws += d.z;
+    counters_.rounding_draws += d.rounding;
+  }
+  void count_bytes(int64_t n, const BlockWork& work);
   // [rows, cols] of streamed tensor `id` and the elements of its largest chunk
   // (checks chunk_rows).
   struct StreamShape {
     int64_t rows, cols, chunk_elems;
   };
   StreamShape stream_shape(int id, int64_t chunk_rows) const;
-  // Counters of one fused pass over n elements: z draws, stored bytes read
-  // (and written back when updating), or both.
-  void count_rng(int64_t n, const BlockWork& work);
-  void count_bytes(int64_t n, const BlockWork& work, std::size_t stored_bytes);
-  void count_pass(int64_t n, const BlockWork& work, std::size_t stored_bytes) {
-    count_rng(n, work);
-    count_bytes(n, work, stored_bytes);
-  }
-  // The lean 16-bit tiers' two passes over tensor `id` stored as `stored` into
-  // its one fp32 copy `w` (counting z and rounding draws; bytes are the
-  // caller's). First: the update, rounded back stochastically, then W+ — or θ
-  // when not perturbed. Minus (after the plus pass): W- = θ - eps z from the
-  // stored value, or θ itself when one-sided.
-  void lowbit_first(int id, kernels::LowBitFormat fmt, const BlockWork& work, uint16_t* stored, float* w);
-  void lowbit_minus(int id, kernels::LowBitFormat fmt, const BlockWork& work, uint16_t* stored, float* w);
+  // Copy k of a lean tier's block: the pointers of its one copy `ptrs`
+  // (indexed by tensor id), after making copy k there from the stored values
+  // (`stored(id)`) when `made` is the other copy; counts the stored bytes
+  // read when `count_read`.
+  ParamPtrs lean_copy(int block, int k, int& made, const BlockWork& work, std::vector<const float*>& ptrs,
+                      const std::function<void*(int)>& stored, bool count_read);
 
   const Architecture& arch_;
-  std::vector<const float*> plus_, minus_;
+  Codec codec_;
+  std::vector<const float*> plus_, minus_;  // copies 0 and 1 of the resident block(s), by tensor id
   std::vector<std::vector<int>> block_tensors_;  // non-streamed tensors of each block
   std::vector<int64_t> block_numel_;
   std::vector<uint8_t> streamed_;
+  std::vector<int> streamed_ids_;
   StoreCounters counters_;
   int64_t total_params_ = 0;
 };
@@ -164,13 +177,14 @@ class ParamStore {
 class RamStore final : public ParamStore {
  public:
   RamStore(const Architecture& arch, const Checkpoint& ckpt);
-  void acquire(int block, const BlockWork& work) override;
-  void release(int block) override;
   void stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) override;
   void read_range(int id, int64_t first, int64_t count, float* out) const override;
-  DType storage_dtype() const override { return DType::F32; }
 
  private:
+  void begin_block(int block, const BlockWork& work) override;
+  ParamPtrs working_copy(int block, int k) override;
+  void end_block(int block) override;
+
   std::vector<AlignedBuffer<float>> weights_;
   AlignedBuffer<float> slot_plus_, slot_minus_;  // the resident block's W+ / W-
   AlignedBuffer<float> chunk_plus_, chunk_minus_;

@@ -24,16 +24,7 @@ std::unique_ptr<ParamStore> make_store(const Architecture& arch, const Checkpoin
     return std::make_unique<RamStore>(arch, ckpt);
   }
   if (opt.offload == Offload::Disk) {
-    DiskStoreOptions d = disk_store_options(opt);
-    if (opt.resume_step && DiskStore::has_working_copy(opt.work_dir)) {
-      auto s = DiskStore::open_existing(arch, d);
-      for (int u = 0; u < s->num_units(); ++u)
-        check(s->unit_updates()[static_cast<std::size_t>(u)] == *opt.resume_step, s->unit_path(u).string(),
-              ": the working copy holds ", s->unit_updates()[static_cast<std::size_t>(u)],
-              " updates, the resumed state is at step ", *opt.resume_step);
-      return s;
-    }
-    return std::make_unique<DiskStore>(arch, ckpt, std::move(d));
+    return std::make_unique<DiskStore>(arch, ckpt, disk_store_options(opt));
   }
   if (opt.offload == Offload::Ram && (opt.storage_dtype == DType::BF16 || opt.storage_dtype == DType::F16))
     return std::make_unique<LowBitRamStore>(arch, ckpt, opt.storage_dtype);

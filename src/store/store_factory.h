@@ -24,13 +24,8 @@ struct StoreOptions {
   int resident_blocks = 1;          // blocks with working copies at once (disk: ring slots)
   bool overlap = true;              // disk: prefetch / write-back threads overlap compute
   std::filesystem::path work_dir;   // disk: the working copy (inside the run's --out)
-  uint64_t seed = 0;                // stochastic rounding stream (run seed)
   // disk: updates the input checkpoint already holds (the step it was saved at)
   int64_t initial_updates = 0;
-  // disk, --resume: reuse the working copy in work_dir if there is one; every
-  // unit (block or rows file) must hold exactly this many updates (DiskStore::catch_up repairs a
-  // copy left behind mid-step)
-  std::optional<int64_t> resume_step;
 };
 
 struct DiskStoreOptions;

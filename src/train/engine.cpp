@@ -6,22 +6,9 @@
 #include "base/error.h"
 #include "kernels/kernels.h"
 #include "model/blocks.h"
+#include "zo/replay.h"
 
 namespace zotune {
-
-void update_all_blocks(ParamStore& store, const BlockWork& work) {
-  const Architecture& arch = store.arch();
-  BlockWork upd = work;
-  upd.perturb = false;
-  const int64_t chunk = stream_chunk_rows(arch.head_width(), 0, arch.config().vocab_size);
-  for (int b = 0; b < arch.num_blocks(); ++b) {
-    store.acquire(b, upd);
-    const int emb = arch.token_embedding_id(), head = arch.head_weight_id();
-    for (int id : {emb, head == emb ? -1 : head})
-      if (id >= 0 && arch.tensors()[static_cast<std::size_t>(id)].block == b) store.stream_rows(id, upd, chunk, nullptr);
-    store.release(b);
-  }
-}
 
 ZoEngine::ZoEngine(const Architecture& arch, ParamStore& store, MezoOptions opt, uint64_t run_seed)
     : arch_(arch), store_(store), opt_(opt), run_seed_(run_seed), plus_(arch), minus_(arch) {
@@ -46,13 +33,13 @@ void ZoEngine::start_passes(const Batch& batch, bool two) {
   if (two) minus_.start(remapped_.data(), batch.mask.data(), batch.B, batch.T);
 }
 
-void ZoEngine::acquire_block(int b, const BlockWork& work) {
-  store_.acquire(b, work);
-  const auto sp = store_.plus(), sm = store_.minus();
+BlockSession ZoEngine::acquire_block(int b, const BlockWork& work) {
+  BlockSession session = store_.acquire(b, work);
+  const auto sp = session.copy(0);
   ptrs_plus_.assign(sp.begin(), sp.end());
-  ptrs_minus_.assign(sm.begin(), sm.end());
+  ptrs_minus_.assign(ptrs_plus_.size(), nullptr);
   const int emb = arch_.token_embedding_id();
-  if (b != arch_.tensors()[static_cast<std::size_t>(emb)].block) return;
+  if (b != arch_.tensors()[static_cast<std::size_t>(emb)].block) return session;
   // The embedding: its update streams through storage; the batch's rows are
   // perturbed here (the only rows the passes read).
   const auto& spec = arch_.tensors()[static_cast<std::size_t>(emb)];
@@ -60,42 +47,36 @@ void ZoEngine::acquire_block(int b, const BlockWork& work) {
   const auto U = static_cast<int64_t>(tokens_.size());
   float* rp = blocks::ensure(rows_plus_, std::max<int64_t>(U, 1) * C);
   float* rm = blocks::ensure(rows_minus_, std::max<int64_t>(U, 1) * C);
-  BlockWork upd = work;
+  BlockWork upd = work, rows = work;
   upd.perturb = false;
-  const kernels::ZoPerturb pert = perturb_of(work);
+  rows.update.reset();
+  const Codec fp32(DType::F32, "embedding rows");
   std::size_t k = 0;
   store_.stream_rows(emb, upd, stream_chunk_rows(C, 0, spec.shape[0]), [&](const RowChunk& c) {
     for (; k < tokens_.size() && tokens_[k] < c.row0 + c.rows; ++k) {
       const int64_t row = tokens_[k];
-      const float* theta = c.theta + (row - c.row0) * C;
-      float* p = rp + static_cast<int64_t>(k) * C;
-      float* m = rm + static_cast<int64_t>(k) * C;
-      if (!pert.active) {
-        std::copy(theta, theta + C, p);
-        continue;
-      }
-      // The kernel only reads `weights` when no update is active.
-      kernels::zo_update_perturb(static_cast<uint32_t>(emb), work.dist, kernels::ZoUpdate{}, pert, row * C, C,
-                                 const_cast<float*>(theta), p, work.one_sided ? nullptr : m);
-      if (work.one_sided) std::copy(theta, theta + C, m);
+      // The pass only reads θ: no update is applied to these rows here.
+      const ThetaSlice s{emb, row * C, C, spec.decays(), &fp32, const_cast<float*>(c.theta + (row - c.row0) * C)};
+      zo_apply(rows, s, rp + static_cast<int64_t>(k) * C, work.perturb ? rm + static_cast<int64_t>(k) * C : nullptr,
+               nullptr);
     }
   });
   ptrs_plus_[static_cast<std::size_t>(emb)] = rp;
   ptrs_minus_[static_cast<std::size_t>(emb)] = work.perturb ? rm : rp;
+  return session;
 }
 
-void ZoEngine::to_minus(int b) {
-  store_.switch_to_minus(b);
-  const auto sm = store_.minus();
-  for (int id : store_.block_tensors(b)) ptrs_minus_[static_cast<std::size_t>(id)] = sm[static_cast<std::size_t>(id)];
+void ZoEngine::to_minus(BlockSession& session) {
+  const auto sm = session.copy(1);
+  for (int id : store_.block_tensors(session.block()))
+    ptrs_minus_[static_cast<std::size_t>(id)] = sm[static_cast<std::size_t>(id)];
 }
 
-void ZoEngine::head_logprobs(const BlockWork& work, const Batch& batch, bool two) {
+void ZoEngine::head_logprobs(BlockSession& session, const BlockWork& work, const Batch& batch, bool two) {
   const int64_t V = arch_.config().vocab_size, Wd = arch_.head_width();
   const auto n = static_cast<int64_t>(batch.rows.size());
-  const int last = arch_.num_blocks() - 1;
   const float* hp = n ? plus_.head_hidden(ptrs_plus_, batch.rows.data(), n) : nullptr;
-  if (two) to_minus(last);
+  if (two) to_minus(session);
   const float* hm = n && two ? minus_.head_hidden(ptrs_minus_, batch.rows.data(), n) : nullptr;
   acc_plus_.reset(batch.targets, V);
   if (two) acc_minus_.reset(batch.targets, V);
@@ -135,32 +116,25 @@ StepResult ZoEngine::step(int64_t t, int64_t total, const Batch& batch) {
   work.weight_decay = opt_.weight_decay;
   for (int b = 0; b < N; ++b) {
     if (b + 1 < N) store_.prefetch(b + 1);
-    acquire_block(b, work);
+    BlockSession session = acquire_block(b, work);
     if (b + 1 < N) {
       plus_.run_block(b, ptrs_plus_);
-      to_minus(b);
+      to_minus(session);
       minus_.run_block(b, ptrs_minus_);
     } else {
-      head_logprobs(work, batch, true);
+      head_logprobs(session, work, batch, true);
       r.loss_plus = batch_loss_from_logprobs(batch, lp_plus_).loss;
       r.loss_minus = batch_loss_from_logprobs(batch, lp_minus_).loss;
     }
-    store_.release(b);
   }
   r.grad = projected_grad(opt_, r.loss_plus, r.loss_minus);
-  check(std::isfinite(r.grad), "step ", r.step, ": the loss is not finite (L+ = ", r.loss_plus, ", L- = ",
-        r.loss_minus, "); lower --lr or --eps");
-  pending_ = PendingUpdate{r.seed, r.lr, static_cast<float>(r.grad)};
+  pending_ = mezo_record(opt_, run_seed_, t, total, r.loss_plus, r.loss_minus);
   return r;
 }
 
 void ZoEngine::flush() {
   if (!pending_) return;
-  BlockWork work;
-  work.dist = opt_.dist;
-  work.update = pending_;
-  work.weight_decay = opt_.weight_decay;
-  update_all_blocks(store_, work);
+  replay(store_, opt_.dist, opt_.weight_decay, {*pending_});
   pending_.reset();
 }
 
@@ -175,26 +149,15 @@ BatchLoss ZoEngine::forward_unflushed(const Batch& batch) {
   start_passes(batch, false);
   for (int b = 0; b < N; ++b) {
     if (b + 1 < N) store_.prefetch(b + 1);
-    acquire_block(b, BlockWork{});
+    BlockSession session = acquire_block(b, BlockWork{});
     if (b + 1 < N) {
       plus_.run_block(b, ptrs_plus_);
     } else {
-      head_logprobs(BlockWork{}, batch, false);
+      head_logprobs(session, BlockWork{}, batch, false);
       stats = batch_loss_from_logprobs(batch, lp_plus_);
     }
-    store_.release(b);
   }
   return stats;
-}
-
-void apply_updates(ParamStore& store, kernels::ZDist dist, float weight_decay, const std::vector<UpdateRecord>& records) {
-  for (const auto& rec : records) {
-    BlockWork work;
-    work.dist = dist;
-    work.update = PendingUpdate{rec.seed, rec.lr, rec.grad};
-    work.weight_decay = weight_decay;
-    update_all_blocks(store, work);
-  }
 }
 
 }  // namespace zotune

@@ -2,12 +2,14 @@
 //
 //   for block b = 0 .. N-1 (embeddings first, head last):
 //     store.prefetch(b + 1)
-//     store.acquire(b, {deferred update of step t-1, perturbation of step t})
-//     x+ = block(W+, x+);  x- = block(W-, x-)        (dual forward, block resident once;
-//                                                      lean tiers turn W+ into W- in between)
-//     store.release(b)
-//   L+, L- from the head  ->  g  ->  pending update, applied at each block's
-//   first touch in step t+1 (or by flush() before eval, checkpoint or export).
+//     session = store.acquire(b, {deferred update of step t-1, perturbation of step t})
+//     x+ = block(session.copy(0), x+);  x- = block(session.copy(1), x-)
+//                                      (dual forward, block resident once; a lean
+//                                       tier makes copy 1 when it is asked for)
+//     session ends: the block is written back
+//   L+, L- from the head  ->  the step's update record (mezo_record), applied at
+//   each block's first touch in step t+1 (or by flush() before eval, checkpoint
+//   or export).
 //
 // The token embedding and the lm_head weight ([V, width]) are streamed by rows
 // (ParamStore::stream_rows), never held whole as working copies:
@@ -55,7 +57,7 @@ class ZoEngine {
   // pending update stays pending): the timing reference of `zotune bench`.
   BatchLoss forward_unflushed(const Batch& batch);
 
-  const std::optional<PendingUpdate>& pending() const { return pending_; }
+  const std::optional<UpdateRecord>& pending() const { return pending_; }
   const MezoOptions& options() const { return opt_; }
   uint64_t run_seed() const { return run_seed_; }
 
@@ -63,19 +65,20 @@ class ZoEngine {
   // Distinct token ids of the batch and the ids remapped to their rank.
   void map_tokens(const Batch& batch);
   void start_passes(const Batch& batch, bool two);
-  // acquire(b) plus, for block 0, the streamed embedding; fills ptrs_plus_/ptrs_minus_.
-  void acquire_block(int b, const BlockWork& work);
-  // Points the minus pass at block b's W- (lean tiers make it only now).
-  void to_minus(int b);
+  // acquire(b) plus, for block 0, the streamed embedding; fills ptrs_plus_ (and
+  // ptrs_minus_ where the copies do not depend on the order they are asked for).
+  BlockSession acquire_block(int b, const BlockWork& work);
+  // Points the minus pass at the session's copy 1 (lean tiers make it only now).
+  void to_minus(BlockSession& session);
   // The head block's streamed lm_head: log p(target) of each scored row for the
   // plus pass (and the minus pass when `two`).
-  void head_logprobs(const BlockWork& work, const Batch& batch, bool two);
+  void head_logprobs(BlockSession& session, const BlockWork& work, const Batch& batch, bool two);
 
   const Architecture& arch_;
   ParamStore& store_;
   MezoOptions opt_;
   uint64_t run_seed_;
-  std::optional<PendingUpdate> pending_;
+  std::optional<UpdateRecord> pending_;
   ForwardPass plus_, minus_;
   std::vector<const float*> ptrs_plus_, ptrs_minus_;
   std::vector<int32_t> tokens_, remapped_;
@@ -83,14 +86,5 @@ class ZoEngine {
   LogProbAccumulator acc_plus_, acc_minus_;
   std::vector<float> lp_plus_, lp_minus_;
 };
-
-// Applies `work.update` to every block and streamed tensor (no perturbation):
-// flush, replay and catch-up.
-void update_all_blocks(ParamStore& store, const BlockWork& work);
-
-// Re-applies logged updates to a store (replay and resume): each record's update
-// on every block, in order — the same arithmetic as the training run.
-void apply_updates(ParamStore& store, kernels::ZDist dist, float weight_decay,
-                   const std::vector<UpdateRecord>& records);
 
 }  // namespace zotune

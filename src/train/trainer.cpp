@@ -28,6 +28,7 @@
 #include "train/engine.h"
 #include "train/plot.h"
 #include "train/update_log.h"
+#include "zo/replay.h"
 
 namespace zotune {
 namespace fs = std::filesystem;
@@ -159,7 +160,6 @@ void Trainer::prepare_output() {
 void Trainer::load_starting_weights() {
   base_model_ = opt_.model;
   opt_.store.work_dir = opt_.out / "disk-weights";
-  opt_.store.seed = opt_.seed;
   if (opt_.resume.empty()) {
     arch_ = load_architecture(opt_.model);
     ckpt_ = std::make_unique<Checkpoint>(opt_.model);
@@ -212,7 +212,7 @@ void Trainer::load_starting_weights() {
   check(static_cast<int64_t>(log.records.size()) >= start_step_, log_file.string(), ": holds ", log.records.size(),
         " updates, the run stands at step ", start_step_);
   resumed_records_.assign(log.records.begin(), log.records.begin() + start_step_);
-  if (weights.empty()) apply_updates(*store_, opt_.mezo.dist, opt_.mezo.weight_decay, resumed_records_);
+  if (weights.empty()) replay(*store_, opt_.mezo.dist, opt_.mezo.weight_decay, resumed_records_);
   check(start_step_ <= opt_.steps, "--resume: the run is at step ", start_step_, ", beyond --steps ", opt_.steps);
 }
 
@@ -323,7 +323,7 @@ void Trainer::log_step(const StepResult& r, double step_sec) {
   append_metric(rec);
   plot_step_.push_back(static_cast<double>(r.step));
   plot_loss_.push_back(loss);
-  records_.push_back(UpdateRecord{r.step, r.seed, r.lr, static_cast<float>(r.grad)});
+  records_.push_back(*engine_->pending());  // the record of step r
   updates_->append(records_.back());
   last_ = r;
 }
@@ -588,7 +588,7 @@ void replay_updates(const fs::path& base_model, const fs::path& log_path, const 
   }
   for (const char* f : {"config.json", "model.safetensors", "model.safetensors.index.json"})
     if (fs::exists(out / f)) fail(out.string(), ": already holds ", f, "; refusing to overwrite it");
-  apply_updates(store, *dist, wd, recs);
+  replay(store, *dist, wd, recs);
   const DType dtype = save_dtype.value_or(checked_view(*arch, ckpt, arch->tensors().front()).dtype);
   save_checkpoint(*arch, store.reader(), dtype, out);
   for (const char* f : kTokenizerFiles)

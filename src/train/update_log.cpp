@@ -12,8 +12,17 @@
 namespace zotune {
 
 Json update_record_json(const UpdateRecord& r) {
-  // lr and grad are float32; stored as doubles they round-trip exactly.
-  return {{"step", r.step}, {"seed", r.seed}, {"lr", static_cast<double>(r.lr)}, {"grad", static_cast<double>(r.grad)}};
+  // lr and the coefficients are float32; stored as doubles they round-trip exactly.
+  Json j = {{"step", r.step}, {"lr", static_cast<double>(r.lr)}};
+  if (r.terms.size() == 1) {  // MeZO-SGD: (seed, grad), the log's original record
+    j["seed"] = r.terms[0].seed;
+    j["grad"] = static_cast<double>(r.terms[0].coeff);
+    return j;
+  }
+  Json terms = Json::array();
+  for (const auto& t : r.terms) terms.push_back({{"seed", t.seed}, {"coeff", static_cast<double>(t.coeff)}});
+  j["terms"] = std::move(terms);
+  return j;
 }
 
 UpdateLog read_update_log(const std::filesystem::path& path) {
@@ -42,9 +51,13 @@ UpdateLog read_update_log(const std::filesystem::path& path) {
     try {
       UpdateRecord r;
       r.step = j.at("step").get<int64_t>();
-      r.seed = j.at("seed").get<uint64_t>();
       r.lr = static_cast<float>(j.at("lr").get<double>());
-      r.grad = static_cast<float>(j.at("grad").get<double>());
+      if (j.contains("terms")) {
+        for (const Json& t : j.at("terms"))
+          r.terms.push_back({t.at("seed").get<uint64_t>(), static_cast<float>(t.at("coeff").get<double>())});
+      } else {
+        r.terms.push_back({j.at("seed").get<uint64_t>(), static_cast<float>(j.at("grad").get<double>())});
+      }
       if (r.step != static_cast<int64_t>(log.records.size()) + 1)
         fail(path.string(), ":", lineno, ": field 'step' is ", r.step, ", expected ", log.records.size() + 1);
       log.records.push_back(r);

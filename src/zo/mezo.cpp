@@ -1,6 +1,9 @@
 #include "zo/mezo.h"
 
 #include <algorithm>
+#include <cmath>
+
+#include "base/error.h"
 
 namespace zotune {
 
@@ -18,6 +21,14 @@ float learning_rate(const MezoOptions& o, int64_t step, int64_t total) {
   const int64_t decay_steps = std::max<int64_t>(1, total - o.warmup_steps);
   const double frac = static_cast<double>(total - step) / static_cast<double>(decay_steps);
   return static_cast<float>(o.lr * std::clamp(frac, 0.0, 1.0));
+}
+
+UpdateRecord mezo_record(const MezoOptions& o, uint64_t run_seed, int64_t step, int64_t total, double loss_plus,
+                         double loss_other) {
+  const double grad = projected_grad(o, loss_plus, loss_other);
+  check(std::isfinite(grad), "step ", step + 1, ": the loss is not finite (L+ = ", loss_plus, ", L- = ", loss_other,
+        "); lower --lr or --eps");
+  return UpdateRecord(step + 1, step_seed(run_seed, step), learning_rate(o, step, total), static_cast<float>(grad));
 }
 
 std::optional<kernels::ZDist> zdist_from_name(const std::string& s) {

@@ -1,6 +1,7 @@
-// MeZO-SGD: the optimizer's arithmetic and its knobs. The execution order (dual
-// forward, deferred fused update) lives in src/train/trainer.cpp; the fused
-// per-parameter kernel in src/kernels/zo_kernels.h.
+// MeZO-SGD: the optimizer's knobs, its seeds and learning rates, and the one
+// place a step's losses become its update record. The fused pass that applies
+// a record is zo/apply.h, its replay zo/replay.h; the execution order (dual
+// forward, deferred fused update) lives in src/train/engine.cpp.
 //
 //   step t, seed s_t:  L+ = L(θ + εz),  L- = L(θ - εz),  g = (L+ - L-) / (2ε)
 //   one-sided:         L0 = L(θ),                       g = (L+ - L0) / ε
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "kernels/zo_kernels.h"
+#include "zo/update.h"
 
 namespace zotune {
 
@@ -40,15 +42,13 @@ inline double projected_grad(const MezoOptions& o, double loss_plus, double loss
   return o.one_sided ? (loss_plus - loss_other) / o.eps : (loss_plus - loss_other) / (2.0 * o.eps);
 }
 
+// The update of step t (0-based) of `total` from its two losses: one term
+// (step seed, g) at the step's learning rate. Throws naming the step and its
+// losses when g is not finite.
+UpdateRecord mezo_record(const MezoOptions& o, uint64_t run_seed, int64_t step, int64_t total, double loss_plus,
+                         double loss_other);
+
 std::optional<kernels::ZDist> zdist_from_name(const std::string& s);
 const char* zdist_name(kernels::ZDist d);
-
-// One applied step of the update log: enough to redo the update exactly.
-struct UpdateRecord {
-  int64_t step = 0;  // 1-based: the update that completes step `step`
-  uint64_t seed = 0;
-  float lr = 0;
-  float grad = 0;
-};
 
 }  // namespace zotune

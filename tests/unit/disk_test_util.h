@@ -16,6 +16,7 @@
 #include "test_util.h"
 #include "train/engine.h"
 #include "zo/mezo.h"
+#include "zo/replay.h"
 
 namespace zotune::disktest {
 
@@ -97,6 +98,11 @@ inline std::vector<UpdateRecord> records_of(const std::vector<StepResult>& steps
   std::vector<UpdateRecord> log;
   for (const auto& s : steps) log.push_back({s.step, s.seed, s.lr, static_cast<float>(s.grad)});
   return log;
+}
+
+// Applies work.update to every block and streamed tensor of `s`.
+inline void update_all_blocks(ParamStore& s, const BlockWork& work) {
+  replay(s, work.dist, work.weight_decay, {*work.update});
 }
 
 // The unit (DiskStore numbering) that holds tensor `id`.

@@ -60,7 +60,7 @@ void expect_same_chunks(const std::vector<SeenChunk>& got, const std::vector<See
 BlockWork update_work(uint64_t seed, float grad, kernels::ZDist dist = kernels::ZDist::Gaussian) {
   BlockWork w;
   w.dist = dist;
-  w.update = PendingUpdate{seed, 1e-2f, grad};
+  w.update = UpdateRecord(1, seed, 1e-2f, grad);
   w.weight_decay = 0.1f;
   return w;
 }
@@ -204,8 +204,8 @@ TEST_P(RowsFault, CrashLeavesTheOldFileAndCatchUpRepairs) {
   const int head = m.arch->head_weight_id();
   const std::vector<UpdateRecord> log{{1, 31, 1e-2f, 0.8f}, {2, 32, 1e-2f, -0.6f}};
   auto work_of = [&](const UpdateRecord& r) {
-    BlockWork w = update_work(r.seed, r.grad);
-    w.update->lr = r.lr;
+    BlockWork w = update_work(0, 0);
+    w.update = r;
     return w;
   };
   auto ref = reference_store(m, c.storage);

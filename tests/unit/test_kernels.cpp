@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <random>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/threads.h"
 #include "kernels/kernels.h"
 #include "kernels/reference.h"
 
@@ -112,6 +114,43 @@ TEST_P(Kernels, SgemmMatchesReferenceWithinSummationBound) {
       }
     }
   }
+}
+
+// C is cut into tiles by shape alone (kernels/blas_tiles.h): 1, 2 and 3
+// threads give the same bits. OpenBLAS's own threading does not (0.3.21 on
+// AVX-512 differs in ~3 % of C for 128 x 192 x 64), which made ZO runs depend
+// on --threads; these shapes are a tiny model's GEMMs on a 4 x 32 batch, a
+// streamed head chunk, and odd sizes with strides over several tiles.
+TEST(KernelsThreads, SgemmIsBitIdenticalForAnyThreadCount) {
+  struct Case { int64_t M, N, K; bool ta, tb; float beta; };
+  const Case cases[] = {{128, 192, 64, false, false, 0},  {128, 64, 256, false, false, 0},
+                        {124, 8192, 64, false, true, 0},   {300, 517, 129, true, true, 0.5f},
+                        {517, 300, 129, false, true, 0}, {512, 768, 768, false, false, 0}};
+  const int before = compute_threads();
+  for (const Case& c : cases) {
+    const int64_t lda = (c.ta ? c.M : c.K) + 3, ldb = (c.tb ? c.K : c.N) + 2, ldc = c.N + 1;
+    const auto A = uniform(static_cast<size_t>((c.ta ? c.K : c.M) * lda), -1, 1, 1);
+    const auto B = uniform(static_cast<size_t>((c.tb ? c.N : c.K) * ldb), -1, 1, 2);
+    const auto C0 = uniform(static_cast<size_t>(c.M * ldc), -1, 1, 3);
+    std::vector<float> first;
+    for (int threads : {1, 2, 3}) {
+      set_compute_threads(threads);
+      std::vector<float> C = C0;
+      sgemm(c.ta, c.tb, c.M, c.N, c.K, 1.0f, A.data(), lda, B.data(), ldb, c.beta, C.data(), ldc);
+      if (threads == 1) first = C;
+      else
+        EXPECT_EQ(0, std::memcmp(C.data(), first.data(), C.size() * sizeof(float)))
+            << "M=" << c.M << " N=" << c.N << " K=" << c.K << ", " << threads << " threads";
+    }
+    // And still the product: against the reference within the summation bound.
+    std::vector<float> want = C0;
+    ref::sgemm(c.ta, c.tb, c.M, c.N, c.K, 1.0f, A.data(), lda, B.data(), ldb, c.beta, want.data(), ldc);
+    double worst = 0;
+    for (int64_t i = 0; i < c.M; ++i)
+      for (int64_t j = 0; j < c.N; ++j) worst = std::max(worst, std::fabs(double(first[i * ldc + j]) - want[i * ldc + j]));
+    EXPECT_LE(worst, (c.K + 2) * 0x1p-24 * c.K) << "M=" << c.M << " N=" << c.N << " K=" << c.K;
+  }
+  set_compute_threads(before);
 }
 
 TEST_P(Kernels, SgemmHandlesZeroSizes) {

@@ -27,6 +27,7 @@
 #include "store/store_factory.h"
 #include "test_util.h"
 #include "train/engine.h"
+#include "zo/replay.h"
 
 namespace zotune {
 namespace {
@@ -551,8 +552,8 @@ TEST(LowBitStore, SameUpdatesDifferOnlyByRounding) {
     std::vector<double> bound(static_cast<size_t>(f32.total_params()), 0.0);
     double worst = 0;
     for (const UpdateRecord& rec : records) {
-      apply_updates(f32, opt.dist, opt.weight_decay, {rec});
-      apply_updates(b16, opt.dist, opt.weight_decay, {rec});
+      replay(f32, opt.dist, opt.weight_decay, {rec});
+      replay(b16, opt.dist, opt.weight_decay, {rec});
       const auto wf = all_weights(f32), wb = all_weights(b16);
       for (size_t i = 0; i < wf.size(); ++i) {
         bound[i] += 0x1p-7 * std::max(std::fabs(wf[i]), std::fabs(wb[i])) * 1.02 + 1e-12;
@@ -693,31 +694,32 @@ TEST(LowBitStore, FactoryCountersAndWorkingCopies) {
   ASSERT_NE(dynamic_cast<LowBitRamStore*>(store.get()), nullptr);
   const auto P = static_cast<uint64_t>(store->total_params());
   BlockWork work;
-  work.update = PendingUpdate{7, 1e-3f, 0.5f};
+  work.update = UpdateRecord(1, 7, 1e-3f, 0.5f);
   work.perturb = true;
   work.seed = 8;
   work.eps = 1e-3f;
   uint64_t block_params = 0;  // non-streamed: drawn and read once more for W-
   for (int b = 0; b < arch->num_blocks(); ++b) {
-    store->acquire(b, work);
+    BlockSession session = store->acquire(b, work);
+    const ParamPtrs plus = session.copy(0);
     for (int id : store->block_tensors(b)) {
       const auto n = static_cast<size_t>(arch->tensors()[static_cast<size_t>(id)].numel());
       std::vector<float> w(n), z(n);
       store->read_tensor(id, w.data());
       kernels::zo_fill_z(8, static_cast<uint32_t>(id), ZDist::Gaussian, 0, static_cast<int64_t>(n), z.data());
-      for (size_t k = 0; k < n; ++k) ASSERT_EQ(store->plus()[static_cast<size_t>(id)][k], w[k] + 1e-3f * z[k]);
+      for (size_t k = 0; k < n; ++k) ASSERT_EQ(plus[static_cast<size_t>(id)][k], w[k] + 1e-3f * z[k]);
     }
-    // Lean: the one fp32 copy becomes W- for the minus pass.
-    store->switch_to_minus(b);
+    // Lean: the one fp32 copy becomes W- for the minus pass; W+ is gone then.
+    const ParamPtrs minus = session.copy(1);
+    EXPECT_THROW(session.copy(0), Error);
     for (int id : store->block_tensors(b)) {
       const auto n = static_cast<size_t>(arch->tensors()[static_cast<size_t>(id)].numel());
       std::vector<float> w(n), z(n);
       store->read_tensor(id, w.data());
       kernels::zo_fill_z(8, static_cast<uint32_t>(id), ZDist::Gaussian, 0, static_cast<int64_t>(n), z.data());
-      for (size_t k = 0; k < n; ++k) ASSERT_EQ(store->minus()[static_cast<size_t>(id)][k], w[k] - 1e-3f * z[k]);
+      for (size_t k = 0; k < n; ++k) ASSERT_EQ(minus[static_cast<size_t>(id)][k], w[k] - 1e-3f * z[k]);
       block_params += n;
     }
-    store->release(b);
   }
   // Streamed tensors (embedding, head) come by chunks of rows, odd-sized here.
   std::vector<int> streamed;
@@ -753,15 +755,15 @@ TEST(LowBitStore, FactoryCountersAndWorkingCopies) {
   EXPECT_EQ(c.rng_draws, 2 * P + block_params);
   EXPECT_EQ(c.rounding_draws, P);
   // Unperturbed (eval): plus and minus are one fp32 copy of the stored values.
-  store->acquire(0, BlockWork{});
+  BlockSession session = store->acquire(0, BlockWork{});
+  const ParamPtrs plus = session.copy(0), minus = session.copy(1);
   for (int id : store->block_tensors(0)) {
     const auto n = static_cast<size_t>(arch->tensors()[static_cast<size_t>(id)].numel());
     std::vector<float> w(n);
     store->read_tensor(id, w.data());
-    EXPECT_EQ(store->plus()[static_cast<size_t>(id)], store->minus()[static_cast<size_t>(id)]);
-    EXPECT_EQ(0, std::memcmp(store->plus()[static_cast<size_t>(id)], w.data(), n * sizeof(float)));
+    EXPECT_EQ(plus[static_cast<size_t>(id)], minus[static_cast<size_t>(id)]);
+    EXPECT_EQ(0, std::memcmp(plus[static_cast<size_t>(id)], w.data(), n * sizeof(float)));
   }
-  store->release(0);
 }
 
 }  // namespace

@@ -1,0 +1,57 @@
+#include "kernels/blas_tiles.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+
+namespace zotune::kernels::detail {
+
+namespace {
+
+// Multiply-adds per tile below which another tile costs more (a call, its
+// packing) than it brings: ~0.1 ms of one core.
+constexpr int64_t kTileWork = int64_t{1} << 22;
+// At most this many tiles: enough to share out among a few threads evenly;
+// every tile packs its share of both operands again.
+constexpr int64_t kMaxTiles = 8;
+constexpr int64_t kAlign = 16;  // OpenBLAS's register blocks: tiles stay whole multiples
+
+int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
+
+}  // namespace
+
+GemmTiles gemm_tiles(int64_t M, int64_t N, int64_t K) {
+  const int64_t work = M * N * std::max<int64_t>(K, 1);
+  const int64_t tiles = std::clamp<int64_t>(work / kTileWork, 1, kMaxTiles);
+  // Cut the longer side only: the shorter operand is packed once per tile.
+  if (N >= M) return {M, std::max(kAlign, round_up((N + tiles - 1) / tiles, kAlign))};
+  return {std::max(kAlign, round_up((M + tiles - 1) / tiles, kAlign)), N};
+}
+
+void sgemm_tiles(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const GemmTiles t = gemm_tiles(M, N, K);
+  const int64_t tm = (M + t.rows - 1) / t.rows, tn = (N + t.cols - 1) / t.cols;
+  const auto tile = [&](int64_t k) {
+    const int64_t i = k / tn * t.rows, j = k % tn * t.cols;
+    const int64_t m = std::min(t.rows, M - i), n = std::min(t.cols, N - j);
+    const float* a = trans_a ? A + i : A + i * lda;
+    const float* b = trans_b ? B + j * ldb : B + j;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                static_cast<int>(m), static_cast<int>(n), static_cast<int>(K), alpha, a, static_cast<int>(lda), b,
+                static_cast<int>(ldb), beta, C + i * ldc + j, static_cast<int>(ldc));
+  };
+  // OpenBLAS (OpenMP build) runs single-threaded inside an active parallel
+  // region or when OpenMP has one thread, and follows omp_get_max_threads()
+  // otherwise: so with more than one thread every call is made inside the
+  // region, even when there is only one tile.
+  if (omp_get_max_threads() == 1 || omp_in_parallel()) {
+    for (int64_t k = 0; k < tm * tn; ++k) tile(k);
+    return;
+  }
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t k = 0; k < tm * tn; ++k) tile(k);
+}
+
+}  // namespace zotune::kernels::detail

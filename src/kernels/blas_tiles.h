@@ -1,0 +1,25 @@
+// Thread-count-independent GEMM on OpenBLAS. OpenBLAS's own threading does not
+// give the same bits with 1 and 2 threads (measured on 0.3.21, SkylakeX: ~3 %
+// of C differs in the last bit for 128 x 192 x 64 — it takes its small "direct"
+// kernel only when single-threaded and cuts M and N by the thread count), so a
+// ZO run's losses, g and weights depended on --threads. Here C is cut into
+// tiles that depend on the shape alone, each tile is one single-threaded
+// OpenBLAS call, and threads share out the tiles: every element of C is
+// computed by the same call whatever the thread count.
+#pragma once
+#include <cstdint>
+
+namespace zotune::kernels::detail {
+
+// Row-major C[M, N] = alpha * op(A) op(B) + beta * C (arguments as cblas_sgemm,
+// already checked by kernels::sgemm).
+void sgemm_tiles(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// Tiles of C along M and N (rows, cols per tile) for a shape: exposed for the test.
+struct GemmTiles {
+  int64_t rows, cols;
+};
+GemmTiles gemm_tiles(int64_t M, int64_t N, int64_t K);
+
+}  // namespace zotune::kernels::detail

@@ -1,0 +1,256 @@
+// The disk tier's file I/O: whole block files read into and written from a
+// stage, and the page-aligned chunk reads / writes of a streamed tensor's rows
+// file with read-ahead, write-behind and the carried partial page.
+#include "store/disk_store.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <system_error>
+
+#include "base/error.h"
+#include "base/fs.h"
+#include "io/json_file.h"
+#include "io/safetensors.h"
+#include "model/blocks.h"
+#include "model/weights.h"
+#include "store/disk_files.h"
+#include "kernels/kernels.h"
+
+namespace zotune {
+
+using namespace disk;  // NOLINT: the tier's private helpers (disk_files.h)
+
+// ---- block I/O
+
+int DiskStore::inject(DiskIoPoint p, int unit) const { return opt_.fault ? opt_.fault(p, unit_path(unit)) : 0; }
+
+void DiskStore::read_block(Stage& s) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const fs::path path = unit_path(s.block);
+  const uint64_t bytes = unit_file_bytes(s.block);
+  uint8_t* buf = s.buf.ensure(bytes);
+  if (int e = inject(DiskIoPoint::Read, s.block)) fail(path.string(), ": read failed: ", errno_text(e));
+  Fd f{open_file(path, O_RDONLY, opt_.direct_io)};
+  check(f.fd >= 0, path.string(), ": cannot open block file: ", errno_text(errno));
+  pread_all(f.fd, buf, bytes, 0, path);
+  ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
+  check_header(buf, s.block, s.updates, path);
+  std::lock_guard lk(mu_);
+  io_totals_.read += bytes;
+  io_totals_.read_s += seconds_since(t0);
+}
+
+void DiskStore::write_block(Stage& s, int64_t updates) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const fs::path path = unit_path(s.block), tmp = tmp_of(path);
+  const uint64_t bytes = unit_file_bytes(s.block);
+  fill_header(s.buf.data(), s.block, updates);
+  // A simulated crash (the hook throws) leaves the temp file behind, as a kill would.
+  if (int e = inject(DiskIoPoint::WriteTmp, s.block)) write_failed(path, "write", e);
+  {
+    Fd f{open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, opt_.direct_io)};
+    if (f.fd < 0) write_failed(path, "create", errno);
+    if (int e = pwrite_all(f.fd, s.buf.data(), bytes, 0)) write_failed(path, "write", e);
+    commit_tmp(f, path, tmp, [&] { return inject(DiskIoPoint::BeforeRename, s.block); });
+  }
+  std::lock_guard lk(mu_);
+  io_totals_.written += bytes;
+  io_totals_.write_s += seconds_since(t0);
+}
+
+// ---- streamed-tensor I/O
+
+void DiskStore::run_io(IoRequest& r) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const fs::path path = unit_path(r.unit);
+  if (r.write) {
+    if (int e = inject(DiskIoPoint::WriteChunk, r.unit)) write_failed(path, "write", e);
+    if (int e = pwrite_all(r.fd, r.buf, r.bytes, r.off)) write_failed(path, "write", e);
+  } else {
+    pread_all(r.fd, r.buf, r.bytes, r.off, path);
+  }
+  std::lock_guard lk(mu_);
+  (r.write ? io_totals_.written : io_totals_.read) += r.bytes;
+  (r.write ? io_totals_.write_s : io_totals_.read_s) += seconds_since(t0);
+}
+
+void DiskStore::finish_rows(RowsWrite& w) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const fs::path path = unit_path(w.unit), tmp = tmp_of(path);
+  Fd f{std::exchange(w.fd, -1)};
+  if (w.error) {  // a chunk failed on the I/O thread: the old file stays
+    if (is_io_error(w.error)) ::unlink(tmp.c_str());
+    std::rethrow_exception(std::exchange(w.error, nullptr));
+  }
+  commit_tmp(f, path, tmp, [&] { return inject(DiskIoPoint::BeforeRename, w.unit); });
+  std::lock_guard lk(mu_);
+  io_totals_.write_s += seconds_since(t0);
+}
+
+DiskStore::IoRequest DiskStore::io_request(bool write, int fd, int unit, uint8_t* buf, uint64_t off, uint64_t bytes,
+                                           RowsWrite* into) {
+  IoRequest r;
+  r.write = write;
+  r.fd = fd;
+  r.unit = unit;
+  r.buf = buf;
+  r.off = off;
+  r.bytes = bytes;
+  r.into = into;
+  return r;
+}
+
+void DiskStore::submit(IoRequest& r) {
+  if (!opt_.overlap) {
+    run_io(r);
+    return;
+  }
+  std::lock_guard lk(mu_);
+  r.pending = true;
+  r.error = nullptr;
+  queue_.push_back({TaskKind::Io, nullptr, &r, nullptr});
+  cv_.notify_all();
+}
+
+void DiskStore::await(IoRequest& r) {
+  if (!opt_.overlap) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return !r.pending; });
+  counters_.io_wait_seconds += seconds_since(t0);
+  if (r.error) std::rethrow_exception(std::exchange(r.error, nullptr));
+}
+
+void DiskStore::await_rows_write(int unit) {
+  RowsWrite& w = *rows_writes_[static_cast<std::size_t>(unit - arch_.num_blocks())];
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return !w.finishing; });
+  rethrow_io_error();
+}
+
+void DiskStore::stream_unit(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) {
+  const auto& spec = arch_.tensors()[static_cast<std::size_t>(id)];
+  const int u = rows_unit(id);
+  const auto ui = static_cast<std::size_t>(u);
+  RowsWrite& rw = *rows_writes_[ui - static_cast<std::size_t>(arch_.num_blocks())];
+  await_rows_write(u);  // the previous rewrite of this file is in place
+  {
+    // Buffers of an earlier stream may still be in flight (their errors went to that stream's file).
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] {
+      return !header_io_.pending && std::none_of(std::begin(chunks_), std::end(chunks_), [](const ChunkBuf& c) { return c.io.pending; });
+    });
+    header_io_.error = nullptr;
+    for (auto& c : chunks_) c.io.error = nullptr;
+  }
+  const fs::path path = unit_path(u);
+  const int64_t rows = spec.shape[0], cols = spec.numel() / rows;
+  const int64_t cap = std::min(chunk_rows, rows) * cols;
+  for (auto& c : chunks_) c.buf.ensure(static_cast<uint64_t>(cap) * elem_ + 2 * kPage);
+  float* ct = codec_.lowbit() ? blocks::ensure(chunk_theta_, cap) : nullptr;
+  float* cp = work.perturb ? blocks::ensure(chunk_plus_, cap) : nullptr;
+  float* cm = work.perturb && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
+  const int64_t nchunks = (rows + chunk_rows - 1) / chunk_rows;
+  const bool writing = work.update.has_value();
+  auto byte_range = [&](int64_t k) {
+    const int64_t r0 = k * chunk_rows, nr = std::min(chunk_rows, rows - r0);
+    return std::pair<uint64_t, uint64_t>{static_cast<uint64_t>(r0 * cols) * elem_,
+                                         static_cast<uint64_t>((r0 + nr) * cols) * elem_};
+  };
+
+  Fd in;
+  try {
+    if (int e = inject(DiskIoPoint::Read, u)) fail(path.string(), ": read failed: ", errno_text(e));
+    in.fd = open_file(path, O_RDONLY, opt_.direct_io);
+    check(in.fd >= 0, path.string(), ": cannot open rows file: ", errno_text(errno));
+    uint8_t* page = header_page_.ensure(kPage);
+    {
+      const auto t0 = std::chrono::steady_clock::now();
+      pread_all(in.fd, page, kPage, 0, path);
+      check_header(page, u, updates_[ui], path);
+      std::lock_guard lk(mu_);
+      io_totals_.read += kPage;
+      io_totals_.read_s += seconds_since(t0);
+    }
+    if (writing) {
+      if (int e = inject(DiskIoPoint::WriteTmp, u)) write_failed(path, "write", e);
+      rw.fd = open_file(tmp_of(path), O_WRONLY | O_CREAT | O_TRUNC, opt_.direct_io);
+      if (rw.fd < 0) write_failed(path, "create", errno);
+      rw.error = nullptr;
+      fill_header(page, u, updates_[ui] + 1);
+      header_io_ = io_request(true, rw.fd, u, page, 0, kPage, &rw);
+      submit(header_io_);
+    }
+    auto read_chunk = [&](int64_t k) {
+      const auto [b0, b1] = byte_range(k);
+      ChunkBuf& c = chunks_[k % 3];
+      c.io = io_request(false, in.fd, u, c.buf.data(), kPage + page_floor(b0), page_ceil(b1) - page_floor(b0), nullptr);
+      submit(c.io);
+    };
+    read_chunk(0);
+    for (int64_t k = 0; k < nchunks; ++k) {
+      ChunkBuf& c = chunks_[k % 3];
+      await(c.io);
+      if (k + 1 < nchunks) {
+        await(chunks_[(k + 1) % 3].io);  // the write of chunk k - 2 left that buffer
+        read_chunk(k + 1);
+      }
+      const auto [b0, b1] = byte_range(k);
+      const uint64_t p0 = page_floor(b0);
+      uint8_t* data = c.buf.data() + (b0 - p0);
+      const int64_t r0 = k * chunk_rows, nr = std::min(chunk_rows, rows - r0), e0 = r0 * cols, n = nr * cols;
+      count_draws(zo_apply(work, slice(id, data, e0, n), cp, cm, ct));
+      const float* theta = ct ? ct : reinterpret_cast<const float*>(data);  // fp32: θ is the staged chunk
+      if (fn) fn(RowChunk{r0, nr, cols, theta, cp ? cp : theta, cm ? cm : theta});
+      if (!writing) continue;
+      // The page this chunk starts in begins with the previous chunk's updated
+      // bytes (this buffer read them before the update); its own partial last
+      // page goes on to the next chunk.
+      std::memcpy(c.buf.data(), carry_.data(), b0 - p0);
+      const bool last = k + 1 == nchunks;
+      const uint64_t end = last ? page_ceil(b1) : page_floor(b1);
+      if (last) std::memset(c.buf.data() + (b1 - p0), 0, page_ceil(b1) - b1);
+      else std::memcpy(carry_.data(), c.buf.data() + (page_floor(b1) - p0), b1 - page_floor(b1));
+      if (end > p0) {
+        c.io = io_request(true, rw.fd, u, c.buf.data(), kPage + p0, end - p0, &rw);
+        submit(c.io);
+      }
+    }
+    if (writing) {
+      ++updates_[ui];
+      if (opt_.overlap) {
+        std::lock_guard lk(mu_);
+        rw.finishing = true;
+        queue_.push_back({TaskKind::FinishRows, nullptr, nullptr, &rw});
+        cv_.notify_all();
+      } else {
+        finish_rows(rw);
+      }
+    }
+  } catch (...) {
+    const std::exception_ptr err = std::current_exception();
+    {
+      std::unique_lock lk(mu_);
+      cv_.wait(lk, [&] {
+        return !header_io_.pending && std::none_of(std::begin(chunks_), std::end(chunks_), [](const ChunkBuf& c) { return c.io.pending; });
+      });
+      // An update that did not reach the file: the store no longer matches the run.
+      if (writing && !io_error_) io_error_ = err;
+    }
+    if (rw.fd >= 0 && !rw.finishing) {
+      ::close(std::exchange(rw.fd, -1));
+      if (is_io_error(err)) ::unlink(tmp_of(path).c_str());
+    }
+    throw;
+  }
+  ::posix_fadvise(in.fd, 0, 0, POSIX_FADV_DONTNEED);
+}
+
+}  // namespace zotune

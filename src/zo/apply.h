@@ -1,0 +1,74 @@
+// The fused MeZO pass over a slice of θ: the only code that applies the update
+// rule. Every tier hands its stored bytes here (with their codec) and gets the
+// working copies back; stores stage and commit bytes, they never see z, lr or g.
+//
+//   per element, in one pass, each z drawn once:
+//     θ ← θ − lr · (c · z(seed') + wd · θ)    the deferred update (each term of
+//                                              the record; stored back in the codec,
+//                                              16-bit with stochastic rounding)
+//     copy 0 = θ + ε z(seed),  copy 1 = θ − ε z(seed)   this step's working copies
+//                                              (copy 1 = θ when one-sided)
+//
+// A slice is elements [begin, begin + n) of one tensor; z is a counter-RNG
+// value of (seed, tensor, element), so any cut of a tensor into slices (blocks,
+// chunks of rows, single rows) gives the same values. An optimizer with state
+// (momentum, ...) adds its state slices to ThetaSlice and its arithmetic here.
+#pragma once
+#include <cstdint>
+#include <optional>
+
+#include "kernels/zo_kernels.h"
+#include "store/codec.h"
+#include "zo/update.h"
+
+namespace zotune {
+
+// What a pass over parameters does: the deferred update of the previous step
+// and this step's perturbation.
+struct BlockWork {
+  kernels::ZDist dist = kernels::ZDist::Gaussian;
+  std::optional<UpdateRecord> update;  // applied to θ and stored
+  float weight_decay = 0;              // the run's; only tensors whose role decays get it
+  bool perturb = false;                // make θ ± εz working copies
+  bool one_sided = false;              // copy 1 is θ itself (the L0 pass)
+  uint64_t seed = 0;                   // this step's seed
+  float eps = 0;
+};
+
+// Elements [begin, begin + n) of tensor `tensor_id`, stored at `stored` (already
+// offset to `begin`) in `codec`.
+struct ThetaSlice {
+  int tensor_id = 0;
+  int64_t begin = 0, n = 0;
+  bool decays = false;  // its role takes weight decay
+  const Codec* codec = nullptr;
+  void* stored = nullptr;
+};
+
+// Random values one pass drew, for the bench's counters.
+struct PassDraws {
+  uint64_t z = 0;         // z values (none for --perturbation ones)
+  uint64_t rounding = 0;  // stochastic-rounding uniforms (16-bit write-back)
+  PassDraws& operator+=(const PassDraws& o) {
+    z += o.z;
+    rounding += o.rounding;
+    return *this;
+  }
+};
+
+// The fused pass: applies work.update to the slice (written back in its codec)
+// and writes the requested fp32 outputs (any may be null):
+//   copy0  θ + εz when work.perturb, else θ
+//   copy1  θ − εz when work.perturb and two-sided, else θ
+//   theta  θ
+// (θ: after the update). An fp32 slice's θ is its stored values: callers read
+// them there rather than asking for a copy.
+PassDraws zo_apply(const BlockWork& work, const ThetaSlice& s, float* copy0, float* copy1, float* theta);
+
+// Working copy k (0 or 1, as zo_apply writes it) of a slice whose update has
+// already been applied: lean tiers keep one fp32 copy of a block and make the
+// second from the stored values once the first has been used. Equal to what
+// zo_apply writes, at the price of one more z draw.
+PassDraws zo_working_copy(const BlockWork& work, const ThetaSlice& s, int k, float* out);
+
+}  // namespace zotune
