@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 
+#include "dist/comm.h"
 #include "store/store_factory.h"
 #include "tensor/dtype.h"
 #include "zo/mezo.h"
@@ -22,7 +23,7 @@ namespace zotune {
 struct TrainOptions {
   std::filesystem::path model, data, eval, out, resume;
   int64_t steps = 100;
-  int64_t batch_size = 8;
+  int64_t batch_size = 8;       // the global batch: rank r of W trains on its slice of batch_size / W
   int64_t eval_batch_size = 0;  // 0 = batch_size
   int64_t max_length = 256;
   int64_t eval_every = 0;       // 0 = only before the first and after the last step
@@ -40,9 +41,10 @@ struct TrainOptions {
   bool dry_run = false;         // print the memory plan and the time estimate, train nothing
 };
 
-// Runs training; returns the process exit code: 0 when all steps are done,
-// 130 / 143 when stopped by SIGINT / SIGTERM after writing a checkpoint.
-int run_training(const TrainOptions& options);
+// Runs training as one rank of `comm`; returns the process exit code: 0 when
+// all steps are done, 130 / 143 when stopped by SIGINT / SIGTERM after writing
+// a checkpoint.
+int run_training(const TrainOptions& options, Comm& comm);
 
 // Rebuilds fine-tuned weights from a base model and an update log.
 void replay_updates(const std::filesystem::path& base_model, const std::filesystem::path& log,
