@@ -1,12 +1,8 @@
-// `zotune train`: data, the ZO engine, evaluation, metrics, checkpoints, resume.
-//
-// Output directory (created; never the input model directory):
-//   config.json, model.safetensors, tokenizer files   the fine-tuned model (HF layout)
-//   trainer_state.json                                 where the run stands (resume reads it)
-//   updates.jsonl                                      header + (step, seed, lr, grad) per step
-//   metrics.jsonl                                      one record per step and per evaluation
-//   loss.svg                                           train/eval loss curves
-//   checkpoint-<step>/                                 exact (storage-precision) weights + state
+// `zotune train`: the loop. Loads the starting weights (or resumes), the data
+// (this rank's slice of each global batch), runs the ZO engine step by step,
+// evaluates, logs, checkpoints and stops cleanly on SIGINT/SIGTERM. What it
+// writes and where is train/run_dir.h's; --dry-run and --memory-budget are
+// train/planner.h's.
 #pragma once
 #include <cstdint>
 #include <filesystem>
