@@ -121,20 +121,10 @@ int rss_child(const std::string& model, const std::string& dtype, int steps) {
   auto store = make_store(*arch, ckpt, so);
   const auto t1 = std::chrono::steady_clock::now();
   const long load_hwm = status_kb("VmHWM"), load_rss = status_kb("VmRSS");
-  Batch batch;
-  batch.B = 1;
-  batch.T = 32;
   const int64_t V = arch->config().vocab_size;
-  for (int64_t t = 0; t < batch.T; ++t) {
-    batch.ids.push_back(static_cast<int32_t>((t * 7919 + 13) % V));
-    batch.mask.push_back(1);
-    if (t + 1 < batch.T) {
-      batch.rows.push_back(t);
-      batch.targets.push_back(static_cast<int32_t>(((t + 1) * 7919 + 13) % V));
-      batch.target_seq.push_back(0);
-    }
-  }
-  batch.num_examples = 1;
+  std::vector<int32_t> ids;
+  for (int64_t t = 0; t < 32; ++t) ids.push_back(static_cast<int32_t>((t * 7919 + 13) % V));
+  const Batch batch = language_model_batch(std::move(ids), 1, 32);
   MezoOptions opt;
   opt.lr = 1e-6f;
   ZoEngine engine(*arch, *store, opt, 1);

@@ -22,10 +22,10 @@
 
 #include <filesystem>
 
-#include "store/memory_plan.h"
 #include "store/param_store.h"
 #include "store/store_factory.h"
 #include "train/engine.h"
+#include "train/planner.h"
 
 namespace zotune::cli {
 
@@ -56,7 +56,6 @@ void run_bench(const BenchArgs& a) {
   Checkpoint ckpt(a.model);
   StoreOptions so = a.store;
   apply_store_options(a.offload, a.storage_dtype, a.overlap, so);
-  PlanInput plan_in = plan_input(so, a.batch, a.seq_len, compute_threads());
   // The plan's time estimate from this machine's constants (probed in ~0.5 s,
   // the disk where the working copy goes included), as --dry-run does.
   std::filesystem::path probe_dir = a.work_dir.empty() ? std::filesystem::temp_directory_path()
@@ -65,16 +64,8 @@ void run_bench(const BenchArgs& a) {
   const MachineConstants mc = probe_machine(probe_dir);
   // peak_rss_mb is the run's: the probe's buffers (up to 128 MB) are gone.
   if (!reset_peak_rss()) std::fprintf(stderr, "zotune bench: cannot reset the peak RSS; it includes the machine probe\n");
-  uint64_t budget = 0;
-  if (!a.memory_budget.empty()) {
-    budget = parse_size(a.memory_budget, "--memory-budget");
-    const PlanChoice choice = choose_plan(*arch, budget, plan_in, mc);
-    std::fprintf(stderr, "zotune bench: --memory-budget: %s\n", choice.why.c_str());
-    if (!choice.fits) fail("--memory-budget: ", choice.why);
-    plan_in = choice.plan.input;
-    apply_plan_tier(plan_in, so);
-  }
-  const MemoryPlan plan = plan_memory(*arch, plan_in, mc);
+  const uint64_t budget = a.memory_budget.empty() ? 0 : parse_size(a.memory_budget, "--memory-budget");
+  const MemoryPlan plan = plan_run(*arch, so, a.batch, a.seq_len, budget, mc, "zotune bench", true);
   std::filesystem::path tmp_work;
   if (so.offload == Offload::Disk) {
     if (a.work_dir.empty()) {
@@ -94,11 +85,10 @@ void run_bench(const BenchArgs& a) {
   std::unique_ptr<ParamStore> store_ptr = make_store(*arch, ckpt, so);
   ParamStore& store = *store_ptr;
   MezoOptions opt;
-  auto dist = zdist_from_name(a.perturbation);
-  if (!dist) fail("--perturbation: unknown value '", a.perturbation, "' (gaussian, rademacher, ones)");
-  opt.dist = *dist;
+  opt.dist = parse_perturbation(a.perturbation);
   opt.lr = 1e-7f;
-  ZoEngine engine(*arch, store, opt, a.seed);
+  SingleProcessComm comm;
+  ZoEngine engine(*arch, store, opt, a.seed, comm);
   Batch batch = random_lm_batch(a.batch, a.seq_len, arch->config().vocab_size, a.seed);
 
   // Warm-up: first touch of every buffer (page faults) is not what we measure.

@@ -66,9 +66,7 @@ int run_train(TrainArgs a) {
   a.o.eval = a.eval;
   a.o.out = a.out;
   a.o.resume = a.resume;
-  auto dist = zdist_from_name(a.perturbation);
-  if (!dist) fail("--perturbation: unknown value '", a.perturbation, "' (gaussian, rademacher, ones)");
-  a.o.mezo.dist = *dist;
+  a.o.mezo.dist = parse_perturbation(a.perturbation);
   if (a.schedule == "constant") a.o.mezo.schedule = ScheduleKind::Constant;
   else if (a.schedule == "linear") a.o.mezo.schedule = ScheduleKind::Linear;
   else fail("--schedule: unknown value '", a.schedule, "' (constant, linear)");
@@ -83,7 +81,8 @@ int run_train(TrainArgs a) {
   else fail("--progress: unknown value '", a.progress, "' (auto, bar, log)");
   apply_store_options(a.offload, a.storage_dtype, a.overlap, a.o.store);
   if (!a.memory_budget.empty()) a.o.memory_budget = parse_size(a.memory_budget, "--memory-budget");
-  const int status = run_training(a.o);
+  SingleProcessComm comm;
+  const int status = run_training(a.o, comm);
   if (status == 0 && !a.o.data_dir.empty() && !a.o.dry_run) test_after_training(a.o);
   return status;
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "base/error.h"
+#include "zo/mezo.h"
 
 namespace zotune::cli {
 
@@ -60,6 +61,12 @@ void apply_store_options(const std::string& offload, const std::string& storage_
   else if (overlap == "off") out.overlap = false;
   else fail("--overlap: unknown value '", overlap, "' (on, off)");
   if (out.resident_blocks < 1) fail("--resident-blocks must be >= 1");
+}
+
+kernels::ZDist parse_perturbation(const std::string& name) {
+  const auto d = zdist_from_name(name);
+  if (!d) fail("--perturbation: unknown value '", name, "' (gaussian, rademacher, ones)");
+  return *d;
 }
 
 uint64_t parse_size(const std::string& text, const char* flag) {

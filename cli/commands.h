@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 
+#include "kernels/zo_kernels.h"
 #include "store/store_factory.h"
 
 namespace zotune::cli {
@@ -22,6 +23,8 @@ void add_store_options(CLI::App& cmd, std::string& offload, std::string& storage
                        std::string& overlap);
 void apply_store_options(const std::string& offload, const std::string& storage_dtype, const std::string& overlap,
                          StoreOptions& out);
+// --perturbation NAME -> z's distribution (train, bench).
+kernels::ZDist parse_perturbation(const std::string& name);
 // "4G", "512M", "1.5GB", "123456" -> bytes; errors name the flag.
 uint64_t parse_size(const std::string& text, const char* flag);
 

@@ -39,5 +39,8 @@ struct Batch {
 // A language-model batch of B unpadded sequences of T tokens (ids: [B*T]) that
 // scores every next token: benchmarks and tests on synthetic tokens.
 Batch language_model_batch(std::vector<int32_t> ids, int64_t B, int64_t T);
+// The same from sequences of any lengths, right-padded with `pad_id` to the
+// longest; a next token is scored where both tokens are real.
+Batch language_model_batch(const std::vector<std::vector<int32_t>>& seqs, int32_t pad_id);
 
 }  // namespace zotune

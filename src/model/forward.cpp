@@ -1,5 +1,6 @@
 #include "model/forward.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -45,6 +46,16 @@ void ForwardPass::start_cached(const int32_t* ids, const uint8_t* mask, int64_t 
     }
   in_ = ForwardInput{B, T, ids_.data(), positions_.data(), cache_valid_.data(), cache.capacity, cache.length,
                      mask_.data()};
+}
+
+PassFootprint forward_pass_footprint(const Architecture& arch, int64_t B, int64_t T, int64_t head_rows, int threads) {
+  const auto& c = arch.config();
+  const int64_t R = B * T;
+  kernels::AttentionShape as{B, T, T, c.num_heads, std::max<int64_t>(c.num_kv_heads, 1), c.head_dim, 0, 0, 0, 0, 1.0f};
+  PassFootprint f;
+  f.own = static_cast<uint64_t>(R * c.hidden_size + head_rows * arch.head_width()) * sizeof(float);  // act_.x, hidden_
+  f.shared = static_cast<uint64_t>(arch.scratch_floats(R) + kernels::attention_scratch_floats(as, threads)) * sizeof(float);
+  return f;
 }
 
 void ForwardPass::commit_cache() {

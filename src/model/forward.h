@@ -57,6 +57,15 @@ class ForwardPass {
   AlignedBuffer<float> hidden_;
 };
 
+// Bytes a ForwardPass allocates for B x T tokens and `head_rows` rows entering
+// the lm_head (start, run_block, head_hidden): its own residual stream and head
+// hidden rows, and the block and attention scratch a second pass can share
+// (share_scratch). `threads`: the compute threads (attention scratch is per thread).
+struct PassFootprint {
+  uint64_t own = 0, shared = 0;
+};
+PassFootprint forward_pass_footprint(const Architecture& arch, int64_t B, int64_t T, int64_t head_rows, int threads);
+
 // Mean next-token cross-entropy: position t predicts ids[t+1]; counted where both
 // mask[t] and mask[t+1] are 1 (HF: labels = input_ids with padding -100). Returns
 // 0 if no position counts. logits: [B*T, V].

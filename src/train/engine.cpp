@@ -10,8 +10,32 @@
 
 namespace zotune {
 
-ZoEngine::ZoEngine(const Architecture& arch, ParamStore& store, MezoOptions opt, uint64_t run_seed)
-    : arch_(arch), store_(store), opt_(opt), run_seed_(run_seed), plus_(arch), minus_(arch) {
+void reduce_losses(Comm& comm, const PassLosses& local, PassLosses& global) {
+  if (comm.world() == 1) {
+    global = local;
+    return;
+  }
+  global.plus = comm.allgather(local.plus);
+  global.minus = comm.allgather(local.minus);
+  double tokens = static_cast<double>(local.tokens);  // exact: < 2^53
+  comm.allreduce_sum({&tokens, 1});
+  global.tokens = static_cast<int64_t>(tokens);
+}
+
+EngineFootprint engine_footprint(const Architecture& arch, int64_t B, int64_t T, int threads) {
+  const int64_t R = B * T, n = R, V = arch.config().vocab_size, Wd = arch.head_width();
+  const auto& emb = arch.tensors()[static_cast<std::size_t>(arch.token_embedding_id())];
+  const int64_t C = emb.numel() / emb.shape[0];
+  const PassFootprint pass = forward_pass_footprint(arch, B, T, n, threads);
+  EngineFootprint f;
+  f.activations = 2 * pass.own + pass.shared;  // plus_, minus_ (minus_ shares plus_'s scratch)
+  f.streaming = 2 * static_cast<uint64_t>(std::min(R, V) * C) * sizeof(float) +           // rows_plus_, rows_minus_
+                static_cast<uint64_t>(n * stream_chunk_rows(Wd, n, V)) * sizeof(float);  // chunk_logits_
+  return f;
+}
+
+ZoEngine::ZoEngine(const Architecture& arch, ParamStore& store, MezoOptions opt, uint64_t run_seed, Comm& comm)
+    : arch_(arch), store_(store), opt_(opt), run_seed_(run_seed), comm_(comm), plus_(arch), minus_(arch) {
   minus_.share_scratch(plus_);  // the passes run block b one after the other
 }
 
@@ -99,11 +123,12 @@ void ZoEngine::head_logprobs(BlockSession& session, const BlockWork& work, const
 }
 
 StepResult ZoEngine::step(int64_t t, int64_t total, const Batch& batch) {
-  StepResult r;
-  r.step = t + 1;
-  r.seed = step_seed(run_seed_, t);
-  r.lr = learning_rate(opt_, t, total);
-  r.tokens = batch.num_tokens();
+  reduce_losses(comm_, run_passes(t, batch), global_);
+  return commit(t, total, global_);
+}
+
+const PassLosses& ZoEngine::run_passes(int64_t t, const Batch& batch) {
+  local_.tokens = batch.num_tokens();
   const int N = arch_.num_blocks();
   start_passes(batch, true);
   BlockWork work;
@@ -111,7 +136,7 @@ StepResult ZoEngine::step(int64_t t, int64_t total, const Batch& batch) {
   work.update = pending_;
   work.perturb = true;
   work.one_sided = opt_.one_sided;
-  work.seed = r.seed;
+  work.seed = step_seed(run_seed_, t);
   work.eps = opt_.eps;
   work.weight_decay = opt_.weight_decay;
   for (int b = 0; b < N; ++b) {
@@ -123,10 +148,21 @@ StepResult ZoEngine::step(int64_t t, int64_t total, const Batch& batch) {
       minus_.run_block(b, ptrs_minus_);
     } else {
       head_logprobs(session, work, batch, true);
-      r.loss_plus = batch_loss_from_logprobs(batch, lp_plus_).loss;
-      r.loss_minus = batch_loss_from_logprobs(batch, lp_minus_).loss;
+      loss_terms_from_logprobs(batch, lp_plus_, local_.plus);
+      loss_terms_from_logprobs(batch, lp_minus_, local_.minus);
     }
   }
+  return local_;
+}
+
+StepResult ZoEngine::commit(int64_t t, int64_t total, const PassLosses& global) {
+  StepResult r;
+  r.step = t + 1;
+  r.seed = step_seed(run_seed_, t);
+  r.lr = learning_rate(opt_, t, total);
+  r.tokens = global.tokens;
+  r.loss_plus = loss_of_terms(global.plus);
+  r.loss_minus = loss_of_terms(global.minus);
   r.grad = projected_grad(opt_, r.loss_plus, r.loss_minus);
   pending_ = mezo_record(opt_, run_seed_, t, total, r.loss_plus, r.loss_minus);
   return r;

@@ -7,9 +7,10 @@
 //                                      (dual forward, block resident once; a lean
 //                                       tier makes copy 1 when it is asked for)
 //     session ends: the block is written back
-//   L+, L- from the head  ->  the step's update record (mezo_record), applied at
-//   each block's first touch in step t+1 (or by flush() before eval, checkpoint
-//   or export).
+//   loss terms of L+, L- from the head        run_passes: this rank's slice of the batch
+//   -> reduced over ranks through the Comm   reduce_losses: fixed (example) order
+//   -> the step's update record (mezo_record) commit: applied at each block's first
+//      touch in step t+1 (or by flush() before eval, checkpoint or export).
 //
 // The token embedding and the lm_head weight ([V, width]) are streamed by rows
 // (ParamStore::stream_rows), never held whole as working copies:
@@ -27,6 +28,7 @@
 #include <optional>
 
 #include "data/batch.h"
+#include "dist/comm.h"
 #include "model/forward.h"
 #include "store/param_store.h"
 #include "train/loss.h"
@@ -43,12 +45,34 @@ struct StepResult {
   int64_t tokens = 0;
 };
 
+// What the passes of a step produced: the loss terms (train/loss.h) of the
+// plus and minus pass, in example order, and the real tokens they read. On one
+// rank: its slice of the global batch; after reduce_losses: the whole batch.
+struct PassLosses {
+  std::vector<double> plus, minus;
+  int64_t tokens = 0;
+};
+
+// The global batch's PassLosses from every rank's slice: terms concatenated in
+// rank order (ranks hold consecutive slices, so this is example order), tokens
+// summed. One process: `local` itself.
+void reduce_losses(Comm& comm, const PassLosses& local, PassLosses& global);
+
 class ZoEngine {
  public:
-  ZoEngine(const Architecture& arch, ParamStore& store, MezoOptions opt, uint64_t run_seed);
+  ZoEngine(const Architecture& arch, ParamStore& store, MezoOptions opt, uint64_t run_seed,
+           Comm& comm = single_process_comm());
 
-  // Runs step t (0-based) of `total` on `batch`; leaves its update pending.
+  // Runs step t (0-based) of `total` on this rank's `batch` (its slice of the
+  // global batch); leaves the step's update pending:
+  //   run_passes -> reduce_losses through the Comm -> commit.
   StepResult step(int64_t t, int64_t total, const Batch& batch);
+  // Both passes of step t over every block (the pending update of step t-1 is
+  // applied on the way); returns this rank's loss terms.
+  const PassLosses& run_passes(int64_t t, const Batch& batch);
+  // Turns the global batch's losses of step t into the step's result and its
+  // pending update (the same on every rank).
+  StepResult commit(int64_t t, int64_t total, const PassLosses& global);
   // Applies the pending update to every block (no perturbation).
   void flush();
   // Loss of the current weights on a batch (flushes the pending update first).
@@ -78,6 +102,8 @@ class ZoEngine {
   ParamStore& store_;
   MezoOptions opt_;
   uint64_t run_seed_;
+  Comm& comm_;
+  PassLosses local_, global_;
   std::optional<UpdateRecord> pending_;
   ForwardPass plus_, minus_;
   std::vector<const float*> ptrs_plus_, ptrs_minus_;
@@ -86,5 +112,13 @@ class ZoEngine {
   LogProbAccumulator acc_plus_, acc_minus_;
   std::vector<float> lp_plus_, lp_minus_;
 };
+
+// Bytes a ZoEngine allocates for B x T tokens (at most B*T scored rows): its two
+// passes (activations; block scratch shared) and, for the streamed tensors, the
+// batch's embedding rows as W+ and W- tables and one chunk of head logits.
+struct EngineFootprint {
+  uint64_t activations = 0, streaming = 0;
+};
+EngineFootprint engine_footprint(const Architecture& arch, int64_t B, int64_t T, int threads);
 
 }  // namespace zotune

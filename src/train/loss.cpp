@@ -9,6 +9,28 @@
 
 namespace zotune {
 
+namespace {
+
+// Cross-entropy over each example's candidates (scored by their mean token
+// log-likelihood), the trained label as target: one term per example.
+void classification_terms(const Batch& batch, const std::vector<double>& score, std::vector<double>& terms) {
+  const auto E = static_cast<std::size_t>(batch.num_examples);
+  std::vector<double> maxs(E, -std::numeric_limits<double>::infinity()), sumexp(E, 0.0), label_score(E, 0.0);
+  for (std::size_t b = 0; b < score.size(); ++b) {
+    const auto e = static_cast<std::size_t>(batch.seq_example[b]);
+    maxs[e] = std::max(maxs[e], score[b]);
+    if (batch.seq_candidate[b] == batch.labels[e]) label_score[e] = score[b];
+  }
+  for (std::size_t b = 0; b < score.size(); ++b) {
+    const auto e = static_cast<std::size_t>(batch.seq_example[b]);
+    sumexp[e] += std::exp(score[b] - maxs[e]);
+  }
+  terms.clear();
+  for (std::size_t e = 0; e < E; ++e) terms.push_back(maxs[e] + std::log(sumexp[e]) - label_score[e]);
+}
+
+}  // namespace
+
 BatchLoss batch_loss(const Batch& batch, const float* logits, int64_t V, AlignedBuffer<float>& scratch) {
   const auto n = static_cast<int64_t>(batch.rows.size());
   check(static_cast<int64_t>(batch.targets.size()) == n, "batch: rows and targets differ in length");
@@ -34,36 +56,45 @@ BatchLoss batch_loss_from_logprobs(const Batch& batch, const std::vector<float>&
   BatchLoss r;
   r.scored = n;
   if (n == 0) return r;
+  std::vector<double> terms;
   if (batch.objective != Objective::Classification) {
-    double sum = 0;
-    for (int64_t i = 0; i < n; ++i) sum -= static_cast<double>(lp[static_cast<std::size_t>(i)]);
-    r.loss = sum / static_cast<double>(n);
+    loss_terms_from_logprobs(batch, lp, terms);
+    r.loss = loss_of_terms(terms);
     return r;
   }
   // Candidates are scored by their mean token log-likelihood (data/eval.h).
   std::vector<double> score;
   sequence_mean_logprob(batch, lp, score);
   predict_candidates(batch, score, r.predictions);
-  // Cross-entropy over each example's candidates, the trained label as target.
+  classification_terms(batch, score, terms);
   const auto E = static_cast<std::size_t>(batch.num_examples);
-  std::vector<double> maxs(E, -std::numeric_limits<double>::infinity()), sumexp(E, 0.0), label_score(E, 0.0);
-  for (std::size_t b = 0; b < score.size(); ++b) {
-    const auto e = static_cast<std::size_t>(batch.seq_example[b]);
-    maxs[e] = std::max(maxs[e], score[b]);
-    if (batch.seq_candidate[b] == batch.labels[e]) label_score[e] = score[b];
-  }
-  for (std::size_t b = 0; b < score.size(); ++b) {
-    const auto e = static_cast<std::size_t>(batch.seq_example[b]);
-    sumexp[e] += std::exp(score[b] - maxs[e]);
-  }
-  double total = 0;
-  for (std::size_t e = 0; e < E; ++e) {
-    total += maxs[e] + std::log(sumexp[e]) - label_score[e];
+  for (std::size_t e = 0; e < E; ++e)
     if (r.predictions[e] == batch.labels[e]) ++r.correct;
-  }
   r.examples = static_cast<int64_t>(E);
-  r.loss = E ? total / static_cast<double>(E) : 0.0;
+  r.loss = loss_of_terms(terms);
   return r;
+}
+
+void loss_terms_from_logprobs(const Batch& batch, const std::vector<float>& lp, std::vector<double>& terms) {
+  const auto n = static_cast<int64_t>(batch.rows.size());
+  check(static_cast<int64_t>(lp.size()) == n && static_cast<int64_t>(batch.targets.size()) == n,
+        "batch: rows, targets and log-probabilities differ in length");
+  terms.clear();
+  if (n == 0) return;
+  if (batch.objective != Objective::Classification) {
+    for (int64_t i = 0; i < n; ++i) terms.push_back(-static_cast<double>(lp[static_cast<std::size_t>(i)]));
+    return;
+  }
+  std::vector<double> score;
+  sequence_mean_logprob(batch, lp, score);
+  classification_terms(batch, score, terms);
+}
+
+double loss_of_terms(const std::vector<double>& terms) {
+  if (terms.empty()) return 0.0;
+  double sum = 0;
+  for (double t : terms) sum += t;
+  return sum / static_cast<double>(terms.size());
 }
 
 void LogProbAccumulator::reset(const std::vector<int32_t>& targets, int64_t V) {

@@ -25,6 +25,15 @@ BatchLoss batch_loss(const Batch& batch, const float* logits, int64_t V, Aligned
 // The same objective from log p(target) of each scored row (lp[i] for batch.rows[i]).
 BatchLoss batch_loss_from_logprobs(const Batch& batch, const std::vector<float>& lp);
 
+// The objective as the terms it sums, in example order: LanguageModel /
+// Completion: -log p of each scored row (the rows of example e before those of
+// e + 1); Classification: each example's cross-entropy. The loss is the sum of
+// the terms, added in this order, over their count (loss_of_terms), so the
+// terms of consecutive slices of a batch, concatenated, give the loss of the
+// whole batch bit for bit: the data-parallel reduction (ZoEngine::step).
+void loss_terms_from_logprobs(const Batch& batch, const std::vector<float>& lp, std::vector<double>& terms);
+double loss_of_terms(const std::vector<double>& terms);
+
 // log p(target) of n rows from logits that arrive in vocabulary chunks (the
 // streamed lm_head): keeps a running logsumexp and each row's target logit, so
 // no [n, V] logits buffer is needed. The result equals a logsumexp over whole

@@ -22,11 +22,11 @@
 #include "io/safetensors.h"
 #include "model/model.h"
 #include "store/disk_store.h"
-#include "store/memory_plan.h"
 #include "store/param_store.h"
 #include "tokenizer/tokenizer.h"
 #include "train/engine.h"
-#include "train/plot.h"
+#include "train/planner.h"
+#include "train/run_dir.h"
 #include "train/update_log.h"
 #include "zo/replay.h"
 
@@ -59,20 +59,6 @@ class StopSignals {
   struct sigaction old_int_ {}, old_term_ {};
 };
 
-constexpr const char* kTokenizerFiles[] = {"tokenizer.json",        "tokenizer_config.json", "special_tokens_map.json",
-                                           "vocab.json",            "merges.txt",            "tokenizer.model",
-                                           "added_tokens.json",     "generation_config.json"};
-
-bool has_tokenizer(const fs::path& dir) {
-  return fs::exists(dir / "tokenizer.json") || fs::exists(dir / "vocab.json");
-}
-
-std::string checkpoint_name(int64_t step) {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "checkpoint-%06lld", static_cast<long long>(step));
-  return buf;
-}
-
 std::string hms(double s) {
   if (!std::isfinite(s) || s < 0) return "--:--:--";
   const auto t = static_cast<long long>(s + 0.5);
@@ -98,11 +84,10 @@ Json run_identity(const TrainOptions& o) {
 
 class Trainer {
  public:
-  explicit Trainer(const TrainOptions& o) : opt_(o) {}
+  Trainer(const TrainOptions& o, Comm& comm) : opt_(o), comm_(comm) {}
   int run();
 
  private:
-  void prepare_output();
   void load_starting_weights();
   void load_data();
   void evaluate(int64_t step);
@@ -110,14 +95,12 @@ class Trainer {
   void progress(int64_t step, bool final);
   void save_checkpoint_dir(int64_t step);
   void save_final();
-  void write_state(const fs::path& dir, int64_t step, bool finished, const std::string& weights);
-  void write_plot();
-  void append_metric(const Json& j);
   void save_best(Json& rec, double value);
   // Flushes the pending update; a reader of the stored weights (pieces, not copies).
   TensorReader flushed_weights();
 
   TrainOptions opt_;
+  Comm& comm_;
   fs::path base_model_;
   std::unique_ptr<Architecture> arch_;
   std::unique_ptr<Checkpoint> ckpt_;
@@ -129,11 +112,7 @@ class Trainer {
   DType input_dtype_ = DType::F32;
   int64_t start_step_ = 0;
   std::vector<UpdateRecord> resumed_records_;
-  std::vector<UpdateRecord> records_;  // every update of the run so far
-  Json log_header_;
-  std::unique_ptr<UpdateLogAppender> updates_;
-  std::FILE* metrics_ = nullptr;
-  std::vector<double> plot_step_, plot_loss_, eval_step_, eval_loss_, eval_acc_;
+  std::unique_ptr<RunDir> dir_;
   std::optional<double> best_;  // --select-best: the best dev value so far (accuracy, or -loss)
   Stopwatch clock_;
   double tokens_since_start_ = 0;
@@ -141,21 +120,6 @@ class Trainer {
   bool tty_ = false;
   StepResult last_{};
 };
-
-void Trainer::prepare_output() {
-  check(!opt_.out.empty(), "--out is required");
-  std::error_code ec;
-  if (fs::exists(opt_.out) && fs::exists(opt_.model) && fs::equivalent(opt_.out, opt_.model, ec))
-    fail("--out ", opt_.out.string(), " is the input model directory; the input is never modified");
-  const bool ours = fs::exists(opt_.out / "trainer_state.json");
-  const bool resuming_here = !opt_.resume.empty() && fs::exists(opt_.out) && fs::equivalent(opt_.out, opt_.resume, ec);
-  if (fs::exists(opt_.out) && !fs::is_directory(opt_.out)) fail("--out ", opt_.out.string(), " is not a directory");
-  if (fs::exists(opt_.out) && !fs::is_empty(opt_.out) && !resuming_here) {
-    if (ours) fail("--out ", opt_.out.string(), " already holds a training run; resume it with --resume ", opt_.out.string(), " or choose another --out");
-    fail("--out ", opt_.out.string(), " is not empty; refusing to write into a directory zotune did not create");
-  }
-  fs::create_directories(opt_.out);
-}
 
 void Trainer::load_starting_weights() {
   base_model_ = opt_.model;
@@ -166,18 +130,10 @@ void Trainer::load_starting_weights() {
     store_ = make_store(*arch_, *ckpt_, opt_.store);
     return;
   }
-  const fs::path state_file = opt_.resume / "trainer_state.json";
-  if (!fs::exists(state_file)) fail("--resume ", opt_.resume.string(), ": no trainer_state.json (not a zotune run or checkpoint)");
-  Json st = read_json_file(state_file);
-  JsonFields f(st, state_file.string());
-  start_step_ = f.req<int64_t>("step");
-  Json id = run_identity(opt_);
-  for (auto& [k, v] : id.items())
-    if (st["run"].contains(k) && st["run"][k] != v)
-      fail("--resume: the run used ", k, " = ", st["run"][k].dump(), ", this command gives ", v.dump(),
-           " (", state_file.string(), " field 'run.", k, "'); pass the same options to continue it");
-  base_model_ = f.req<std::string>("base_model");
-  const std::string weights = f.opt<std::string>("weights", "");
+  const ResumePoint point = read_resume_point(opt_.resume, run_identity(opt_));
+  start_step_ = point.step;
+  base_model_ = point.base_model;
+  const std::string& weights = point.weights;
   arch_ = load_architecture(base_model_);
   std::error_code ec;
   if (opt_.store.offload == Offload::Disk && fs::equivalent(opt_.out, opt_.resume, ec) &&
@@ -206,8 +162,7 @@ void Trainer::load_starting_weights() {
     ckpt_ = std::make_unique<Checkpoint>(base_model_);
   }
   store_ = make_store(*arch_, *ckpt_, opt_.store);
-  fs::path log_file = opt_.resume / "updates.jsonl";
-  if (!fs::exists(log_file) && f.has("updates")) log_file = opt_.resume / f.req<std::string>("updates");
+  const fs::path& log_file = point.update_log;
   UpdateLog log = read_update_log(log_file);
   check(static_cast<int64_t>(log.records.size()) >= start_step_, log_file.string(), ": holds ", log.records.size(),
         " updates, the run stands at step ", start_step_);
@@ -234,16 +189,15 @@ void Trainer::load_data() {
     train_ = std::make_unique<Dataset>(Dataset::load_jsonl(opt_.data, d, tok_ ? &*tok_ : nullptr));
   }
   if (!opt_.eval.empty()) eval_ = std::make_unique<Dataset>(Dataset::load_jsonl(opt_.eval, d, tok_ ? &*tok_ : nullptr));
+  // Each rank reads its slice of the global batch (data/loader.h).
+  check(opt_.batch_size % comm_.world() == 0, "--batch-size ", opt_.batch_size, " does not split over ",
+        comm_.world(), " ranks");
   LoaderOptions lo;
-  lo.batch_size = opt_.batch_size;
+  lo.batch_size = opt_.batch_size / comm_.world();
   lo.seed = opt_.seed;
+  lo.rank = comm_.rank();
+  lo.world = comm_.world();
   loader_ = std::make_unique<DataLoader>(*train_, lo);
-}
-
-void Trainer::append_metric(const Json& j) {
-  const std::string s = j.dump() + "\n";
-  if (std::fwrite(s.data(), 1, s.size(), metrics_) != s.size() || std::fflush(metrics_) != 0)
-    fail("cannot write ", (opt_.out / "metrics.jsonl").string());
 }
 
 void Trainer::evaluate(int64_t step) {
@@ -274,14 +228,9 @@ void Trainer::evaluate(int64_t step) {
   }
   Json rec = {{"type", "eval"}, {"step", step}, {"loss", weight > 0 ? loss_sum / weight : 0.0}, {"examples", counted},
               {"elapsed_sec", clock_.seconds()}};
-  eval_step_.push_back(static_cast<double>(step));
-  eval_loss_.push_back(rec["loss"].get<double>());
-  if (eval_->objective() == Objective::Classification) {
-    rec["accuracy"] = accuracy.accuracy();
-    eval_acc_.push_back(rec["accuracy"].get<double>());
-  }
+  if (eval_->objective() == Objective::Classification) rec["accuracy"] = accuracy.accuracy();
   if (opt_.select_best) save_best(rec, rec.contains("accuracy") ? rec["accuracy"].get<double>() : -rec["loss"].get<double>());
-  append_metric(rec);
+  dir_->append_eval(rec);
   if (tty_) std::fprintf(stderr, "\r\033[K");
   std::fprintf(stderr, "eval  step %lld: loss %.4f", static_cast<long long>(step), rec["loss"].get<double>());
   if (rec.contains("accuracy")) std::fprintf(stderr, ", accuracy %.2f%%", 100.0 * rec["accuracy"].get<double>());
@@ -299,8 +248,7 @@ void Trainer::save_best(Json& rec, double value) {
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   save_checkpoint(*arch_, flushed_weights(), opt_.save_dtype.value_or(input_dtype_), tmp);
-  for (const char* f : kTokenizerFiles)
-    if (fs::exists(base_model_ / f)) copy_file_atomic(base_model_ / f, tmp / f);
+  copy_tokenizer_files(base_model_, tmp);
   fs::remove_all(dir);
   fs::rename(tmp, dir);
 }
@@ -320,11 +268,7 @@ void Trainer::log_step(const StepResult& r, double step_sec) {
               {"tokens_per_sec", static_cast<double>(r.tokens) / step_sec},
               {"epoch", loader_->epoch_at(r.step)},
               {"elapsed_sec", clock_.seconds()}};
-  append_metric(rec);
-  plot_step_.push_back(static_cast<double>(r.step));
-  plot_loss_.push_back(loss);
-  records_.push_back(*engine_->pending());  // the record of step r
-  updates_->append(records_.back());
+  dir_->append_train(rec, *engine_->pending());  // the record of step r
   last_ = r;
 }
 
@@ -334,9 +278,10 @@ void Trainer::progress(int64_t step, bool final) {
   const double tps = el > 0 ? tokens_since_start_ / el : 0;
   const double eta = done > 0 ? el / static_cast<double>(done) * static_cast<double>(todo) : NAN;
   // A smoothed loss reads better than the noisy per-step one.
+  const std::vector<double>& losses = dir_->train_losses();
   double smooth = 0;
-  const std::size_t k = std::min<std::size_t>(plot_loss_.size(), 20);
-  for (std::size_t i = plot_loss_.size() - k; i < plot_loss_.size(); ++i) smooth += plot_loss_[i];
+  const std::size_t k = std::min<std::size_t>(losses.size(), 20);
+  for (std::size_t i = losses.size() - k; i < losses.size(); ++i) smooth += losses[i];
   if (k) smooth /= static_cast<double>(k);
   if (tty_) {
     const int width = 28;
@@ -360,44 +305,10 @@ TensorReader Trainer::flushed_weights() {
   return store_->reader();
 }
 
-void Trainer::write_state(const fs::path& dir, int64_t step, bool finished, const std::string& weights) {
-  Json st = {{"format", "zotune-trainer-state"},
-             {"step", step},
-             {"total_steps", opt_.steps},
-             {"finished", finished},
-             {"base_model", fs::absolute(base_model_).string()},
-             {"weights", weights},
-             {"updates", "updates.jsonl"},
-             {"run", run_identity(opt_)},
-             {"data", fs::absolute(opt_.data_dir.empty() ? opt_.data : opt_.data_dir).string()}};
-  write_file_atomic(dir / "trainer_state.json", st.dump(2) + "\n");
-}
-
 void Trainer::save_checkpoint_dir(int64_t step) {
-  const std::string name = checkpoint_name(step);
-  const fs::path final_dir = opt_.out / name, tmp = opt_.out / (name + ".tmp");
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  save_checkpoint(*arch_, flushed_weights(), store_->storage_dtype(), tmp);
-  // A checkpoint stands alone: its exact weights, its state and its update log.
-  write_update_log(tmp / "updates.jsonl", UpdateLog{log_header_, records_});
-  write_state(tmp, step, step >= opt_.steps, ".");
-  updates_->sync();
-  // The directory appears whole or not at all.
-  fs::remove_all(final_dir);
-  fs::rename(tmp, final_dir);
-  write_state(opt_.out, step, step >= opt_.steps, name);
-  // Keep the newest keep_checkpoints directories.
-  std::vector<fs::path> cks;
-  for (auto& e : fs::directory_iterator(opt_.out)) {
-    const std::string n = e.path().filename().string();
-    if (e.is_directory() && n.rfind("checkpoint-", 0) == 0 && n.find(".tmp") == std::string::npos) cks.push_back(e.path());
-  }
-  std::sort(cks.begin(), cks.end());
-  while (opt_.keep_checkpoints > 0 && static_cast<int64_t>(cks.size()) > opt_.keep_checkpoints) {
-    fs::remove_all(cks.front());
-    cks.erase(cks.begin());
-  }
+  dir_->write_checkpoint(step, step >= opt_.steps, opt_.keep_checkpoints, [&](const fs::path& tmp) {
+    save_checkpoint(*arch_, flushed_weights(), store_->storage_dtype(), tmp);
+  });
 }
 
 void Trainer::save_final() {
@@ -408,24 +319,7 @@ void Trainer::save_final() {
       fs::remove(e.path());
   }
   save_checkpoint(*arch_, flushed_weights(), dtype, opt_.out);
-  for (const char* f : kTokenizerFiles)
-    if (fs::exists(base_model_ / f)) copy_file_atomic(base_model_ / f, opt_.out / f);
-}
-
-void Trainer::write_plot() {
-  std::vector<Series> s;
-  Series raw{"train loss", "#9ecae1", plot_step_, plot_loss_, false, 0.8};
-  Series ema{"train loss (EMA)", "#08519c", plot_step_, {}, false, 1.0};
-  double m = plot_loss_.empty() ? 0 : plot_loss_[0];
-  for (double v : plot_loss_) ema.y.push_back(m = 0.9 * m + 0.1 * v);
-  s.push_back(raw);
-  s.push_back(ema);
-  if (!eval_step_.empty()) s.push_back({"eval loss", "#d62728", eval_step_, eval_loss_, true, 1.0});
-  write_file_atomic(opt_.out / "loss.svg", render_svg_plot("zotune: MeZO fine-tuning", "step", "loss", s));
-  if (!eval_acc_.empty())
-    write_file_atomic(opt_.out / "accuracy.svg",
-                      render_svg_plot("zotune: evaluation accuracy", "step", "accuracy",
-                                      {{"eval accuracy", "#2ca02c", eval_step_, eval_acc_, false, 1.0}}));
+  copy_tokenizer_files(base_model_, opt_.out);
 }
 
 int Trainer::run() {
@@ -433,32 +327,14 @@ int Trainer::run() {
   if (opt_.dry_run || opt_.memory_budget > 0) {
     // The plan needs only config.json: --dry-run works on a directory without weights.
     auto arch = load_architecture(opt_.model);
-    const PlanInput in = plan_input(opt_.store, opt_.batch_size, opt_.max_length, compute_threads());
-    // --dry-run estimates time from this machine's measured sgemm rate, ZO pass
-    // and memory bandwidth, and for the disk tier the bandwidth of the disk the
-    // working copy would go to (~0.5 s); choosing a tier needs sizes only.
-    MachineConstants mc = assumed_machine_constants();
-    if (opt_.dry_run) {
-      const bool disk = opt_.store.offload == Offload::Disk || opt_.memory_budget > 0;
-      fs::path probe_dir;
-      if (disk) {
-        std::error_code ec;
-        probe_dir = fs::absolute(opt_.out, ec);
-        while (!probe_dir.empty() && !fs::is_directory(probe_dir, ec) && probe_dir != probe_dir.parent_path())
-          probe_dir = probe_dir.parent_path();
-      }
-      mc = probe_machine(probe_dir);
-    }
-    MemoryPlan plan;
-    if (opt_.memory_budget > 0) {
-      PlanChoice choice = choose_plan(*arch, opt_.memory_budget, in, mc);
-      std::fprintf(stderr, "zotune train: --memory-budget: %s\n", choice.why.c_str());
-      if (!choice.fits && !opt_.dry_run) fail("--memory-budget: ", choice.why);
-      plan = choice.plan;
-      apply_plan_tier(plan.input, opt_.store);
-    } else {
-      plan = plan_memory(*arch, in, mc);
-    }
+    // --dry-run estimates time from this machine's measured constants (~0.5 s;
+    // for the disk tier the disk the working copy would go to); choosing a tier
+    // needs sizes only.
+    const bool disk = opt_.store.offload == Offload::Disk || opt_.memory_budget > 0;
+    const MachineConstants mc = opt_.dry_run ? probe_machine(disk ? existing_directory_of(opt_.out) : fs::path{})
+                                             : assumed_machine_constants();
+    const MemoryPlan plan = plan_run(*arch, opt_.store, opt_.batch_size, opt_.max_length, opt_.memory_budget, mc,
+                                     "zotune train", !opt_.dry_run);
     if (opt_.dry_run) {
       std::printf("%s", plan_table(plan).c_str());
       std::printf("%s\n", plan_json(plan).dump().c_str());
@@ -473,7 +349,7 @@ int Trainer::run() {
   if (opt_.data_dir.empty() && !fs::exists(opt_.data)) fail("--data ", opt_.data.string(), ": no such file");
   if (!opt_.data_dir.empty() && opt_.task.empty()) fail("--data-dir needs --task");
   if (!opt_.eval.empty() && !fs::exists(opt_.eval)) fail("--eval ", opt_.eval.string(), ": no such file");
-  prepare_output();
+  dir_ = std::make_unique<RunDir>(opt_.out, opt_.model, opt_.resume, run_identity(opt_));
   load_starting_weights();
   load_data();
   {
@@ -481,43 +357,18 @@ int Trainer::run() {
     Checkpoint base(base_model_);
     input_dtype_ = checked_view(*arch_, base, first).dtype;
   }
-  engine_ = std::make_unique<ZoEngine>(*arch_, *store_, opt_.mezo, opt_.seed);
+  engine_ = std::make_unique<ZoEngine>(*arch_, *store_, opt_.mezo, opt_.seed, comm_);
   tty_ = opt_.progress == 1 || (opt_.progress == -1 && ::isatty(STDERR_FILENO));
 
   // Journals: rewritten to the resumed step, then appended.
-  log_header_ = {{"format", "zotune-updates"}, {"version", 1}, {"base_model", fs::absolute(base_model_).string()},
-                 {"model_type", arch_->config().model_type}, {"parameters", store_->total_params()},
-                 {"run_seed", opt_.seed}, {"perturbation", zdist_name(opt_.mezo.dist)},
-                 {"weight_decay", static_cast<double>(opt_.mezo.weight_decay)},
-                 {"eps", static_cast<double>(opt_.mezo.eps)}, {"one_sided", opt_.mezo.one_sided}};
-  records_ = resumed_records_;
-  write_update_log(opt_.out / "updates.jsonl", UpdateLog{log_header_, records_});
-  {
-    std::string kept;
-    if (start_step_ > 0 && fs::exists(opt_.resume / "metrics.jsonl")) {
-      std::ifstream in(opt_.resume / "metrics.jsonl");
-      std::string line;
-      while (std::getline(in, line)) {
-        Json j;
-        try { j = Json::parse(line); } catch (const Json::parse_error&) { continue; }
-        if (j.value("step", int64_t{0}) > start_step_) continue;
-        if (j.value("type", "") == "train") { plot_step_.push_back(j["step"].get<double>()); plot_loss_.push_back(j["loss"].get<double>()); }
-        if (j.value("type", "") == "eval") {
-          eval_step_.push_back(j["step"].get<double>());
-          eval_loss_.push_back(j["loss"].get<double>());
-          if (j.contains("accuracy")) eval_acc_.push_back(j["accuracy"].get<double>());
-          if (j.value("best", false)) best_ = j["selection_value"].get<double>();
-        }
-        kept += line + "\n";
-      }
-    }
-    write_file_atomic(opt_.out / "metrics.jsonl", kept);
-  }
-  updates_ = std::make_unique<UpdateLogAppender>(opt_.out / "updates.jsonl");
-  metrics_ = std::fopen((opt_.out / "metrics.jsonl").c_str(), "ab");
-  if (!metrics_) fail("cannot open ", (opt_.out / "metrics.jsonl").string());
-  struct Closer { std::FILE*& f; ~Closer() { if (f) std::fclose(f); f = nullptr; } } closer{metrics_};
-  write_state(opt_.out, start_step_, false, "");
+  const Json log_header = {{"format", "zotune-updates"}, {"version", 1}, {"base_model", fs::absolute(base_model_).string()},
+                           {"model_type", arch_->config().model_type}, {"parameters", store_->total_params()},
+                           {"run_seed", opt_.seed}, {"perturbation", zdist_name(opt_.mezo.dist)},
+                           {"weight_decay", static_cast<double>(opt_.mezo.weight_decay)},
+                           {"eps", static_cast<double>(opt_.mezo.eps)}, {"one_sided", opt_.mezo.one_sided}};
+  dir_->open_journals(log_header, resumed_records_, start_step_, opt_.resume, base_model_,
+                      opt_.data_dir.empty() ? opt_.data : opt_.data_dir, opt_.steps);
+  best_ = dir_->best_selection();
 
   std::fprintf(stderr, "zotune train: %s (%s, %lld parameters), %lld training examples%s, steps %lld..%lld\n",
                base_model_.c_str(), arch_->config().model_type.c_str(), static_cast<long long>(store_->total_params()),
@@ -540,12 +391,12 @@ int Trainer::run() {
     if (opt_.eval_every > 0 && r.step % opt_.eval_every == 0 && !last) evaluate(r.step);
     if (opt_.save_every > 0 && r.step % opt_.save_every == 0 && !last) {
       save_checkpoint_dir(r.step);
-      write_plot();
+      dir_->write_plots();
     }
     if (int sig = signals.received(); sig != 0 && !last) {
       if (tty_) std::fprintf(stderr, "\n");
       save_checkpoint_dir(r.step);
-      write_plot();
+      dir_->write_plots();
       std::fprintf(stderr, "zotune train: stopped by signal %d after step %lld; checkpoint written. Continue with --resume %s\n",
                    sig, static_cast<long long>(r.step), opt_.out.c_str());
       return 128 + sig;
@@ -555,20 +406,18 @@ int Trainer::run() {
   evaluate(opt_.steps);
   save_final();
   const DType saved = opt_.save_dtype.value_or(input_dtype_);
-  updates_->sync();
-  if (saved == store_->storage_dtype()) write_state(opt_.out, opt_.steps, true, ".");
-  else {
-    save_checkpoint_dir(opt_.steps);
-  }
-  write_plot();
+  dir_->sync_updates();
+  if (saved == store_->storage_dtype()) dir_->write_state(opt_.out, opt_.steps, true, ".");
+  else save_checkpoint_dir(opt_.steps);
+  dir_->write_plots();
   std::fprintf(stderr, "zotune train: done; model, metrics.jsonl, updates.jsonl and loss.svg in %s\n", opt_.out.c_str());
   return 0;
 }
 
 }  // namespace
 
-int run_training(const TrainOptions& options) {
-  Trainer t(options);
+int run_training(const TrainOptions& options, Comm& comm) {
+  Trainer t(options, comm);
   return t.run();
 }
 
@@ -591,8 +440,7 @@ void replay_updates(const fs::path& base_model, const fs::path& log_path, const 
   replay(store, *dist, wd, recs);
   const DType dtype = save_dtype.value_or(checked_view(*arch, ckpt, arch->tensors().front()).dtype);
   save_checkpoint(*arch, store.reader(), dtype, out);
-  for (const char* f : kTokenizerFiles)
-    if (fs::exists(base_model / f)) copy_file_atomic(base_model / f, out / f);
+  copy_tokenizer_files(base_model, out);
 }
 
 }  // namespace zotune

@@ -1,19 +1,16 @@
-// `zotune train`: data, the ZO engine, evaluation, metrics, checkpoints, resume.
-//
-// Output directory (created; never the input model directory):
-//   config.json, model.safetensors, tokenizer files   the fine-tuned model (HF layout)
-//   trainer_state.json                                 where the run stands (resume reads it)
-//   updates.jsonl                                      header + (step, seed, lr, grad) per step
-//   metrics.jsonl                                      one record per step and per evaluation
-//   loss.svg                                           train/eval loss curves
-//   checkpoint-<step>/                                 exact (storage-precision) weights + state
-//   best/                                              --select-best: the best dev evaluation's model
+// `zotune train`: the loop. Loads the starting weights (or resumes), the data
+// (this rank's slice of each global batch), runs the ZO engine step by step,
+// evaluates (with --select-best: keeps the best dev evaluation's model in
+// best/), logs, checkpoints and stops cleanly on SIGINT/SIGTERM. What it
+// writes and where is train/run_dir.h's; --dry-run and --memory-budget are
+// train/planner.h's.
 #pragma once
 #include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
 
+#include "dist/comm.h"
 #include "store/store_factory.h"
 #include "tensor/dtype.h"
 #include "zo/mezo.h"
@@ -23,7 +20,7 @@ namespace zotune {
 struct TrainOptions {
   std::filesystem::path model, data, eval, out, resume;
   int64_t steps = 100;
-  int64_t batch_size = 8;
+  int64_t batch_size = 8;       // the global batch: rank r of W trains on its slice of batch_size / W
   int64_t eval_batch_size = 0;  // 0 = batch_size
   int64_t max_length = 256;
   int64_t eval_every = 0;       // 0 = only before the first and after the last step
@@ -48,9 +45,10 @@ struct TrainOptions {
   bool dry_run = false;         // print the memory plan and the time estimate, train nothing
 };
 
-// Runs training; returns the process exit code: 0 when all steps are done,
-// 130 / 143 when stopped by SIGINT / SIGTERM after writing a checkpoint.
-int run_training(const TrainOptions& options);
+// Runs training as one rank of `comm`; returns the process exit code: 0 when
+// all steps are done, 130 / 143 when stopped by SIGINT / SIGTERM after writing
+// a checkpoint.
+int run_training(const TrainOptions& options, Comm& comm);
 
 // Rebuilds fine-tuned weights from a base model and an update log.
 void replay_updates(const std::filesystem::path& base_model, const std::filesystem::path& log,

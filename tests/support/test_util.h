@@ -1,11 +1,15 @@
-// Helpers shared by tests: temp directories, running the CLI, reading JSON.
+// Helpers shared by tests: temp directories, running the CLI, synthetic batches.
 #pragma once
 #include <sys/wait.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
+
+#include "data/batch.h"
 
 namespace zotune::testing {
 
@@ -54,5 +58,16 @@ inline RunResult run_zotune(const std::string& args) {
 }
 
 inline std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+// B sequences of T tokens in [0, V) from a fixed LCG, every next token scored.
+inline Batch random_lm_batch(int64_t V, int64_t B, int64_t T, uint32_t seed) {
+  std::vector<int32_t> ids;
+  uint32_t x = seed;
+  for (int64_t i = 0; i < B * T; ++i) {
+    x = x * 1664525u + 1013904223u;
+    ids.push_back(static_cast<int32_t>((x >> 8) % static_cast<uint32_t>(V)));
+  }
+  return language_model_batch(std::move(ids), B, T);
+}
 
 }  // namespace zotune::testing

@@ -22,16 +22,7 @@ namespace zotune::disktest {
 
 namespace fs = std::filesystem;
 
-// B sequences of T tokens drawn from a fixed LCG, every next token scored.
-inline Batch lm_batch(int64_t V, int64_t B, int64_t T, uint32_t seed) {
-  std::vector<int32_t> ids;
-  uint32_t x = seed;
-  for (int64_t i = 0; i < B * T; ++i) {
-    x = x * 1664525u + 1013904223u;
-    ids.push_back(static_cast<int32_t>((x >> 8) % static_cast<uint32_t>(V)));
-  }
-  return language_model_batch(std::move(ids), B, T);
-}
+using testing::random_lm_batch;
 
 inline MezoOptions mezo(bool one_sided = false) {
   MezoOptions o;

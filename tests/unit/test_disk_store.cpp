@@ -37,7 +37,7 @@ class DiskVsRam : public ::testing::TestWithParam<Case> {};
 TEST_P(DiskVsRam, BitIdenticalWeightsAndLosses) {
   const Case& c = GetParam();
   Model m(c.model);
-  const Batch batch = lm_batch(m.arch->config().vocab_size, 2, 7, 42);
+  const Batch batch = random_lm_batch(m.arch->config().vocab_size, 2, 7, 42);
   constexpr int64_t kSteps = 5;
 
   auto ref = reference_store(m, c.storage);
@@ -131,7 +131,7 @@ class DiskResume : public ::testing::TestWithParam<DType> {};
 TEST_P(DiskResume, FromWorkingCopyContinuesBitIdentically) {
   const DType storage = GetParam();
   Model m("llama");  // untied: two rows files
-  const Batch batch = lm_batch(m.arch->config().vocab_size, 2, 6, 3);
+  const Batch batch = random_lm_batch(m.arch->config().vocab_size, 2, 6, 3);
   auto ref = reference_store(m, storage);
   ZoEngine er(*m.arch, *ref, mezo(), 11);
   run(er, batch, 0, 3, 5);
@@ -173,7 +173,7 @@ struct SimulatedCrash {};
 
 TEST(DiskStore, CrashDuringWriteBackLeavesConsistentBlocksAndCatchUpRepairs) {
   Model m("gpt2");
-  const Batch batch = lm_batch(m.arch->config().vocab_size, 2, 6, 5);
+  const Batch batch = random_lm_batch(m.arch->config().vocab_size, 2, 6, 5);
   // Reference states after 2 and 3 updates.
   RamStore ram(*m.arch, *m.ckpt);
   ZoEngine er(*m.arch, ram, mezo(), 9);
@@ -284,7 +284,7 @@ TEST(DiskStore, UnwritableWorkDirNamesThePath) {
 
 TEST(DiskStore, DiskFullDuringBackgroundWriteBackSurfacesNamingTheFile) {
   Model m("llama");
-  const Batch batch = lm_batch(m.arch->config().vocab_size, 1, 5, 1);
+  const Batch batch = random_lm_batch(m.arch->config().vocab_size, 1, 5, 1);
   testing::TempDir tmp;
   bool full = false;
   auto hook = [&](DiskIoPoint p, const fs::path& file) {

@@ -7,7 +7,6 @@
 // bit-identically.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,10 +18,10 @@
 #include <thread>
 
 #include "base/error.h"
+#include "child_run.h"
 #include "disk_test_util.h"
 #include "io/json_file.h"
 
-extern char** environ;
 
 namespace zotune {
 namespace {
@@ -296,7 +295,7 @@ TEST(RowsFault, DiskFullNamesTheTempFileAndKeepsTheOldState) {
 TEST(RowsKill, SigkillDuringRowsWriteResumesBitIdentically) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");  // a fresh process: no inherited threads
   Model m("qwen3");
-  const Batch batch = lm_batch(m.arch->config().vocab_size, 2, 6, 17);
+  const Batch batch = random_lm_batch(m.arch->config().vocab_size, 2, 6, 17);
   constexpr const char* kEnv = "ZOTUNE_TEST_ROWS_KILL_DIR";
   std::optional<testing::TempDir> own;
   fs::path dir;
@@ -388,34 +387,23 @@ TEST(RowsKill, TrainBf16OnDiskSurvivesSigkillAndMatchesTheRamTier) {
     }
   }
   const fs::path run_dir = tmp / "run";
-  std::vector<std::string> args = {ZOTUNE_BINARY, "train", "--model", model.string(), "--data", (tmp / "d.jsonl").string(),
-                                   "--out", run_dir.string(), "--steps", "1000000", "--batch-size", "4", "--lr", "1e-3",
-                                   "--eps", "1e-3", "--weight-decay", "0.01", "--seed", "3", "--progress", "log",
-                                   "--storage-dtype", "bf16", "--offload", "disk"};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, ZOTUNE_BINARY, nullptr, nullptr, argv.data(), environ), 0);
-  auto steps_logged = [&] {
-    std::ifstream f(run_dir / "metrics.jsonl");
-    std::string line;
-    int n = 0;
-    while (std::getline(f, line)) ++n;
-    return n;
-  };
-  for (int i = 0; i < 600 && steps_logged() < 5; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ::kill(pid, SIGKILL);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status));
+  const auto stop = testing::stop_zotune_after(
+      {"train", "--model", model.string(), "--data", (tmp / "d.jsonl").string(), "--out", run_dir.string(), "--steps",
+       "1000000", "--batch-size", "4", "--lr", "1e-3", "--eps", "1e-3", "--weight-decay", "0.01", "--seed", "3",
+       "--progress", "log", "--storage-dtype", "bf16", "--offload", "disk"},
+      run_dir / "metrics.jsonl", 5, SIGKILL);
+  ASSERT_TRUE(stop.running_at_signal && stop.marker_lines >= 5 && stop.killed_by(SIGKILL))
+      << "the kill did not land mid-run (" << stop.marker_lines << " steps logged)";
   ASSERT_TRUE(fs::exists(run_dir / "disk-weights" / DiskStore::kManifest));
 
-  const int total = steps_logged() + 3;
+  const int total = testing::count_lines(run_dir / "metrics.jsonl") + 3;
   auto r = testing::run_zotune(train_args(model, tmp / "d.jsonl", run_dir, total) + "--offload disk --resume " +
                                testing::quote(run_dir));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("continuing the disk working copy"), std::string::npos) << r.output;
+  const std::string key = "continuing the disk working copy at step ";
+  const auto at = r.output.find(key);
+  ASSERT_NE(at, std::string::npos) << r.output;
+  EXPECT_GE(std::stoi(r.output.substr(at + key.size())), stop.marker_lines - 1) << r.output;  // not a fresh copy
   r = testing::run_zotune(train_args(model, tmp / "d.jsonl", tmp / "ram", total) + "--offload ram");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string want = slurp(tmp / "ram" / "model.safetensors");

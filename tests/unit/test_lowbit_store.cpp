@@ -411,28 +411,6 @@ TEST(LowBitKernels, SubUlpUpdatesTrackFp32DriftWithStochasticRounding) {
 
 // ---- the store
 
-Batch lm_batch(const std::vector<std::vector<int32_t>>& seqs) {
-  Batch b;
-  b.objective = Objective::LanguageModel;
-  b.B = static_cast<int64_t>(seqs.size());
-  for (auto& s : seqs) b.T = std::max<int64_t>(b.T, static_cast<int64_t>(s.size()));
-  b.ids.assign(static_cast<size_t>(b.B * b.T), 0);
-  b.mask.assign(static_cast<size_t>(b.B * b.T), 0);
-  for (int64_t i = 0; i < b.B; ++i) {
-    const auto& s = seqs[static_cast<size_t>(i)];
-    for (size_t t = 0; t < s.size(); ++t) {
-      b.ids[static_cast<size_t>(i * b.T) + t] = s[t];
-      b.mask[static_cast<size_t>(i * b.T) + t] = 1;
-    }
-    for (size_t t = 0; t + 1 < s.size(); ++t) {
-      b.rows.push_back(i * b.T + static_cast<int64_t>(t));
-      b.targets.push_back(s[t + 1]);
-      b.target_seq.push_back(static_cast<int32_t>(i));
-    }
-  }
-  b.num_examples = b.B;
-  return b;
-}
 
 std::vector<float> all_weights(const ParamStore& store) {
   std::vector<float> all;
@@ -462,7 +440,7 @@ RunResult run_engine(const fs::path& model, std::optional<DType> lowbit, int ste
   opt.weight_decay = 0.01f;
   opt.one_sided = one_sided;
   ZoEngine engine(*arch, *store, opt, 31);
-  const Batch batch = lm_batch({{5, 9, 17, 33, 41, 8, 12, 19, 23}, {7, 3, 99, 14, 6}});
+  const Batch batch = language_model_batch({{5, 9, 17, 33, 41, 8, 12, 19, 23}, {7, 3, 99, 14, 6}}, 0);
   RunResult r;
   for (int t = 0; t < steps; ++t) r.steps.push_back(engine.step(t, steps, batch));
   r.eval_loss = engine.evaluate(batch).loss;
@@ -538,7 +516,7 @@ TEST(LowBitStore, SameUpdatesDifferOnlyByRounding) {
     MezoOptions opt;
     opt.lr = 1e-3f;
     opt.weight_decay = 0.01f;
-    const Batch batch = lm_batch({{5, 9, 17, 33, 41, 8, 12, 19, 23}, {7, 3, 99, 14, 6}});
+    const Batch batch = language_model_batch({{5, 9, 17, 33, 41, 8, 12, 19, 23}, {7, 3, 99, 14, 6}}, 0);
     std::vector<UpdateRecord> records;
     {
       RamStore driver(*arch, ckpt);

@@ -14,7 +14,7 @@
 
 #include "io/json_file.h"
 #include "io/safetensors.h"
-#include "store/memory_plan.h"
+#include "train/memory_plan.h"
 #include "store/store_factory.h"
 #include "test_util.h"
 #include "train/engine.h"
@@ -32,12 +32,6 @@ Offload offload_from(const std::string& s) {
   return s.rfind("ram", 0) == 0 ? Offload::Ram : Offload::None;
 }
 DType dtype_from(const std::string& s) { return s.find("bf16") != std::string::npos ? DType::BF16 : DType::F32; }
-
-Batch lm_batch(int64_t V, int64_t B, int64_t T) {
-  std::vector<int32_t> ids;
-  for (int64_t i = 0; i < B * T; ++i) ids.push_back(static_cast<int32_t>((i * 7919) % V));
-  return language_model_batch(std::move(ids), B, T);
-}
 
 // The child: a training run as the trainer does it (checkpoint kept open, store
 // from the factory, steps, flush), reporting its peak RSS. It runs before gtest
@@ -58,7 +52,7 @@ void run_plan_child(const char* args) {
   mo.eps = 1e-3f;
   mo.weight_decay = 0.01f;
   ZoEngine e(*arch, *store, mo, 1);
-  const Batch batch = lm_batch(arch->config().vocab_size, a["B"].get<int64_t>(), a["T"].get<int64_t>());
+  const Batch batch = testing::random_lm_batch(arch->config().vocab_size, a["B"].get<int64_t>(), a["T"].get<int64_t>(), 7919);
   for (int t = 0; t < 2; ++t) e.step(t, 2, batch);
   e.flush();
   store->sync();

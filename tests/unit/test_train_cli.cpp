@@ -3,7 +3,6 @@
 // Hugging Face layout, the input directory untouched, clear errors.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,11 +10,11 @@
 #include <fstream>
 #include <thread>
 
+#include "child_run.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "test_util.h"
 
-extern char** environ;
 
 namespace zotune {
 namespace {
@@ -52,8 +51,6 @@ std::string train_cmd(const fs::path& model, const fs::path& data, const fs::pat
 
 // Starts `zotune train` on a never-ending run in the background; returns its pid
 // once it has logged `records` metrics records.
-pid_t spawn_long_run(const fs::path& model, const fs::path& data, const fs::path& out, std::vector<std::string> extra,
-                     std::size_t records);
 
 std::vector<Json> metrics(const fs::path& run) {
   std::vector<Json> r;
@@ -63,22 +60,21 @@ std::vector<Json> metrics(const fs::path& run) {
   return r;
 }
 
-pid_t spawn_long_run(const fs::path& model, const fs::path& data, const fs::path& out, std::vector<std::string> extra,
-                     std::size_t records) {
-  std::vector<std::string> args = {ZOTUNE_BINARY, "train", "--model", model.string(), "--data", data.string(), "--out",
+// The step "continuing the disk working copy at step N" names (-1: not said).
+int continued_at(const std::string& output) {
+  const std::string key = "continuing the disk working copy at step ";
+  const auto at = output.find(key);
+  return at == std::string::npos ? -1 : std::stoi(output.substr(at + key.size()));
+}
+
+// `train` for a million steps (stopped by a signal), 8 examples a step.
+std::vector<std::string> long_run_args(const fs::path& model, const fs::path& data, const fs::path& out,
+                                       std::vector<std::string> extra) {
+  std::vector<std::string> args = {"train", "--model", model.string(), "--data", data.string(), "--out",
                                    out.string(), "--steps", "1000000", "--batch-size", "8", "--lr", "1e-3",
                                    "--eps", "1e-3", "--weight-decay", "0.01", "--seed", "3", "--progress", "log"};
   args.insert(args.end(), extra.begin(), extra.end());
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  if (posix_spawn(&pid, ZOTUNE_BINARY, nullptr, nullptr, argv.data(), environ) != 0) return -1;
-  for (int i = 0; i < 600; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (fs::exists(out / "metrics.jsonl") && metrics(out).size() >= records) break;
-  }
-  return pid;
+  return args;
 }
 
 TEST(Train, LearnsAFixedLabelWordWithARealMargin) {
@@ -173,13 +169,10 @@ TEST(Train, SigintWritesACheckpointAndResumeContinuesExactly) {
   const fs::path model = testing::golden_dir() / "gpt2";
   write_fixed_word_data(tmp / "d.jsonl", 40, 4);
   const fs::path d = tmp / "d.jsonl";
-  const pid_t pid = spawn_long_run(model, d, tmp / "run", {}, 4);
-  ASSERT_GT(pid, 0);
-  kill(pid, SIGINT);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 130);
+  const auto stop = testing::stop_zotune_after(long_run_args(model, d, tmp / "run", {}), tmp / "run" / "metrics.jsonl",
+                                               4, SIGINT);
+  ASSERT_TRUE(stop.running_at_signal && stop.marker_lines >= 4) << "the signal did not land mid-run";
+  EXPECT_TRUE(stop.exited_with(130));
   Json st = read_json_file(tmp / "run" / "trainer_state.json");
   const int64_t stopped = st["step"].get<int64_t>();
   ASSERT_GE(stopped, 3);
@@ -200,18 +193,18 @@ TEST(Train, DiskTierSurvivesSigkillAndMatchesTheRamTier) {
   const fs::path model = testing::golden_dir() / "qwen3";
   write_fixed_word_data(tmp / "d.jsonl", 40, 5);
   const fs::path d = tmp / "d.jsonl";
-  const pid_t pid = spawn_long_run(model, d, tmp / "run", {"--offload", "disk"}, 6);
-  ASSERT_GT(pid, 0);
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status));
+  const auto stop = testing::stop_zotune_after(long_run_args(model, d, tmp / "run", {"--offload", "disk"}),
+                                               tmp / "run" / "metrics.jsonl", 6, SIGKILL);
+  ASSERT_TRUE(stop.running_at_signal && stop.marker_lines >= 6 && stop.killed_by(SIGKILL))
+      << "the kill did not land mid-run (" << stop.marker_lines << " steps logged)";
   ASSERT_TRUE(fs::exists(tmp / "run" / "disk-weights"));
 
   const int total = static_cast<int>(metrics(tmp / "run").size()) + 4;
   auto r = run_zotune(train_cmd(model, d, tmp / "run", total, "--offload disk --resume " + quote(tmp / "run")));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("continuing the disk working copy"), std::string::npos) << r.output;
+  // The resume continues the killed run's working copy, not a fresh one: at the
+  // step its update log reached (the metrics line of a step comes first).
+  EXPECT_GE(continued_at(r.output), stop.marker_lines - 1) << r.output;
   ASSERT_EQ(run_zotune(train_cmd(model, d, tmp / "ram", total)).exit_code, 0);
   EXPECT_EQ(slurp(tmp / "run" / "model.safetensors"), slurp(tmp / "ram" / "model.safetensors"));
 }

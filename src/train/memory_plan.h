@@ -3,20 +3,22 @@
 // every size), without allocating anything proportional to the model, so
 // `--dry-run` answers for a 175B configuration in milliseconds.
 //
+// The plan re-derives no buffer: it sums what each piece reports it will
+// allocate, each function next to the allocations it stands for —
+// store_footprint (store/store_footprint.h: weights, working copies, chunk
+// buffers, disk staging and files), engine_footprint (train/engine.h: the
+// batch's embedding rows, a chunk of logits, and the two passes'
+// forward_pass_footprint from model/forward.h) — plus the process overhead.
+// It lives in train/ because it sums pieces of train, store and model.
+//
 // Peaks, per tier (bytes):
 //   weights      every parameter in RAM in the storage dtype (none for disk)
-//   working      fp32 working copies of the resident block(s), sized by the
-//                largest block without its streamed tensors (the token
-//                embedding and lm_head never have whole working copies):
-//                fp32 RAM 2 (W+, W-), low-bit RAM 1 (lean), disk 1 per
-//                resident block (lean)
-//   streaming    chunks of the streamed tensors (stream_chunk_rows): the
-//                store's chunk buffers, the batch's embedding rows (two
-//                tables) and one chunk of logits
-//   activations  two ForwardPasses (x and head hidden rows each; the block
-//                scratch_floats and attention scratch shared)
-//   staging      disk: resident_blocks + 2 page-aligned block buffers in the
-//                storage dtype (1 with --overlap off)
+//   working      fp32 working copies of the resident block(s): fp32 RAM 2
+//                (W+, W-), low-bit RAM 1 (lean), disk 1 per resident block
+//   streaming    the store's chunk buffers of the streamed tensors, the batch's
+//                embedding rows (two tables) and one chunk of logits
+//   activations  two ForwardPasses (block and attention scratch shared)
+//   staging      disk: resident_blocks + 2 block buffers (1 with --overlap off)
 //   overhead     the process itself (binary, libraries, OpenBLAS/OpenMP
 //                buffers, allocator slack): measured, see kProcessOverheadBytes
 // The sum is the predicted peak RSS.
@@ -61,11 +63,9 @@ struct MachineConstants {
   bool disk_measured = false;   // the disk figures were probed (else assumed)
 };
 
-// Conservative constants of a 2-core AVX-512 server, used without probing.
+// Conservative constants of a 2-core AVX-512 server, used without probing
+// (train/planner.h probes the machine).
 MachineConstants assumed_machine_constants();
-// Probes this machine (~0.3 s; with `disk_dir`, + writing and reading ~128 MB
-// there when it can: disk_measured says whether it could).
-MachineConstants probe_machine(const std::filesystem::path& disk_dir = {});
 
 struct TierBytes {
   uint64_t weights = 0, working = 0, streaming = 0, activations = 0, staging = 0, overhead = 0;

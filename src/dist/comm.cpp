@@ -1,0 +1,30 @@
+#include "dist/comm.h"
+
+#include "base/error.h"
+
+namespace zotune {
+
+void Comm::allreduce_sum(std::span<double> values) {
+  const std::vector<double> all = allgather(values);
+  const std::size_t n = values.size();
+  check(all.size() == n * static_cast<std::size_t>(world()), "allreduce_sum: ranks passed different lengths (",
+        all.size(), " values from ", world(), " ranks, ", n, " here)");
+  for (std::size_t i = 0; i < n; ++i) {
+    double s = all[i];
+    for (std::size_t r = 1; r < static_cast<std::size_t>(world()); ++r) s += all[r * n + i];
+    values[i] = s;
+  }
+}
+
+void SingleProcessComm::broadcast(std::vector<uint8_t>&, int root) {
+  check(root == 0, "broadcast: root rank ", root, " is not in a world of 1");
+}
+
+void SingleProcessComm::abort(const std::string& why) { fail(why); }
+
+Comm& single_process_comm() {
+  static SingleProcessComm comm;
+  return comm;
+}
+
+}  // namespace zotune

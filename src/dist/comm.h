@@ -1,0 +1,54 @@
+// The process context: which rank of how many this process is, and the few
+// collectives a ZO step needs. Ranks never exchange tensors — only a handful of
+// scalars per step (the loss terms of a batch) and, at start, small blobs.
+//
+// An implementation supplies rank/world and four primitives (allgather of
+// doubles, broadcast of a blob, barrier, abort); everything built on them
+// (allreduce_sum) lives here, so every implementation reduces in the same fixed
+// order and results never depend on a transport's reduction tree. The single
+// process is `SingleProcessComm`; an MPI implementation is one more file
+// deriving from Comm (issue #12). The CLI creates the context and passes it down.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace zotune {
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+
+  virtual int rank() const = 0;
+  virtual int world() const = 0;
+
+  // Every rank's `mine` concatenated in rank order, on every rank; the ranks'
+  // lengths may differ.
+  virtual std::vector<double> allgather(std::span<const double> mine) = 0;
+  // `blob` of rank `root` on every rank (receivers' blobs are resized).
+  virtual void broadcast(std::vector<uint8_t>& blob, int root) = 0;
+  virtual void barrier() = 0;
+  // Ends every rank of the job with `why` (a single process: throws Error).
+  [[noreturn]] virtual void abort(const std::string& why) = 0;
+
+  // values[i] = the sum over ranks of values[i], added in rank order (0, 1, ...)
+  // on every rank; every rank passes the same length.
+  void allreduce_sum(std::span<double> values);
+};
+
+class SingleProcessComm final : public Comm {
+ public:
+  int rank() const override { return 0; }
+  int world() const override { return 1; }
+  std::vector<double> allgather(std::span<const double> mine) override { return {mine.begin(), mine.end()}; }
+  void broadcast(std::vector<uint8_t>&, int root) override;
+  void barrier() override {}
+  [[noreturn]] void abort(const std::string& why) override;
+};
+
+// A process-wide single-process context, for library callers and tests that
+// run without the CLI.
+Comm& single_process_comm();
+
+}  // namespace zotune
