@@ -6,8 +6,11 @@
 // and for the tiers compute_sec_per_step, io_sec_per_step, bytes_read/written_per_step,
 // disk_mb_per_s; planned_peak_rss_mb and planned_sec_per_step are the memory
 // plan's predictions (--dry-run) for the same run, so plan and measurement sit
-// side by side.
-// Forward and step timings are interleaved (F S F S ...) so machine noise hits both.
+// side by side. gemm names the GEMM kernels in use; forward_gflops is the
+// forward's rate (model/forward.h forward_flops), shown as a fraction of the
+// FMA peak (kernels/fma_peak.h) and of the probe's sgemm rate.
+// Forward, step and FMA-peak timings are interleaved (F S P F S P ...) so
+// machine noise hits all of them.
 #include <cstdio>
 
 #include "base/error.h"
@@ -16,8 +19,11 @@
 #include "base/timer.h"
 #include "commands.h"
 #include "io/safetensors.h"
+#include "kernels/compute_env.h"
+#include "kernels/fma_peak.h"
 #include "kernels/kernels.h"
 #include "model/architecture.h"
+#include "model/forward.h"
 #include <unistd.h>
 
 #include <filesystem>
@@ -104,7 +110,7 @@ void run_bench(const BenchArgs& a) {
   // Warm-up: first touch of every buffer (page faults) is not what we measure.
   engine.step(0, a.steps + 1, batch);
   engine.forward_unflushed(batch);
-  std::vector<double> fwd, stp;
+  std::vector<double> fwd, stp, fma;
   StoreCounters c;  // the steps' work only (the interleaved forwards stream blocks too)
   auto add = [&](const StoreCounters& x) {
     c.param_bytes_read += x.param_bytes_read;
@@ -126,9 +132,11 @@ void run_bench(const BenchArgs& a) {
     store.sync();                            // a step ends when its write-backs are on disk
     stp.push_back(s.seconds());
     add(store.counters());
+    fma.push_back(kernels::measure_fma_peak(compute_threads()).gflops_n);
   }
   const double step_med = median(stp), fwd_med = median(fwd);
   const double n = static_cast<double>(a.steps), P = static_cast<double>(store.total_params());
+  const double fwd_gflops = forward_flops(*arch, a.batch, a.seq_len) / fwd_med / 1e9, fma_med = median(fma);
   // Streaming tiers: the I/O thread's own time gives the bandwidth of this run;
   // io_sec_per_step is the time to move one step's bytes at that bandwidth.
   const double io_busy = c.io_read_seconds + c.io_write_seconds;
@@ -143,6 +151,13 @@ void run_bench(const BenchArgs& a) {
               {"steps", a.steps},
               {"threads", compute_threads()},
               {"isa", kernels::isa_name()},
+              {"gemm", kernels::compute_info().gemm},
+              {"forward_gflops", fwd_gflops},
+              {"fma_peak_gflops", fma_med},
+              {"fma_peak_gflops_1thread", mc.fma_peak_gflops_1thread},
+              {"sgemm_peak_gflops", mc.gemm_gflops},
+              {"forward_over_fma_peak", fwd_gflops / fma_med},
+              {"forward_over_sgemm_peak", fwd_gflops / mc.gemm_gflops},
               {"perturbation", a.perturbation},
               {"sec_per_step_median", step_med},
               {"tokens_per_sec", static_cast<double>(a.batch * a.seq_len) / step_med},

@@ -14,6 +14,8 @@
 
 #include "base/aligned_buffer.h"
 #include "base/error.h"
+#include "kernels/compute_env.h"
+#include "kernels/fma_peak.h"
 #include "kernels/kernels.h"
 #include "kernels/zo_kernels.h"
 #include "store/param_store.h"
@@ -123,6 +125,11 @@ MachineConstants probe_machine(const fs::path& disk_dir) {
     }
     m.gemm_gflops = 2.0 * static_cast<double>(n * n * n) / best / 1e9;
   }
+  {  // the cores' limit, which the sgemm rate above is judged against
+    const kernels::FmaPeak f = kernels::measure_fma_peak(omp_get_max_threads(), 0.01, 2);
+    m.fma_peak_gflops = f.gflops_n;
+    m.fma_peak_gflops_1thread = f.gflops_1;
+  }
   {  // the fused ZO pass and memcpy over 32 MB
     const int64_t n = int64_t{8} << 20;
     AlignedBuffer<float> w(static_cast<std::size_t>(n)), p(static_cast<std::size_t>(n)), q(static_cast<std::size_t>(n));
@@ -188,6 +195,7 @@ MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const Mach
   p.input = in;
   p.machine_measured = mc.measured;
   p.disk_measured = mc.disk_measured;
+  p.machine = mc;
   for (const auto& t : arch.tensors()) p.params += t.numel();
   const bool disk = in.offload == Offload::Disk;
   const bool lowbit = in.offload != Offload::None && in.storage_dtype != DType::F32;
@@ -323,6 +331,12 @@ std::string plan_table(const MemoryPlan& p) {
                 : p.input.offload == Offload::Disk && !p.disk_measured ? "measured machine, assumed disk"
                                                                         : "measured machine");
   os << t;
+  const kernels::ComputeInfo ci = kernels::compute_info();
+  std::snprintf(t, sizeof t, "  compute: gemm %s (sgemm %.0f GFLOP/s, FMA peak %.0f GFLOP/s), kernels %s\n",
+                ci.gemm.c_str(), p.machine.gemm_gflops, p.machine.fma_peak_gflops, ci.isa.c_str());
+  os << t;
+  os << "  bf16 hardware: AVX512-BF16 " << (ci.avx512_bf16 ? "yes" : "no") << ", AMX " << (ci.amx ? "yes" : "no")
+     << " (compute is fp32: no bf16 backend yet)\n";
   return os.str();
 }
 
@@ -342,6 +356,17 @@ Json plan_json(const MemoryPlan& p) {
   j["seconds"] = {{"compute", p.compute_s}, {"param_pass", p.param_pass_s}, {"disk", p.disk_s}, {"step", p.step_s}};
   j["machine_measured"] = p.machine_measured;
   j["disk_measured"] = p.disk_measured;
+  j["machine"] = {{"sgemm_gflops", p.machine.gemm_gflops},
+                  {"fma_peak_gflops", p.machine.fma_peak_gflops},
+                  {"fma_peak_gflops_1thread", p.machine.fma_peak_gflops_1thread},
+                  {"zo_params_per_s", p.machine.zo_params_per_s},
+                  {"mem_gbps", p.machine.mem_gbps}};
+  const kernels::ComputeInfo ci = kernels::compute_info();
+  j["compute"] = {{"gemm", ci.gemm},
+                  {"isa", ci.isa},
+                  {"cpu_features", ci.cpu_features},
+                  {"avx512_bf16", ci.avx512_bf16},
+                  {"amx", ci.amx}};
   return j;
 }
 
