@@ -81,17 +81,18 @@ void ForwardPass::all_logits(ParamPtrs w, float* out) {
   logits(w, all_rows_.data(), static_cast<int64_t>(all_rows_.size()), out);
 }
 
-double forward_flops(const Architecture& arch, int64_t B, int64_t T) {
+double forward_flops(const Architecture& arch, int64_t B, int64_t T, int64_t head_rows) {
   const ModelConfig& c = arch.config();
   const double rows = static_cast<double>(B * T);
-  double matrix_params = static_cast<double>(c.vocab_size * arch.head_width());
+  const double head = static_cast<double>(head_rows < 0 ? B * T : head_rows) * static_cast<double>(c.vocab_size * arch.head_width());
+  double matrix_params = 0;
   const auto& specs = arch.tensors();
   for (std::size_t id = 0; id < specs.size(); ++id)
     if (specs[id].role == TensorRole::Matrix && static_cast<int>(id) != arch.head_weight_id())
       matrix_params += static_cast<double>(specs[id].numel());
   const double attention = static_cast<double>(c.num_layers * B * c.num_heads) * 2.0 * static_cast<double>(c.head_dim) *
                            static_cast<double>(T) * static_cast<double>(T + 1);
-  return 2.0 * rows * matrix_params + attention;
+  return 2.0 * (rows * matrix_params + head) + attention;
 }
 
 double next_token_loss(const float* logits, const int32_t* ids, const uint8_t* mask, int64_t B, int64_t T,

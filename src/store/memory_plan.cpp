@@ -17,6 +17,7 @@
 #include "kernels/compute_env.h"
 #include "kernels/fma_peak.h"
 #include "kernels/kernels.h"
+#include "model/forward.h"
 #include "kernels/zo_kernels.h"
 #include "store/param_store.h"
 
@@ -53,23 +54,6 @@ BlockSizes block_sizes(const Architecture& arch) {
       s.numel[static_cast<std::size_t>(table[i].block)] += table[i].numel();
   for (int64_t n : s.numel) s.max_block = std::max(s.max_block, n);
   return s;
-}
-
-// Multiply-adds of one forward over `rows` tokens: every matrix a token goes
-// through (embedding lookups are not GEMMs; the head is counted separately).
-double forward_flops(const Architecture& arch, int64_t B, int64_t T) {
-  const auto& c = arch.config();
-  double matrix_params = 0;
-  for (const auto& t : arch.tensors())
-    if (t.role == TensorRole::Matrix && t.shape.size() == 2) matrix_params += static_cast<double>(t.numel());
-  const int h = arch.head_weight_id();
-  if (h >= 0 && arch.tensors()[static_cast<std::size_t>(h)].role == TensorRole::Matrix)
-    matrix_params -= static_cast<double>(arch.tensors()[static_cast<std::size_t>(h)].numel());
-  const double rows = static_cast<double>(B * T);
-  const double attn = 2.0 * static_cast<double>(B) * static_cast<double>(T) * static_cast<double>(T) *
-                      static_cast<double>(c.num_heads * c.head_dim) * static_cast<double>(c.num_layers);  // QK^T + AV, causal half
-  const double head = 2.0 * rows * static_cast<double>(arch.head_width()) * static_cast<double>(c.vocab_size);
-  return 2.0 * rows * matrix_params + attn + head;
 }
 
 }  // namespace
