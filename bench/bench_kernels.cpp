@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/aligned_buffer.h"
+#include "kernels/gemm.h"
 #include "kernels/kernels.h"
 
 namespace zk = zotune::kernels;
@@ -37,19 +38,27 @@ void set_flops(benchmark::State& state, double flops_per_iter) {
                          benchmark::Counter::kIs1000);
 }
 
-// C[M,N] = A[M,K] * W[N,K]^T, the nn.Linear layout.
-void BM_Sgemm(benchmark::State& state) {
+// C[M,N] = A[M,K] * W[N,K]^T, the nn.Linear layout: sgemm directly, or
+// through the compute-backend seam (kernels::matmul: dtype dispatch, then the
+// fp32 OpenBLAS backend). BM_LinearSgemm/BM_LinearSeam are timed in CPU time
+// so a busy machine hurts both alike: the seam's cost per call.
+template <bool kSeam>
+void BM_Linear(benchmark::State& state) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
   auto A = random_buffer(static_cast<size_t>(M * K), -1, 1, 1);
   auto W = random_buffer(static_cast<size_t>(N * K), -1, 1, 2);
   zotune::AlignedBuffer<float> C(static_cast<size_t>(M * N));
   for (auto _ : state) {
-    zk::sgemm(false, true, M, N, K, 1.0f, A.data(), K, W.data(), K, 0.0f, C.data(), N);
+    if constexpr (kSeam)
+      zk::matmul({A.data(), zotune::DType::F32, M, K, N, 0, 0, {W.data(), zotune::DType::F32, zotune::WeightLayout::OutIn}, C.data()});
+    else
+      zk::sgemm(false, true, M, N, K, 1.0f, A.data(), K, W.data(), K, 0.0f, C.data(), N);
     benchmark::DoNotOptimize(C.data());
   }
   set_flops(state, 2.0 * M * N * K);
 }
-BENCHMARK(BM_Sgemm)
+BENCHMARK(BM_Linear<false>)
+    ->Name("BM_Sgemm")
     ->ArgNames({"M", "N", "K"})
     ->Args({512, 2304, 768})   // qkv
     ->Args({512, 768, 768})    // attention output
@@ -58,6 +67,8 @@ BENCHMARK(BM_Sgemm)
     ->Args({512, 50257, 768})  // lm head
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+BENCHMARK(BM_Linear<false>)->Name("BM_LinearSgemm")->ArgNames({"M", "N", "K"})->Args({1, 64, 64})->Args({512, 768, 768});
+BENCHMARK(BM_Linear<true>)->Name("BM_LinearSeam")->ArgNames({"M", "N", "K"})->Args({1, 64, 64})->Args({512, 768, 768});
 
 // An MLP as the forward runs it: sgemm (OpenBLAS threads), bias + gelu
 // (OpenMP threads), sgemm. Shows what switching thread pools costs.

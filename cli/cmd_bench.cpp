@@ -6,8 +6,14 @@
 // and for the tiers compute_sec_per_step, io_sec_per_step, bytes_read/written_per_step,
 // disk_mb_per_s; planned_peak_rss_mb and planned_sec_per_step are the memory
 // plan's predictions (--dry-run) for the same run, so plan and measurement sit
-// side by side.
-// Forward and step timings are interleaved (F S F S ...) so machine noise hits both.
+// side by side. gemm names the GEMM kernels in use; forward_gflops is the
+// forward's rate (model/forward.h forward_flops), shown as a fraction of the
+// FMA peak (kernels/fma_peak.h) and of the probe's sgemm rate.
+// --data FILE [--task T] times the first batch of a real dataset (e.g. the
+// built-in sentiment task: prompts with candidates) instead of random tokens;
+// --seq-len is then its max length and the model directory's tokenizer is used.
+// Forward, step and FMA-peak timings are interleaved (F S P F S P ...) so
+// machine noise hits all of them.
 #include <cstdio>
 
 #include "base/error.h"
@@ -16,8 +22,14 @@
 #include "base/timer.h"
 #include "commands.h"
 #include "io/safetensors.h"
+#include "kernels/compute_env.h"
+#include "kernels/fma_peak.h"
 #include "kernels/kernels.h"
 #include "model/architecture.h"
+#include "model/forward.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "tokenizer/tokenizer.h"
 #include <unistd.h>
 
 #include <filesystem>
@@ -36,6 +48,7 @@ struct BenchArgs {
   int threads = 0;
   uint64_t seed = 0;
   std::string perturbation = "gaussian";
+  std::string data, task;
   std::string offload = "none", storage_dtype = "fp32", overlap = "on", work_dir, memory_budget;
   StoreOptions store;
 };
@@ -47,6 +60,21 @@ Batch random_lm_batch(int64_t B, int64_t T, int64_t V, uint64_t seed) {
     ids[static_cast<std::size_t>(i)] = static_cast<int32_t>(r[0] % static_cast<uint32_t>(V));
   }
   return language_model_batch(std::move(ids), B, T);
+}
+
+// The first training batch of a dataset, as `train` would draw it with this seed.
+Batch dataset_batch(const BenchArgs& a, const Architecture& arch) {
+  const Tokenizer tok = Tokenizer::load(a.model);
+  DatasetOptions d;
+  d.max_length = a.seq_len;
+  d.task = a.task;
+  d.vocab_size = arch.config().vocab_size;
+  const Dataset ds = Dataset::load_jsonl(a.data, d, &tok);
+  LoaderOptions lo;
+  lo.batch_size = a.batch;
+  lo.seed = a.seed;
+  DataLoader loader(ds, lo);
+  return loader.batch_for_step(0);
 }
 
 void run_bench(const BenchArgs& a) {
@@ -89,12 +117,13 @@ void run_bench(const BenchArgs& a) {
   opt.lr = 1e-7f;
   SingleProcessComm comm;
   ZoEngine engine(*arch, store, opt, a.seed, comm);
-  Batch batch = random_lm_batch(a.batch, a.seq_len, arch->config().vocab_size, a.seed);
+  Batch batch = a.data.empty() ? random_lm_batch(a.batch, a.seq_len, arch->config().vocab_size, a.seed)
+                               : dataset_batch(a, *arch);
 
   // Warm-up: first touch of every buffer (page faults) is not what we measure.
   engine.step(0, a.steps + 1, batch);
   engine.forward_unflushed(batch);
-  std::vector<double> fwd, stp;
+  std::vector<double> fwd, stp, fma;
   StoreCounters c;  // the steps' work only (the interleaved forwards stream blocks too)
   auto add = [&](const StoreCounters& x) {
     c.param_bytes_read += x.param_bytes_read;
@@ -116,9 +145,11 @@ void run_bench(const BenchArgs& a) {
     store.sync();                            // a step ends when its write-backs are on disk
     stp.push_back(s.seconds());
     add(store.counters());
+    fma.push_back(kernels::measure_fma_peak(compute_threads()).gflops_n);
   }
   const double step_med = median(stp), fwd_med = median(fwd);
   const double n = static_cast<double>(a.steps), P = static_cast<double>(store.total_params());
+  const double fwd_gflops = forward_flops(*arch, batch.B, batch.T, static_cast<int64_t>(batch.rows.size())) / fwd_med / 1e9, fma_med = median(fma);
   // Streaming tiers: the I/O thread's own time gives the bandwidth of this run;
   // io_sec_per_step is the time to move one step's bytes at that bandwidth.
   const double io_busy = c.io_read_seconds + c.io_write_seconds;
@@ -133,9 +164,16 @@ void run_bench(const BenchArgs& a) {
               {"steps", a.steps},
               {"threads", compute_threads()},
               {"isa", kernels::isa_name()},
+              {"gemm", kernels::compute_info().gemm},
+              {"forward_gflops", fwd_gflops},
+              {"fma_peak_gflops", fma_med},
+              {"fma_peak_gflops_1thread", mc.fma_peak_gflops_1thread},
+              {"sgemm_peak_gflops", mc.gemm_gflops},
+              {"forward_over_fma_peak", fwd_gflops / fma_med},
+              {"forward_over_sgemm_peak", fwd_gflops / mc.gemm_gflops},
               {"perturbation", a.perturbation},
               {"sec_per_step_median", step_med},
-              {"tokens_per_sec", static_cast<double>(a.batch * a.seq_len) / step_med},
+              {"tokens_per_sec", static_cast<double>(batch.num_tokens()) / step_med},
               {"forward_sec_median", fwd_med},
               {"step_over_forward", step_med / fwd_med},
               {"peak_rss_mb", peak_rss_mb()},
@@ -174,6 +212,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--seq-len", args->seq_len, "tokens per sequence")->capture_default_str();
   cmd->add_option("--steps", args->steps, "timed ZO steps")->capture_default_str();
   cmd->add_option("--threads", args->threads, "compute threads (default: all cores)");
+  cmd->add_option("--data", args->data, "time a batch of this JSONL training file (needs the model's tokenizer)");
+  cmd->add_option("--task", args->task, "--data holds this MeZO task's raw records");
   cmd->add_option("--seed", args->seed, "seed of the random tokens and perturbations")->capture_default_str();
   cmd->add_option("--perturbation", args->perturbation, "gaussian, rademacher or ones")->capture_default_str();
   add_store_options(*cmd, args->offload, args->storage_dtype, args->store.resident_blocks, args->overlap);

@@ -8,9 +8,10 @@
 #include "base/error.h"
 #include "base/threads.h"
 #include "commands.h"
+#include "kernels/compute_env.h"
 
 int main(int argc, char** argv) {
-  zotune::ensure_passive_omp_wait(argv);
+  zotune::kernels::ensure_compute_env(argv);
   CLI::App app{"zotune: zeroth-order full-parameter fine-tuning of language models"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "zotune 0.1.0");

@@ -2,9 +2,6 @@
 
 #include <cblas.h>
 #include <omp.h>
-#include <unistd.h>
-
-#include <cstdlib>
 
 namespace zotune {
 
@@ -15,12 +12,5 @@ void set_compute_threads(int n) {
 }
 
 int compute_threads() { return omp_get_max_threads(); }
-
-void ensure_passive_omp_wait(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  setenv("OMP_WAIT_POLICY", "passive", 1);
-  execv("/proc/self/exe", argv);
-  // If exec fails we carry on with the default policy.
-}
 
 }  // namespace zotune

@@ -5,18 +5,16 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "kernels/gemm.h"
 #include "kernels/kernels.h"
 
 namespace zotune::blocks {
 
-void linear(const float* x, int64_t rows, int64_t in, const float* W, int64_t out,
-            const float* bias, float* y, Layout layout, int64_t ldx, int64_t ldy) {
+void linear(const float* x, int64_t rows, int64_t in, const WeightRef& W, int64_t out,
+            const float* bias, float* y, int64_t ldx, int64_t ldy) {
   if (ldx == 0) ldx = in;
   if (ldy == 0) ldy = out;
-  if (layout == Layout::OutIn)
-    kernels::sgemm(false, true, rows, out, in, 1.0f, x, ldx, W, in, 0.0f, y, ldy);
-  else
-    kernels::sgemm(false, false, rows, out, in, 1.0f, x, ldx, W, out, 0.0f, y, ldy);
+  kernels::matmul({x, DType::F32, rows, in, out, ldx, ldy, W, y});
   if (bias) {
     if (ldy == out) {
       kernels::add_bias_rows(y, bias, rows, out);

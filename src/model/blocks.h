@@ -5,15 +5,22 @@
 #include <cstdint>
 
 #include "model/architecture.h"
+#include "tensor/weight_ref.h"
 
 namespace zotune::blocks {
 
 // nn.Linear stores W as [out, in]; GPT-2's Conv1D stores it as [in, out].
-enum class Layout { OutIn, InOut };
+using Layout = WeightLayout;
 
-// y[rows, out] = x[rows, in] · W (+ bias). ldx/ldy are row strides (0 = dense).
-void linear(const float* x, int64_t rows, int64_t in, const float* W, int64_t out,
-            const float* bias, float* y, Layout layout, int64_t ldx = 0, int64_t ldy = 0);
+// y[rows, out] = x[rows, in] · W (+ bias), on the compute backend that
+// handles (fp32, W.dtype) (kernels/gemm.h). ldx/ldy are row strides (0 = dense).
+void linear(const float* x, int64_t rows, int64_t in, const WeightRef& W, int64_t out,
+            const float* bias, float* y, int64_t ldx = 0, int64_t ldy = 0);
+// The same for an fp32 weight in `layout`.
+inline void linear(const float* x, int64_t rows, int64_t in, const float* W, int64_t out,
+                   const float* bias, float* y, Layout layout, int64_t ldx = 0, int64_t ldy = 0) {
+  linear(x, rows, in, WeightRef{W, DType::F32, layout}, out, bias, y, ldx, ldy);
+}
 
 // Grows `buf` to at least n floats (allocation happens once per shape class).
 float* ensure(AlignedBuffer<float>& buf, int64_t n);

@@ -82,14 +82,28 @@ const float* ForwardPass::head_hidden(ParamPtrs w, const int64_t* rows, int64_t 
 void ForwardPass::logits(ParamPtrs w, const int64_t* rows, int64_t nrows, float* out) {
   const int64_t Wd = arch_.head_width(), V = arch_.config().vocab_size;
   const float* hidden = head_hidden(w, rows, nrows);
-  kernels::sgemm(false, true, nrows, V, Wd, 1.0f, hidden, Wd, w[static_cast<std::size_t>(arch_.head_weight_id())],
-                 Wd, 0.0f, out, V);
+  blocks::linear(hidden, nrows, Wd, w[static_cast<std::size_t>(arch_.head_weight_id())], V, nullptr, out,
+                 blocks::Layout::OutIn);
 }
 
 void ForwardPass::all_logits(ParamPtrs w, float* out) {
   all_rows_.resize(static_cast<std::size_t>(in_.B * in_.T));
   std::iota(all_rows_.begin(), all_rows_.end(), int64_t{0});
   logits(w, all_rows_.data(), static_cast<int64_t>(all_rows_.size()), out);
+}
+
+double forward_flops(const Architecture& arch, int64_t B, int64_t T, int64_t head_rows) {
+  const ModelConfig& c = arch.config();
+  const double rows = static_cast<double>(B * T);
+  const double head = static_cast<double>(head_rows < 0 ? B * T : head_rows) * static_cast<double>(c.vocab_size * arch.head_width());
+  double matrix_params = 0;
+  const auto& specs = arch.tensors();
+  for (std::size_t id = 0; id < specs.size(); ++id)
+    if (specs[id].role == TensorRole::Matrix && static_cast<int>(id) != arch.head_weight_id())
+      matrix_params += static_cast<double>(specs[id].numel());
+  const double attention = static_cast<double>(c.num_layers * B * c.num_heads) * 2.0 * static_cast<double>(c.head_dim) *
+                           static_cast<double>(T) * static_cast<double>(T + 1);
+  return 2.0 * (rows * matrix_params + head) + attention;
 }
 
 double next_token_loss(const float* logits, const int32_t* ids, const uint8_t* mask, int64_t B, int64_t T,

@@ -65,6 +65,11 @@ struct PassFootprint {
   uint64_t own = 0, shared = 0;
 };
 PassFootprint forward_pass_footprint(const Architecture& arch, int64_t B, int64_t T, int64_t head_rows, int threads);
+// FLOPs of one forward over B sequences of T tokens with logits for
+// `head_rows` of them (-1: every token): 2·rows·(in·out) per weight matrix
+// (the embedding lookups not counted) plus causal attention, 2·D·T·(T+1) per
+// head and sequence. A multiply-add counts 2, as in GEMM peak figures.
+double forward_flops(const Architecture& arch, int64_t B, int64_t T, int64_t head_rows = -1);
 
 // Mean next-token cross-entropy: position t predicts ids[t+1]; counted where both
 // mask[t] and mask[t+1] are 1 (HF: labels = input_ids with padding -100). Returns

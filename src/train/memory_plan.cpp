@@ -10,8 +10,10 @@
 #include <vector>
 
 #include "base/error.h"
+#include "kernels/compute_env.h"
 #include "kernels/kernels.h"
 #include "kernels/zo_kernels.h"
+#include "model/forward.h"
 #include "store/param_store.h"
 #include "store/store_footprint.h"
 #include "train/engine.h"
@@ -20,21 +22,6 @@ namespace zotune {
 
 namespace {
 
-// Multiply-adds of one forward over `rows` tokens: every matrix a token goes
-// through (embedding lookups are not GEMMs; the head is counted separately).
-double forward_flops(const Architecture& arch, int64_t B, int64_t T) {
-  const auto& c = arch.config();
-  double matrix_params = 0;
-  for (const auto& t : arch.tensors())
-    if (t.role == TensorRole::Matrix && t.shape.size() == 2) matrix_params += static_cast<double>(t.numel());
-  const int h = arch.head_weight_id();
-  if (h >= 0 && arch.tensors()[static_cast<std::size_t>(h)].role == TensorRole::Matrix)
-    matrix_params -= static_cast<double>(arch.tensors()[static_cast<std::size_t>(h)].numel());
-  const double rows = static_cast<double>(B * T);
-  const double attn = 2.0 * static_cast<double>(B) * static_cast<double>(T) * static_cast<double>(T) *
-                      static_cast<double>(c.num_heads * c.head_dim) * static_cast<double>(c.num_layers);  // QK^T + AV, causal half
-  const double head = 2.0 * rows * static_cast<double>(arch.head_width()) * static_cast<double>(c.vocab_size);
-  return 2.0 * rows * matrix_params + attn + head;
 }
 
 }  // namespace
@@ -83,6 +70,7 @@ MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const Mach
   p.input = in;
   p.machine_measured = mc.measured;
   p.disk_measured = mc.disk_measured;
+  p.machine = mc;
   for (const auto& t : arch.tensors()) p.params += t.numel();
   const bool disk = in.offload == Offload::Disk;
 
@@ -185,6 +173,12 @@ std::string plan_table(const MemoryPlan& p) {
                 : p.input.offload == Offload::Disk && !p.disk_measured ? "measured machine, assumed disk"
                                                                         : "measured machine");
   os << t;
+  const kernels::ComputeInfo ci = kernels::compute_info();
+  std::snprintf(t, sizeof t, "  compute: gemm %s (sgemm %.0f GFLOP/s, FMA peak %.0f GFLOP/s), kernels %s\n",
+                ci.gemm.c_str(), p.machine.gemm_gflops, p.machine.fma_peak_gflops, ci.isa.c_str());
+  os << t;
+  os << "  bf16 hardware: AVX512-BF16 " << (ci.avx512_bf16 ? "yes" : "no") << ", AMX " << (ci.amx ? "yes" : "no")
+     << " (compute is fp32: no bf16 backend yet)\n";
   return os.str();
 }
 
@@ -204,6 +198,17 @@ Json plan_json(const MemoryPlan& p) {
   j["seconds"] = {{"compute", p.compute_s}, {"param_pass", p.param_pass_s}, {"disk", p.disk_s}, {"step", p.step_s}};
   j["machine_measured"] = p.machine_measured;
   j["disk_measured"] = p.disk_measured;
+  j["machine"] = {{"sgemm_gflops", p.machine.gemm_gflops},
+                  {"fma_peak_gflops", p.machine.fma_peak_gflops},
+                  {"fma_peak_gflops_1thread", p.machine.fma_peak_gflops_1thread},
+                  {"zo_params_per_s", p.machine.zo_params_per_s},
+                  {"mem_gbps", p.machine.mem_gbps}};
+  const kernels::ComputeInfo ci = kernels::compute_info();
+  j["compute"] = {{"gemm", ci.gemm},
+                  {"isa", ci.isa},
+                  {"cpu_features", ci.cpu_features},
+                  {"avx512_bf16", ci.avx512_bf16},
+                  {"amx", ci.amx}};
   return j;
 }
 

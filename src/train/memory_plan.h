@@ -59,6 +59,8 @@ struct MachineConstants {
   double mem_gbps = 0;          // memcpy bandwidth, GB/s
   double disk_read_gbps = 0;    // block files, page cache bypassed
   double disk_write_gbps = 0;   // with fdatasync
+  double fma_peak_gflops = 0;   // fp32 FMA chains in registers, all compute threads (0: not probed)
+  double fma_peak_gflops_1thread = 0;
   bool measured = false;        // false: assumed defaults, not probed
   bool disk_measured = false;   // the disk figures were probed (else assumed)
 };
@@ -84,6 +86,7 @@ struct MemoryPlan {
   double step_s = 0;                // overlap: max(compute, disk) + param pass; else the sum
   bool machine_measured = false;
   bool disk_measured = false;
+  MachineConstants machine;         // what the estimate was made with
 };
 
 // Overhead of a zotune process beyond the tiers above (binary, libraries,

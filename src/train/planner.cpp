@@ -1,6 +1,7 @@
 #include "train/planner.h"
 
 #include <fcntl.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -12,6 +13,7 @@
 #include "base/aligned_buffer.h"
 #include "base/error.h"
 #include "base/threads.h"
+#include "kernels/fma_peak.h"
 #include "kernels/kernels.h"
 #include "kernels/zo_kernels.h"
 
@@ -44,6 +46,11 @@ MachineConstants probe_machine(const fs::path& disk_dir) {
       if (r) best = std::min(best, now_s() - t0);
     }
     m.gemm_gflops = 2.0 * static_cast<double>(n * n * n) / best / 1e9;
+  }
+  {  // the cores' limit, which the sgemm rate above is judged against
+    const kernels::FmaPeak f = kernels::measure_fma_peak(omp_get_max_threads(), 0.01, 2);
+    m.fma_peak_gflops = f.gflops_n;
+    m.fma_peak_gflops_1thread = f.gflops_1;
   }
   {  // the fused ZO pass and memcpy over 32 MB
     const int64_t n = int64_t{8} << 20;

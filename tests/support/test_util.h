@@ -43,10 +43,11 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
-// Runs the zotune binary with a shell-quoted argument string.
-inline RunResult run_zotune(const std::string& args) {
+// Runs the zotune binary with a shell-quoted argument string, after a command
+// prefix that sets its environment (e.g. "env -u OPENBLAS_CORETYPE").
+inline RunResult run_zotune_env(const std::string& env_prefix, const std::string& args) {
   RunResult r;
-  std::string cmd = std::string("'") + ZOTUNE_BINARY + "' " + args + " 2>&1";
+  std::string cmd = env_prefix + " '" + ZOTUNE_BINARY + "' " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
   char buf[4096];
@@ -56,6 +57,8 @@ inline RunResult run_zotune(const std::string& args) {
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
   return r;
 }
+
+inline RunResult run_zotune(const std::string& args) { return run_zotune_env("", args); }
 
 inline std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
 
