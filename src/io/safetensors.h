@@ -130,8 +130,9 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Name
 // indexed the way huggingface_hub / transformers do it. Each file is atomic,
 // the index is written last. Stale files from an earlier checkpoint in `dir`
 // are NOT removed (an old index would shadow a new model.safetensors): callers
-// write into a fresh directory.
-void write_checkpoint(const std::filesystem::path& dir, const std::vector<NamedTensor>& tensors,
+// write into a fresh directory or use replace_checkpoint (src/model/model.h).
+// Returns the names of the files written, the index (if any) last.
+std::vector<std::string> write_checkpoint(const std::filesystem::path& dir, const std::vector<NamedTensor>& tensors,
                       uint64_t max_shard_bytes = uint64_t{5} << 30);
 
 }  // namespace zotune

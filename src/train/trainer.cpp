@@ -11,6 +11,8 @@
 
 #include "base/error.h"
 #include "base/fs.h"
+#include "base/paths.h"
+#include "base/signals.h"
 #include "base/threads.h"
 #include "base/timer.h"
 #include "data/dataset.h"
@@ -24,37 +26,16 @@
 #include "store/param_store.h"
 #include "tokenizer/tokenizer.h"
 #include "train/engine.h"
+#include "train/options_check.h"
 #include "train/plot.h"
+#include "train/run_lock.h"
+#include "train/trainer_state.h"
 #include "train/update_log.h"
 
 namespace zotune {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::atomic<int> g_signal{0};
-extern "C" void on_stop_signal(int sig) { g_signal.store(sig); }
-
-// Installs SIGINT/SIGTERM handlers for the lifetime of a training run.
-class StopSignals {
- public:
-  StopSignals() {
-    g_signal.store(0);
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~StopSignals() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-  }
-  int received() const { return g_signal.load(); }
-
- private:
-  struct sigaction old_int_ {}, old_term_ {};
-};
 
 constexpr const char* kTokenizerFiles[] = {"tokenizer.json",        "tokenizer_config.json", "special_tokens_map.json",
                                            "vocab.json",            "merges.txt",            "tokenizer.model",
@@ -114,6 +95,7 @@ class Trainer {
   TensorReader flushed_weights();
 
   TrainOptions opt_;
+  std::optional<RunLock> lock_;
   fs::path base_model_;
   std::unique_ptr<Architecture> arch_;
   std::unique_ptr<Checkpoint> ckpt_;
@@ -142,14 +124,20 @@ void Trainer::prepare_output() {
   std::error_code ec;
   if (fs::exists(opt_.out) && fs::exists(opt_.model) && fs::equivalent(opt_.out, opt_.model, ec))
     fail("--out ", opt_.out.string(), " is the input model directory; the input is never modified");
+  check_output_apart(opt_.out, "--out", opt_.model, "--model");
   const bool ours = fs::exists(opt_.out / "trainer_state.json");
   const bool resuming_here = !opt_.resume.empty() && fs::exists(opt_.out) && fs::equivalent(opt_.out, opt_.resume, ec);
   if (fs::exists(opt_.out) && !fs::is_directory(opt_.out)) fail("--out ", opt_.out.string(), " is not a directory");
-  if (fs::exists(opt_.out) && !fs::is_empty(opt_.out) && !resuming_here) {
-    if (ours) fail("--out ", opt_.out.string(), " already holds a training run; resume it with --resume ", opt_.out.string(), " or choose another --out");
-    fail("--out ", opt_.out.string(), " is not empty; refusing to write into a directory zotune did not create");
+  if (fs::exists(opt_.out)) {
+    const bool zotunes = ours || fs::exists(opt_.out / kRunMarkFile) || fs::is_empty(opt_.out);
+    if (zotunes || resuming_here) lock_.emplace(opt_.out);  // one run per directory, for the run's life
+    if (!resuming_here && !(zotunes && (run_dir_is_empty(opt_.out) || clear_unstarted_run(opt_.out)))) {
+      if (ours) fail("--out ", opt_.out.string(), " already holds a training run; resume it with --resume ", opt_.out.string(), " or choose another --out");
+      fail("--out ", opt_.out.string(), " is not empty; refusing to write into a directory zotune did not create");
+    }
   }
   fs::create_directories(opt_.out);
+  if (!lock_) lock_.emplace(opt_.out);
 }
 
 void Trainer::load_starting_weights() {
@@ -163,17 +151,19 @@ void Trainer::load_starting_weights() {
     return;
   }
   const fs::path state_file = opt_.resume / "trainer_state.json";
+  if (!fs::exists(state_file) && fs::exists(opt_.resume / kRunMarkFile))
+    fail("--resume ", opt_.resume.string(), ": the run was stopped before its first step was recorded; nothing to resume. "
+         "Start it again with the same command without --resume");
   if (!fs::exists(state_file)) fail("--resume ", opt_.resume.string(), ": no trainer_state.json (not a zotune run or checkpoint)");
-  Json st = read_json_file(state_file);
-  JsonFields f(st, state_file.string());
-  start_step_ = f.req<int64_t>("step");
+  const TrainerState st = read_trainer_state(state_file);
+  start_step_ = st.step;
   Json id = run_identity(opt_);
   for (auto& [k, v] : id.items())
-    if (st["run"].contains(k) && st["run"][k] != v)
-      fail("--resume: the run used ", k, " = ", st["run"][k].dump(), ", this command gives ", v.dump(),
+    if (st.run.contains(k) && st.run[k] != v)
+      fail("--resume: the run used ", k, " = ", json_excerpt(st.run[k]), ", this command gives ", v.dump(),
            " (", state_file.string(), " field 'run.", k, "'); pass the same options to continue it");
-  base_model_ = f.req<std::string>("base_model");
-  const std::string weights = f.opt<std::string>("weights", "");
+  base_model_ = st.base_model;
+  const std::string weights = st.weights;
   arch_ = load_architecture(base_model_);
   std::error_code ec;
   if (opt_.store.offload == Offload::Disk && fs::equivalent(opt_.out, opt_.resume, ec) &&
@@ -203,7 +193,7 @@ void Trainer::load_starting_weights() {
   }
   store_ = make_store(*arch_, *ckpt_, opt_.store);
   fs::path log_file = opt_.resume / "updates.jsonl";
-  if (!fs::exists(log_file) && f.has("updates")) log_file = opt_.resume / f.req<std::string>("updates");
+  if (!fs::exists(log_file) && !st.updates.empty()) log_file = opt_.resume / st.updates;
   UpdateLog log = read_update_log(log_file);
   check(static_cast<int64_t>(log.records.size()) >= start_step_, log_file.string(), ": holds ", log.records.size(),
         " updates, the run stands at step ", start_step_);
@@ -243,6 +233,7 @@ void Trainer::evaluate(int64_t step) {
   int64_t counted = 0;
   AccuracyCounter accuracy;
   for (int64_t i = 0; i < el.num_batches(); ++i) {
+    if (stop_requested()) return;  // abandoned: no record; the caller checkpoints
     if (opt_.max_eval_examples > 0 && counted >= opt_.max_eval_examples) break;
     el.fill(i, batch);
     if (batch.B == 0) continue;
@@ -370,12 +361,7 @@ void Trainer::save_checkpoint_dir(int64_t step) {
 
 void Trainer::save_final() {
   const DType dtype = opt_.save_dtype.value_or(input_dtype_);
-  for (auto& e : fs::directory_iterator(opt_.out)) {
-    const std::string n = e.path().filename().string();
-    if (n.rfind("model", 0) == 0 && (n.ends_with(".safetensors") || n.ends_with(".safetensors.index.json")))
-      fs::remove(e.path());
-  }
-  save_checkpoint(*arch_, flushed_weights(), dtype, opt_.out);
+  replace_checkpoint(*arch_, flushed_weights(), dtype, opt_.out);
   for (const char* f : kTokenizerFiles)
     if (fs::exists(base_model_ / f)) copy_file_atomic(base_model_ / f, opt_.out / f);
 }
@@ -433,13 +419,9 @@ int Trainer::run() {
       return 0;
     }
   }
-  check(opt_.steps >= 0, "--steps must be >= 0");
-  check(opt_.batch_size > 0, "--batch-size must be > 0");
-  check(opt_.mezo.eps > 0, "--eps must be > 0");
-  check(opt_.max_length >= 2, "--max-length must be >= 2");
+  StopSignals signals;  // from here on the first SIGINT/SIGTERM stops at a safe point
   if (!fs::is_directory(opt_.model)) fail("--model ", opt_.model.string(), ": not a model directory");
-  if (!fs::exists(opt_.data)) fail("--data ", opt_.data.string(), ": no such file");
-  if (!opt_.eval.empty() && !fs::exists(opt_.eval)) fail("--eval ", opt_.eval.string(), ": no such file");
+  check_train_options(opt_, load_architecture(opt_.model)->config());  // before anything is created
   prepare_output();
   load_starting_weights();
   load_data();
@@ -491,8 +473,11 @@ int Trainer::run() {
                eval_ ? (", " + std::to_string(eval_->size()) + " eval examples").c_str() : "",
                static_cast<long long>(start_step_ + 1), static_cast<long long>(opt_.steps));
   if (start_step_ == 0) evaluate(0);
-
-  StopSignals signals;
+  if (int sig = stop_signal()) {
+    std::fprintf(stderr, "zotune train: stopped by signal %d before step %lld. Continue with --resume %s\n", sig,
+                 static_cast<long long>(start_step_ + 1), opt_.out.c_str());
+    return 128 + sig;
+  }
   Batch batch;
   loader_->reserve(batch);
   clock_.restart();
@@ -508,7 +493,7 @@ int Trainer::run() {
       save_checkpoint_dir(r.step);
       write_plot();
     }
-    if (int sig = signals.received(); sig != 0 && !last) {
+    if (int sig = stop_signal(); sig != 0 && !last) {
       if (tty_) std::fprintf(stderr, "\n");
       save_checkpoint_dir(r.step);
       write_plot();
@@ -518,7 +503,16 @@ int Trainer::run() {
     }
   }
   engine_->flush();
-  evaluate(opt_.steps);
+  // A resumed finished run already holds its final evaluation.
+  if (opt_.resume.empty() || start_step_ < opt_.steps || eval_step_.empty() || eval_step_.back() != opt_.steps)
+    evaluate(opt_.steps);
+  if (int sig = stop_signal()) {  // the final evaluation was cut short: keep the weights, evaluate on resume
+    save_checkpoint_dir(opt_.steps);
+    write_plot();
+    std::fprintf(stderr, "zotune train: stopped by signal %d during the final evaluation; checkpoint written. "
+                 "Finish with --resume %s\n", sig, opt_.out.c_str());
+    return 128 + sig;
+  }
   save_final();
   const DType saved = opt_.save_dtype.value_or(input_dtype_);
   updates_->sync();
@@ -528,6 +522,7 @@ int Trainer::run() {
   }
   write_plot();
   std::fprintf(stderr, "zotune train: done; model, metrics.jsonl, updates.jsonl and loss.svg in %s\n", opt_.out.c_str());
+  if (int sig = stop_signal()) return 128 + sig;  // finished, but an interrupted run never reports success
   return 0;
 }
 
@@ -544,6 +539,7 @@ void replay_updates(const fs::path& base_model, const fs::path& log_path, const 
   auto arch = load_architecture(base_model);
   Checkpoint ckpt(base_model);
   RamStore store(*arch, ckpt);
+  check_log_for_model(log, log_path, arch->config().model_type, store.total_params(), steps);
   const auto dist = zdist_from_name(log.header.value("perturbation", "gaussian"));
   if (!dist) fail(log_path.string(), ":1: field 'perturbation': unknown value");
   const auto wd = static_cast<float>(log.header.value("weight_decay", 0.0));
@@ -554,7 +550,9 @@ void replay_updates(const fs::path& base_model, const fs::path& log_path, const 
   }
   for (const char* f : {"config.json", "model.safetensors", "model.safetensors.index.json"})
     if (fs::exists(out / f)) fail(out.string(), ": already holds ", f, "; refusing to overwrite it");
+  check_output_apart(out, "--out", base_model, "--model");
   apply_updates(store, *dist, wd, recs);
+  check_weights_finite(*arch, store.reader(), "the weights after replaying " + log_path.string());
   const DType dtype = save_dtype.value_or(checked_view(*arch, ckpt, arch->tensors().front()).dtype);
   save_checkpoint(*arch, store.reader(), dtype, out);
   for (const char* f : kTokenizerFiles)

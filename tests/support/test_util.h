@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 namespace zotune::testing {
@@ -54,5 +56,11 @@ inline RunResult run_zotune(const std::string& args) {
 }
 
 inline std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+// A file's bytes ("" if it cannot be read).
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
 
 }  // namespace zotune::testing
