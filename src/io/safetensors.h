@@ -23,6 +23,9 @@ namespace zotune {
 // mapping is read-only and file-backed, so only clean pages go (a later read
 // faults them in again); widening to whole pages is harmless.
 void drop_mapped_pages(const void* p, std::size_t bytes);
+// Maps the pages of [p, p + bytes) in one call (MADV_POPULATE_READ) instead of
+// one fault per page, before a pass that reads them all (the finite check).
+void prefault_mapped_pages(const void* p, std::size_t bytes);
 
 // Read-only RAII memory map of a whole file (MAP_PRIVATE). An empty file maps
 // to data() == nullptr, size() == 0. Truncating the file while it is mapped

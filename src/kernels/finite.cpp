@@ -14,6 +14,7 @@ namespace {
 template <class U>
 bool any_exp_ones(const U* x, int64_t n, U mask) {
   U bad = 0;
+#pragma omp simd reduction(| : bad)
   for (int64_t i = 0; i < n; ++i) bad |= static_cast<U>((x[i] & mask) == mask);
   return bad != 0;
 }
@@ -22,7 +23,8 @@ template <class U>
 int64_t first_bad(const U* x, int64_t n, U mask) {
   constexpr int64_t kBlock = 4096;
   std::atomic<int64_t> first{n};
-  detail::parallel_ranges(n, int64_t{1} << 20, [&](int64_t begin, int64_t end) {
+  // Memory-bound: one thread scans ~10 GB/s, so only the largest tensors are split.
+  detail::parallel_ranges(n, int64_t{1} << 23, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end && b < first.load(std::memory_order_relaxed); b += kBlock) {
       const int64_t len = std::min(kBlock, end - b);
       if (!any_exp_ones(x + b, len, mask)) continue;

@@ -33,6 +33,7 @@ TensorView checked_view(const Architecture& arch, const Checkpoint& ckpt, const 
 
 void check_finite(const TensorView& v, const std::string& file, const std::string& name) {
   const int64_t n = v.numel();
+  prefault_mapped_pages(v.data, v.nbytes());
   int64_t at = -1;
   switch (v.dtype) {
     case DType::F32: at = kernels::first_nonfinite_f32(static_cast<const float*>(v.data), n); break;
