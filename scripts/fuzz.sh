@@ -33,11 +33,11 @@ for t in $TARGETS; do
   esac
   echo "== fuzz_$t: ${SECS}s"
   if ! ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-      "$BUILD_DIR/fuzz_$t" -max_total_time="$SECS" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
+      "$BUILD_DIR/fuzz/fuzz_$t" -max_total_time="$SECS" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="$BUILD_DIR/findings/$t-" "$corpus" >"$BUILD_DIR/fuzz_$t.log" 2>&1; then
     status=1
     echo "fuzz_$t: FINDING (see $BUILD_DIR/fuzz_$t.log and $BUILD_DIR/findings)"
   fi
-  grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|cov:" "$BUILD_DIR/fuzz_$t.log" | tail -3
+  grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|cov:" "$BUILD_DIR/fuzz_$t.log" | tail -3 || true
 done
 exit $status
