@@ -2,11 +2,14 @@
 // IN.json: {"input_ids": [[...], ...], "attention_mask": [[...], ...]} (mask optional).
 // OUT: "logits" F32 [B, T, V] and "loss" F32 [] (mean next-token cross-entropy over
 // positions whose mask is 1 and whose target is not padding).
+#include <cmath>
 #include <cstdio>
 
 #include "base/error.h"
+#include "base/paths.h"
 #include "base/threads.h"
 #include "commands.h"
+#include "option_checks.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "model/forward.h"
@@ -41,6 +44,8 @@ std::vector<std::vector<int64_t>> read_matrix(const Json& j, const std::string& 
 
 void run_forward(const ForwardArgs& a) {
   set_compute_threads(a.threads);
+  check_output_apart(a.output, "--output", a.model, "--model");
+  check_output_apart(a.output, "--output", a.input, "--input");
   Json in = read_json_file(a.input);
   if (!in.is_object() || !in.contains("input_ids")) fail(a.input, ": missing field 'input_ids'");
   auto ids = read_matrix(in["input_ids"], a.input, "input_ids");
@@ -74,8 +79,12 @@ void run_forward(const ForwardArgs& a) {
   pass.all_logits(m.weights->ptrs(), logits.data());
   float loss = static_cast<float>(next_token_loss(logits.data(), flat.data(), flat_mask.data(), B, T, V));
   write_safetensors(a.output, {{"logits", logits.view()}, {"loss", TensorView{DType::F32, {}, &loss}}});
-  std::printf("{\"batch\": %lld, \"tokens\": %lld, \"vocab\": %lld, \"loss\": %.8g, \"output\": \"%s\"}\n",
-              static_cast<long long>(B), static_cast<long long>(T), static_cast<long long>(V), loss, a.output.c_str());
+  // JSON has no NaN: a loss without a finite value (no scored position) is null.
+  char loss_text[32] = "null";
+  if (std::isfinite(loss)) std::snprintf(loss_text, sizeof loss_text, "%.8g", loss);
+  std::printf("{\"batch\": %lld, \"tokens\": %lld, \"vocab\": %lld, \"loss\": %s, \"output\": %s}\n",
+              static_cast<long long>(B), static_cast<long long>(T), static_cast<long long>(V), loss_text,
+              Json(a.output).dump().c_str());
 }
 }  // namespace
 
@@ -85,7 +94,7 @@ void register_forward(CLI::App& app) {
   cmd->add_option("--model", args->model, "Hugging Face model directory")->required();
   cmd->add_option("--input", args->input, "JSON with input_ids and optional attention_mask")->required();
   cmd->add_option("--output", args->output, "safetensors file to write (logits, loss)")->required();
-  cmd->add_option("--threads", args->threads, "compute threads (default: all cores)");
+  cmd->add_option("--threads", args->threads, "compute threads (default: all cores)")->check(kNonNegative);
   cmd->callback([args] { set_action([args] { run_forward(*args); }); });
 }
 

@@ -7,6 +7,7 @@
 #include "base/error.h"
 #include "base/threads.h"
 #include "commands.h"
+#include "option_checks.h"
 #include "io/json_file.h"
 #include "model/generate.h"
 #include "model/model.h"
@@ -17,6 +18,7 @@ namespace zotune::cli {
 namespace {
 struct GenerateArgs {
   std::string model, prompt, input_ids;
+  bool prompt_given = false;
   SamplingOptions s;
   std::vector<std::string> stop;
   bool json = false;
@@ -42,6 +44,7 @@ std::vector<int32_t> parse_ids(const std::string& text, const char* flag) {
 
 void run_generate(GenerateArgs a) {
   set_compute_threads(a.threads);
+  if (a.prompt_given && a.prompt.empty()) fail("--prompt is empty; give some text (or token ids with --input-ids)");
   if (a.prompt.empty() == a.input_ids.empty()) fail("give exactly one of --prompt and --input-ids");
   LoadedModel m = load_model(a.model);
   std::optional<Tokenizer> tok;
@@ -90,17 +93,20 @@ void register_generate(CLI::App& app) {
   auto args = std::make_shared<GenerateArgs>();
   auto* cmd = app.add_subcommand("generate", "Generate text with a KV cache (greedy or sampled)");
   cmd->add_option("--model", args->model, "Hugging Face model directory")->required();
-  cmd->add_option("--prompt", args->prompt, "prompt text (needs the model's tokenizer files)");
+  auto* prompt = cmd->add_option("--prompt", args->prompt, "prompt text (needs the model's tokenizer files)");
   cmd->add_option("--input-ids", args->input_ids, "prompt as comma-separated token ids");
-  cmd->add_option("--max-new-tokens", args->s.max_new_tokens, "tokens to generate")->capture_default_str();
+  cmd->add_option("--max-new-tokens", args->s.max_new_tokens, "tokens to generate")->capture_default_str()->check(kNonNegative);
   cmd->add_option("--temperature", args->s.temperature, "0 = greedy")->capture_default_str();
-  cmd->add_option("--top-k", args->s.top_k, "keep the k most likely tokens (0 = off)")->capture_default_str();
+  cmd->add_option("--top-k", args->s.top_k, "keep the k most likely tokens (0 = off)")->capture_default_str()->check(kNonNegative);
   cmd->add_option("--top-p", args->s.top_p, "nucleus sampling mass (1 = off)")->capture_default_str();
-  cmd->add_option("--seed", args->s.seed, "sampling seed")->capture_default_str();
+  cmd->add_option("--seed", args->s.seed, "sampling seed")->capture_default_str()->check(kUint64Text);
   cmd->add_option("--stop", args->stop, "stop when this string appears (repeatable)");
   cmd->add_flag("--json", args->json, "print ids and text as JSON");
-  cmd->add_option("--threads", args->threads, "compute threads (default: all cores)");
-  cmd->callback([args] { set_action([args] { run_generate(*args); }); });
+  cmd->add_option("--threads", args->threads, "compute threads (default: all cores)")->check(kNonNegative);
+  cmd->callback([args, prompt] {
+    args->prompt_given = prompt->count() > 0;
+    set_action([args] { run_generate(*args); });
+  });
 }
 
 }  // namespace zotune::cli

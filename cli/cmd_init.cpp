@@ -6,6 +6,7 @@
 #include "base/error.h"
 #include "base/fs.h"
 #include "commands.h"
+#include "option_checks.h"
 #include "model/architecture.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -45,7 +46,7 @@ void register_init(CLI::App& app) {
   cmd->add_option("--arch", args->arch, "gpt2, opt, llama or qwen3")->required();
   cmd->add_option("--preset", args->preset, "tiny, gpt2-124m, opt-125m, qwen3-0.6b, llama-3.2-1b")->required();
   cmd->add_option("--dtype", args->dtype, "storage dtype: fp32, bf16 or fp16")->capture_default_str();
-  cmd->add_option("--seed", args->seed, "initialisation seed")->capture_default_str();
+  cmd->add_option("--seed", args->seed, "initialisation seed")->capture_default_str()->check(kUint64Text);
   cmd->add_option("--tokenizer", args->tokenizer, "copy this tokenizer into the checkpoint and size the vocabulary to it");
   cmd->add_option("--out", args->out, "output directory")->required();
   cmd->callback([args] { set_action([args] { run_init(*args); }); });

@@ -9,6 +9,7 @@
 #include "data/task_files.h"
 #include "io/json_file.h"
 #include "train/evaluate.h"
+#include "option_checks.h"
 #include "train/trainer.h"
 
 namespace zotune::cli {
@@ -101,8 +102,9 @@ void register_train(CLI::App& app) {
   c->add_option("--lr", a->o.mezo.lr, "learning rate")->capture_default_str();
   c->add_option("--eps", a->o.mezo.eps, "perturbation scale epsilon")->capture_default_str();
   c->add_option("--weight-decay", a->o.mezo.weight_decay, "weight decay (not on biases and norm weights)")->capture_default_str();
-  c->add_option("--seed", a->o.seed, "run seed: data order and every perturbation")->capture_default_str();
-  c->add_option("--max-length", a->o.max_length, "tokens per sequence (prompts are cut from the left)")->capture_default_str();
+  c->add_option("--seed", a->o.seed, "run seed: data order and every perturbation")->capture_default_str()->check(kUint64Text);
+  auto* max_len = c->add_option("--max-length", a->o.max_length, "tokens per sequence (prompts are cut from the left; "
+                                 "default: 256 or the model's position limit if smaller)")->capture_default_str();
   c->add_option("--eval-every", a->o.eval_every, "evaluate every K steps (0: before and after training only)");
   c->add_option("--save-every", a->o.save_every, "checkpoint every K steps (0: only at the end)");
   c->add_option("--keep-checkpoints", a->o.keep_checkpoints, "checkpoint directories to keep")->capture_default_str();
@@ -119,12 +121,15 @@ void register_train(CLI::App& app) {
   c->add_flag("--select-best", a->o.select_best, "keep the best dev evaluation's model in <out>/best (tested at the end)");
   c->add_option("--save-dtype", a->save_dtype, "dtype of the saved model (default: the input's)");
   c->add_option("--resume", a->resume, "continue an earlier run's output or checkpoint directory");
-  c->add_option("--threads", a->o.threads, "compute threads (default: all cores)");
+  c->add_option("--threads", a->o.threads, "compute threads (default: all cores)")->check(kNonNegative);
   add_store_options(*c, a->offload, a->storage_dtype, a->o.store.resident_blocks, a->overlap);
   c->add_option("--memory-budget", a->memory_budget, "pick the tier and resident blocks to fit SIZE (e.g. 4G, 512M)");
   c->add_flag("--dry-run", a->o.dry_run, "print the planned peak memory of each tier and the time per step; train nothing");
   c->add_option("--progress", a->progress, "auto (bar on a terminal), bar or log")->capture_default_str();
-  c->callback([a] { set_action_with_status([a] { return run_train(*a); }); });
+  c->callback([a, max_len] {
+    a->o.max_length_given = max_len->count() > 0;
+    set_action_with_status([a] { return run_train(*a); });
+  });
 }
 
 }  // namespace zotune::cli

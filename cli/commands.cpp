@@ -88,6 +88,8 @@ uint64_t parse_size(const std::string& text, const char* flag) {
   else if (unit == "T" || unit == "TIB") mult = 1024.0 * 1024 * 1024 * 1024;
   else if (!unit.empty()) fail(flag, ": unknown unit in '", text, "' (K, M, G, T)");
   if (!(v > 0) || !std::isfinite(v)) fail(flag, ": '", text, "' must be a positive size");
+  // 2^60 bytes (1 EiB) is beyond any machine; larger values would not fit the byte count.
+  if (v * mult > 0x1p60) fail(flag, ": '", text, "' is larger than 1 EiB; give a size this machine could have");
   return static_cast<uint64_t>(v * mult);
 }
 

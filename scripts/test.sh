@@ -12,3 +12,8 @@ if [ "${ZOTUNE_SKIP_SANITIZERS:-0}" != 1 ]; then
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
      ctest --output-on-failure -j "$(nproc)" -L '^sanitize$' --timeout 900)
 fi
+# Opt-in (the clang build takes minutes): a short run of every fuzzer, e.g.
+# ZOTUNE_FUZZ_SECONDS=10 bash scripts/test.sh. The long run: docs/reliability.md.
+if [ -n "${ZOTUNE_FUZZ_SECONDS:-}" ]; then
+  FUZZ_SECONDS="$ZOTUNE_FUZZ_SECONDS" bash scripts/fuzz.sh
+fi

@@ -74,6 +74,8 @@ void write_file_atomic(const fs::path& path, std::string_view bytes) {
 }
 
 std::string read_file(const fs::path& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail(path.string(), " is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot open ", path.string(), ": ", std::strerror(errno));
   std::ostringstream ss;

@@ -63,12 +63,7 @@ class DatasetBuilder {
   void add_line(std::string_view line, int64_t line_no) {
     const auto bad = tok::find_invalid_utf8(line);
     if (bad != std::string_view::npos) fail("invalid UTF-8 at byte ", bad + 1, " of the line");
-    Json j;
-    try {
-      j = Json::parse(line);
-    } catch (const Json::exception& e) {
-      fail("invalid JSON: ", e.what());
-    }
+    const Json j = parse_json(line, "");
     const data::Record r = task_.empty() ? data::parse_record(j, vocab_size_) : from_task(j);
     if (!shape_) {
       shape_ = r.shape;

@@ -40,14 +40,14 @@ const Json& field(const Json& j, const char* key) {
 }
 
 std::string string_field(const Json& v, const std::string& what, bool allow_empty) {
-  if (!v.is_string()) fail("field '", what, "' must be a string, got ", v.dump());
+  if (!v.is_string()) fail("field '", what, "' must be a string, got ", json_excerpt(v));
   std::string s = v.get<std::string>();
   if (!allow_empty && s.empty()) fail("field '", what, "' is empty");
   return s;
 }
 
 std::vector<int32_t> ids_field(const Json& v, const std::string& what, int64_t vocab_size, bool allow_empty) {
-  if (!v.is_array()) fail("field '", what, "' must be an array of token ids, got ", v.dump());
+  if (!v.is_array()) fail("field '", what, "' must be an array of token ids, got ", json_excerpt(v));
   if (!allow_empty && v.empty()) fail("field '", what, "' is empty");
   if (vocab_size <= 0)
     fail("field '", what, "': pre-tokenized ids need the vocabulary size (give a tokenizer or DatasetOptions::vocab_size)");
@@ -55,7 +55,7 @@ std::vector<int32_t> ids_field(const Json& v, const std::string& what, int64_t v
   ids.reserve(v.size());
   for (std::size_t i = 0; i < v.size(); ++i) {
     const Json& x = v[i];
-    if (!x.is_number_integer()) fail("field '", what, "'[", i, "] is not an integer: ", x.dump());
+    if (!x.is_number_integer()) fail("field '", what, "'[", i, "] is not an integer: ", json_excerpt(x));
     const int64_t id = x.get<int64_t>();
     if (id < 0 || id >= vocab_size)
       fail("field '", what, "'[", i, "] = ", id, " is outside the vocabulary [0, ", vocab_size, ")");
@@ -68,7 +68,7 @@ std::vector<int32_t> labels_field(const Json& j, std::size_t num_candidates) {
   const Json& v = field(j, "label");
   std::vector<int32_t> out;
   auto add = [&](const Json& x, const std::string& what) {
-    if (!x.is_number_integer()) fail("field '", what, "' must be an integer, got ", x.dump());
+    if (!x.is_number_integer()) fail("field '", what, "' must be an integer, got ", json_excerpt(x));
     const int64_t k = x.get<int64_t>();
     if (k < 0 || k >= static_cast<int64_t>(num_candidates))
       fail("field '", what, "' = ", k, " is out of range for ", num_candidates, " candidates");
@@ -110,7 +110,7 @@ Shape detect_shape(const Json& j) {
 }  // namespace
 
 Record parse_record(const Json& j, int64_t vocab_size) {
-  if (!j.is_object()) fail("a line must be a JSON object, got ", j.dump().substr(0, 80));
+  if (!j.is_object()) fail("a line must be a JSON object, got ", json_excerpt(j));
   Record r;
   r.shape = detect_shape(j);
   switch (r.shape) {
@@ -124,7 +124,7 @@ Record parse_record(const Json& j, int64_t vocab_size) {
     case Shape::PromptCandidates: {
       r.text = string_field(field(j, "prompt"), "prompt", true);
       const Json& c = field(j, "candidates");
-      if (!c.is_array()) fail("field 'candidates' must be an array of strings, got ", c.dump());
+      if (!c.is_array()) fail("field 'candidates' must be an array of strings, got ", json_excerpt(c));
       if (c.empty()) fail("field 'candidates' is empty");
       for (std::size_t i = 0; i < c.size(); ++i)
         r.candidates.push_back(string_field(c[i], "candidates[" + std::to_string(i) + "]", false));
@@ -141,7 +141,7 @@ Record parse_record(const Json& j, int64_t vocab_size) {
     case Shape::PromptCandidateIds: {
       r.ids = ids_field(field(j, "prompt_ids"), "prompt_ids", vocab_size, true);
       const Json& c = field(j, "candidate_ids");
-      if (!c.is_array()) fail("field 'candidate_ids' must be an array of id arrays, got ", c.dump());
+      if (!c.is_array()) fail("field 'candidate_ids' must be an array of id arrays, got ", json_excerpt(c));
       if (c.empty()) fail("field 'candidate_ids' is empty");
       for (std::size_t i = 0; i < c.size(); ++i)
         r.candidate_ids.push_back(ids_field(c[i], "candidate_ids[" + std::to_string(i) + "]", vocab_size, false));

@@ -27,12 +27,12 @@ class Fields {
   bool has(const char* key) const { return r_.contains(key) && !r_[key].is_null(); }
   std::string str(const char* key) const { return as_string(get(key), key); }
   std::string as_string(const Json& v, const std::string& what) const {
-    if (!v.is_string()) fail("task ", task_, ": field '", what, "' must be a string, got ", v.dump());
+    if (!v.is_string()) fail("task ", task_, ": field '", what, "' must be a string, got ", json_excerpt(v));
     return v.get<std::string>();
   }
   int64_t integer(const char* key) const {
     const Json& v = get(key);
-    if (!v.is_number_integer()) fail("task ", task_, ": field '", key, "' must be an integer, got ", v.dump());
+    if (!v.is_number_integer()) fail("task ", task_, ": field '", key, "' must be an integer, got ", json_excerpt(v));
     return v.get<int64_t>();
   }
   int32_t label(const char* key, int64_t num_classes) const {
@@ -108,7 +108,7 @@ TaskRender boolq(const Fields& f) {
   bool yes;
   if (f.has("answer")) {
     const Json& a = f.get("answer");
-    if (!a.is_boolean()) f.bad("answer", "must be a boolean, got " + a.dump());
+    if (!a.is_boolean()) f.bad("answer", "must be a boolean, got " + json_excerpt(a));
     yes = a.get<bool>();
   } else {
     yes = f.label("label", 2) == 1;

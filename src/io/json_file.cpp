@@ -4,13 +4,78 @@
 
 namespace zotune {
 
-Json read_json_file(const std::filesystem::path& path) {
-  std::string text = read_file(path);
+std::size_t json_depth_exceeded(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return i;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return std::string_view::npos;
+}
+
+std::string text_excerpt(std::string_view s, std::size_t max_chars) {
+  if (s.size() <= max_chars) return std::string(s);
+  return std::string(s.substr(0, max_chars)) + "... (" + std::to_string(s.size()) + " bytes)";
+}
+
+namespace {
+// Appends j's JSON text to out until out holds `limit` characters.
+void excerpt_into(const Json& j, std::string& out, std::size_t limit) {
+  if (out.size() >= limit) return;
+  if (j.is_array() || j.is_object()) {
+    const bool arr = j.is_array();
+    out += arr ? '[' : '{';
+    bool first = true;
+    for (auto it = j.begin(); it != j.end() && out.size() < limit; ++it) {
+      if (!first) out += ", ";
+      first = false;
+      if (!arr) out += Json(it.key()).dump() + ": ";
+      excerpt_into(*it, out, limit);
+    }
+    if (out.size() < limit) out += arr ? ']' : '}';
+    return;
+  }
+  if (j.is_string()) {
+    const std::string& s = j.get_ref<const std::string&>();
+    out += Json(s.substr(0, limit - out.size() + 1)).dump();
+    return;
+  }
+  out += j.dump();
+}
+}  // namespace
+
+std::string json_excerpt(const Json& j, std::size_t max_chars) {
+  std::string out;
+  excerpt_into(j, out, max_chars + 1);  // one more: tells a cut text from one of exactly max_chars
+  if (out.size() > max_chars) {
+    out.resize(max_chars);
+    out += "...";
+  }
+  return out;
+}
+
+Json parse_json(std::string_view text, const std::string& where) {
+  const std::string prefix = where.empty() ? "" : where + ": ";
+  if (const std::size_t at = json_depth_exceeded(text); at != std::string_view::npos)
+    fail(prefix, "JSON nested deeper than ", kMaxJsonDepth, " levels at byte ", at + 1);
   try {
     return Json::parse(text);
   } catch (const Json::parse_error& e) {
-    fail(path.string(), ": invalid JSON at byte ", e.byte, ": ", e.what());
+    fail(prefix, "invalid JSON at byte ", e.byte, ": ", text_excerpt(e.what(), 160));
   }
 }
+
+Json read_json_file(const std::filesystem::path& path) { return parse_json(read_file(path), path.string()); }
 
 }  // namespace zotune

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "base/error.h"
 
@@ -11,8 +12,27 @@ namespace zotune {
 
 using Json = nlohmann::json;
 
+// Every JSON input (config.json, tokenizer.json, JSONL lines, update logs,
+// trainer_state.json, safetensors headers) is parsed with a bounded nesting
+// depth: deeper input is an error, never a stack overflow in code that walks it.
+inline constexpr int kMaxJsonDepth = 128;
+
+// Parses `text`; `where` (a file, or "file:line") starts every error. Syntax
+// errors give the byte position; error texts quote at most a short prefix.
+Json parse_json(std::string_view text, const std::string& where);
+
 // Parses a JSON file; a syntax error names the file and byte position.
 Json read_json_file(const std::filesystem::path& path);
+
+// The byte offset at which `text` nests deeper than `max_depth` arrays/objects
+// (strings are skipped), or npos.
+std::size_t json_depth_exceeded(std::string_view text, int max_depth = kMaxJsonDepth);
+
+// At most `max_chars` of a value's JSON text (then "..."), for error messages:
+// bounded in time, output and recursion however large or deep the value is.
+std::string json_excerpt(const Json& j, std::size_t max_chars = 60);
+// At most `max_chars` of a text, then "... (N bytes)".
+std::string text_excerpt(std::string_view s, std::size_t max_chars = 60);
 
 // Typed access to one JSON object read from `file`.
 class JsonFields {
@@ -48,7 +68,7 @@ class JsonFields {
       }
       return v.get<T>();
     } catch (const std::exception& e) {
-      fail(file_, ": field '", key, "' has the wrong type (", j_[key].dump(), "): ", e.what());
+      fail(file_, ": field '", key, "' has the wrong type (", json_excerpt(j_[key]), "): ", e.what());
     }
   }
   const Json& j_;

@@ -62,11 +62,7 @@ constexpr const char* kIndexName = "model.safetensors.index.json";
 constexpr const char* kSingleName = "model.safetensors";
 
 // Hostile values can be huge; error messages show only their start.
-std::string short_dump(const Json& j) {
-  std::string s = j.dump();
-  if (s.size() > 80) s = s.substr(0, 77) + "...";
-  return s;
-}
+std::string short_dump(const Json& j) { return json_excerpt(j, 77); }
 
 uint64_t read_u64_le(const uint8_t* p) {
   uint64_t v = 0;
@@ -88,11 +84,13 @@ Json parse_header(const char* text, std::size_t n, const std::string& file) {
   // nlohmann stops at a NUL as if the input ended; strict JSON has none.
   if (const void* nul = std::memchr(text, '\0', n))
     fail(file, ": header is not valid JSON: NUL byte at header offset ", static_cast<const char*>(nul) - text);
+  if (const std::size_t at = json_depth_exceeded(std::string_view(text, n)); at != std::string_view::npos)
+    fail(file, ": header is not valid JSON: nested deeper than ", kMaxJsonDepth, " levels at header offset ", at);
   Json j;
   try {
     j = Json::parse(text, text + n, cb);
   } catch (const Json::exception& e) {
-    fail(file, ": header is not valid JSON: ", e.what());
+    fail(file, ": header is not valid JSON: ", text_excerpt(e.what(), 160));
   }
   if (!j.is_object()) fail(file, ": header is not a JSON object (", short_dump(j), ")");
   if (!dup.empty()) fail(file, ": tensor '", dup, "' appears twice in the header");
@@ -370,7 +368,8 @@ void write_safetensors(const fs::path& path, const std::vector<NamedTensor>& ten
   });
 }
 
-void write_checkpoint(const fs::path& dir, const std::vector<NamedTensor>& tensors, uint64_t max_shard_bytes) {
+std::vector<std::string> write_checkpoint(const fs::path& dir, const std::vector<NamedTensor>& tensors,
+                                          uint64_t max_shard_bytes) {
   const std::string dname = dir.string();
   check(max_shard_bytes > 0, dname, ": max_shard_bytes must be positive");
   check_unique_names(tensors, dname);
@@ -403,8 +402,9 @@ void write_checkpoint(const fs::path& dir, const std::vector<NamedTensor>& tenso
 
   if (shards.size() <= 1) {
     write_safetensors(dir / kSingleName, tensors);
-    return;
+    return {kSingleName};
   }
+  std::vector<std::string> written;
   Json weight_map = Json::object();
   for (std::size_t s = 0; s < shards.size(); ++s) {
     char fname[64];
@@ -415,10 +415,13 @@ void write_checkpoint(const fs::path& dir, const std::vector<NamedTensor>& tenso
       weight_map[tensors[i].name] = fname;
     }
     write_safetensors(dir / fname, part);
+    written.emplace_back(fname);
   }
   // Written last, so a reader never sees an index naming a missing shard.
   Json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
   write_file_atomic(dir / kIndexName, index.dump(2, ' ', /*ensure_ascii=*/true) + "\n");
+  written.emplace_back(kIndexName);
+  return written;
 }
 
 }  // namespace zotune

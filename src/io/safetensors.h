@@ -23,6 +23,9 @@ namespace zotune {
 // mapping is read-only and file-backed, so only clean pages go (a later read
 // faults them in again); widening to whole pages is harmless.
 void drop_mapped_pages(const void* p, std::size_t bytes);
+// Maps the pages of [p, p + bytes) in one call (MADV_POPULATE_READ) instead of
+// one fault per page, before a pass that reads them all (the finite check).
+void prefault_mapped_pages(const void* p, std::size_t bytes);
 
 // Read-only RAII memory map of a whole file (MAP_PRIVATE). An empty file maps
 // to data() == nullptr, size() == 0. Truncating the file while it is mapped
@@ -130,8 +133,9 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Name
 // indexed the way huggingface_hub / transformers do it. Each file is atomic,
 // the index is written last. Stale files from an earlier checkpoint in `dir`
 // are NOT removed (an old index would shadow a new model.safetensors): callers
-// write into a fresh directory.
-void write_checkpoint(const std::filesystem::path& dir, const std::vector<NamedTensor>& tensors,
+// write into a fresh directory or use replace_checkpoint (src/model/model.h).
+// Returns the names of the files written, the index (if any) last.
+std::vector<std::string> write_checkpoint(const std::filesystem::path& dir, const std::vector<NamedTensor>& tensors,
                       uint64_t max_shard_bytes = uint64_t{5} << 30);
 
 }  // namespace zotune

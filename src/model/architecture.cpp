@@ -1,6 +1,7 @@
 #include "model/architecture.h"
 
 #include <array>
+#include <cmath>
 
 #include "base/error.h"
 
@@ -116,20 +117,38 @@ void read_common_config(const JsonFields& f, ModelConfig& cfg) {
 
 namespace zotune {
 
+int64_t checked_size(const JsonFields& f, const char* key, int64_t v, int64_t max) {
+  if (v <= 0) fail(f.file(), ": field '", key, "' must be positive (got ", v, ")");
+  if (v > max) fail(f.file(), ": field '", key, "' = ", v, " is beyond the supported limit ", max);
+  return v;
+}
+
+void state_assumed(ModelConfig& cfg, const char* key, const Json& value) {
+  if (!cfg.json.contains(key) || cfg.json[key].is_null()) cfg.json[key] = value;
+}
+
+double checked_positive(const JsonFields& f, const char* key, double v) {
+  if (!(v > 0) || !std::isfinite(v)) fail(f.file(), ": field '", key, "' must be a finite number > 0 (got ", v, ")");
+  return v;
+}
+
 void read_shape_config(const JsonFields& f, const ShapeFieldNames& n, ModelConfig& cfg) {
   read_common_config(f, cfg);
-  auto positive = [&](const char* key, int64_t v) {
-    if (v <= 0) fail(f.file(), ": field '", key, "' must be positive (got ", v, ")");
-    return v;
-  };
-  cfg.vocab_size = positive("vocab_size", f.req<int64_t>("vocab_size"));
-  cfg.hidden_size = positive(n.hidden, f.req<int64_t>(n.hidden));
-  cfg.num_layers = positive(n.layers, f.req<int64_t>(n.layers));
-  cfg.num_heads = positive(n.heads, f.req<int64_t>(n.heads));
-  cfg.num_kv_heads = n.kv_heads ? positive(n.kv_heads, f.opt<int64_t>(n.kv_heads, cfg.num_heads)) : cfg.num_heads;
-  cfg.max_positions = n.max_positions_required ? positive(n.max_positions, f.req<int64_t>(n.max_positions))
-                                               : f.opt<int64_t>(n.max_positions, 0);
+  using L = ConfigLimits;
+  cfg.vocab_size = checked_size(f, "vocab_size", f.req<int64_t>("vocab_size"), L::vocab);
+  cfg.hidden_size = checked_size(f, n.hidden, f.req<int64_t>(n.hidden), L::width);
+  cfg.num_layers = checked_size(f, n.layers, f.req<int64_t>(n.layers), L::layers);
+  cfg.num_heads = checked_size(f, n.heads, f.req<int64_t>(n.heads), L::heads);
+  cfg.num_kv_heads =
+      n.kv_heads ? checked_size(f, n.kv_heads, f.opt<int64_t>(n.kv_heads, cfg.num_heads), L::heads) : cfg.num_heads;
+  cfg.max_positions = n.max_positions_required
+                          ? checked_size(f, n.max_positions, f.req<int64_t>(n.max_positions), L::positions)
+                          : f.opt<int64_t>(n.max_positions, 0);
+  if (!n.max_positions_required && cfg.max_positions != 0)
+    checked_size(f, n.max_positions, cfg.max_positions, L::positions);
   cfg.tie_word_embeddings = f.opt<bool>("tie_word_embeddings", n.tied_by_default);
+  state_assumed(cfg, "tie_word_embeddings", cfg.tie_word_embeddings);
+  if (n.kv_heads) state_assumed(cfg, n.kv_heads, cfg.num_kv_heads);
 }
 
 }  // namespace zotune

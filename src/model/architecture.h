@@ -166,4 +166,19 @@ struct ShapeFieldNames {
 // tie_word_embeddings; every count must be positive (errors name the field).
 void read_shape_config(const JsonFields& f, const ShapeFieldNames& names, ModelConfig& cfg);
 
+// Sane limits for config sizes, checked before anything is sized from them
+// (real models sit far below: the largest have ~128 layers, widths ~3e4, vocabularies ~3e5).
+struct ConfigLimits {
+  static constexpr int64_t layers = 1024, width = int64_t{1} << 17, inner = int64_t{1} << 20,
+                           heads = 4096, vocab = int64_t{1} << 24, positions = int64_t{1} << 24;
+};
+// v when 1 <= v <= max, else an error naming the file and field.
+int64_t checked_size(const JsonFields& f, const char* key, int64_t v, int64_t max);
+// Records in cfg.json a value the architecture assumed for an absent (or null)
+// field, so the config.json zotune writes states it and never leaves it to the
+// reader's default (which may differ between transformers versions).
+void state_assumed(ModelConfig& cfg, const char* key, const Json& value);
+// v when finite and > 0, else an error naming the file and field.
+double checked_positive(const JsonFields& f, const char* key, double v);
+
 }  // namespace zotune

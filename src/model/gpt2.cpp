@@ -29,9 +29,9 @@ class Gpt2 final : public Architecture {
     read_shape_config(f, names, cfg_);
     cfg_.base_prefix = "transformer.";
     if (cfg_.hf_architecture.empty()) cfg_.hf_architecture = "GPT2LMHeadModel";
-    inner_ = f.has("n_inner") ? f.req<int64_t>("n_inner") : 4 * cfg_.hidden_size;
-    eps_ = f.opt<double>("layer_norm_epsilon", 1e-5);
-    check(inner_ > 0, file, ": field 'n_inner' must be positive");
+    inner_ = f.has("n_inner") ? checked_size(f, "n_inner", f.req<int64_t>("n_inner"), ConfigLimits::inner)
+                              : 4 * cfg_.hidden_size;
+    eps_ = checked_positive(f, "layer_norm_epsilon", f.opt<double>("layer_norm_epsilon", 1e-5));
     check(cfg_.hidden_size % cfg_.num_heads == 0, file, ": field 'n_embd' (", cfg_.hidden_size,
           ") is not divisible by 'n_head' (", cfg_.num_heads, ")");
     cfg_.head_dim = cfg_.hidden_size / cfg_.num_heads;
@@ -46,6 +46,10 @@ class Gpt2 final : public Architecture {
     if (f.opt<bool>("add_cross_attention", false))
       fail(file, ": field 'add_cross_attention': true is not supported");
     // reorder_and_upcast_attn only changes precision of an fp32 computation; allowed.
+    state_assumed(cfg_, "n_inner", inner_);
+    state_assumed(cfg_, "layer_norm_epsilon", f.opt<double>("layer_norm_epsilon", 1e-5));
+    state_assumed(cfg_, "activation_function", act);
+    state_assumed(cfg_, "scale_attn_weights", scale_attn_);
 
     const int64_t C = cfg_.hidden_size, V = cfg_.vocab_size, I = inner_;
     const std::string p = "transformer.";

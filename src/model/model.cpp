@@ -1,8 +1,11 @@
 #include "model/model.h"
 
+#include <algorithm>
+
 #include "base/error.h"
 #include "base/fs.h"
 #include "base/philox.h"
+#include "kernels/finite.h"
 #include "kernels/kernels.h"
 
 namespace zotune {
@@ -63,7 +66,8 @@ void save_checkpoint(const Architecture& arch, const std::vector<const float*>& 
       dtype, out);
 }
 
-void save_checkpoint(const Architecture& arch, const TensorReader& read, DType dtype, const fs::path& out) {
+std::vector<std::string> save_checkpoint(const Architecture& arch, const TensorReader& read, DType dtype,
+                                         const fs::path& out) {
   check(is_float_storage(dtype), "cannot save weights as ", dtype_name(dtype));
   const auto& table = arch.tensors();
   fs::create_directories(out);
@@ -88,8 +92,42 @@ void save_checkpoint(const Architecture& arch, const TensorReader& read, DType d
   }
   Json config = arch.config().json;
   config["torch_dtype"] = torch_dtype_name(dtype);
-  write_checkpoint(out, named);
+  std::vector<std::string> written = write_checkpoint(out, named);
   write_file_atomic(out / "config.json", config.dump(2) + "\n");
+  return written;
+}
+
+void check_weights_finite(const Architecture& arch, const TensorReader& read, const std::string& what) {
+  constexpr int64_t kPiece = int64_t{1} << 20;
+  std::vector<float> buf;
+  const auto& table = arch.tensors();
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    const int64_t n = table[i].numel();
+    for (int64_t first = 0; first < n; first += kPiece) {
+      const int64_t count = std::min(kPiece, n - first);
+      buf.resize(static_cast<std::size_t>(count));
+      read(static_cast<int>(i), first, count, buf.data());
+      const int64_t at = kernels::first_nonfinite_f32(buf.data(), count);
+      if (at >= 0)
+        fail(what, ": tensor '", table[i].name, "' holds a non-finite value (", buf[static_cast<std::size_t>(at)],
+             " at flat index ", first + at, ")");
+    }
+  }
+}
+
+void replace_checkpoint(const Architecture& arch, const TensorReader& read, DType dtype, const fs::path& out) {
+  const std::vector<std::string> written = save_checkpoint(arch, read, dtype, out);
+  auto is_weight_file = [](const std::string& n) {
+    return n.rfind("model", 0) == 0 && (n.ends_with(".safetensors") || n.ends_with(".safetensors.index.json"));
+  };
+  std::vector<fs::path> stale;
+  for (auto& e : fs::directory_iterator(out)) {
+    const std::string n = e.path().filename().string();
+    if (is_weight_file(n) && std::find(written.begin(), written.end(), n) == written.end()) stale.push_back(e.path());
+  }
+  // The index first: while it exists it names the shards a reader opens.
+  std::stable_partition(stale.begin(), stale.end(), [](const fs::path& p) { return p.string().ends_with(".json"); });
+  for (const auto& p : stale) fs::remove(p);
 }
 
 void init_checkpoint(Json config, DType dtype, uint64_t seed, const fs::path& out) {

@@ -34,7 +34,19 @@ void save_checkpoint(const Architecture& arch, const std::vector<const float*>& 
 // pieces (a few MB), so the weights are never all in memory at once — how the
 // trainer exports from a tier that holds them on disk or in 16 bits.
 using TensorReader = std::function<void(int id, int64_t first, int64_t count, float* out)>;
-void save_checkpoint(const Architecture& arch, const TensorReader& read, DType dtype,
-                     const std::filesystem::path& out);
+std::vector<std::string> save_checkpoint(const Architecture& arch, const TensorReader& read, DType dtype,
+                                         const std::filesystem::path& out);
+
+// Throws naming the tensor and flat index when a value `read` gives is NaN or
+// Inf; `what` says whose weights they are (e.g. "the replayed weights").
+void check_weights_finite(const Architecture& arch, const TensorReader& read, const std::string& what);
+
+// save_checkpoint over a model already in `out` (a finished run exported again):
+// every new file is written under a temporary name and renamed over the old one,
+// and only then are old weight files the new model does not use removed (the
+// stale index first, so a reader never sees an index naming a missing shard).
+// A failure (e.g. ENOSPC) leaves the previous model loadable.
+void replace_checkpoint(const Architecture& arch, const TensorReader& read, DType dtype,
+                        const std::filesystem::path& out);
 
 }  // namespace zotune

@@ -25,8 +25,9 @@ class Opt final : public Architecture {
     read_shape_config(f, names, cfg_);
     cfg_.base_prefix = "model.";
     if (cfg_.hf_architecture.empty()) cfg_.hf_architecture = "OPTForCausalLM";
-    ffn_ = f.req<int64_t>("ffn_dim");
-    proj_ = f.opt<int64_t>("word_embed_proj_dim", cfg_.hidden_size);
+    ffn_ = checked_size(f, "ffn_dim", f.req<int64_t>("ffn_dim"), ConfigLimits::inner);
+    proj_ = checked_size(f, "word_embed_proj_dim", f.opt<int64_t>("word_embed_proj_dim", cfg_.hidden_size),
+                         ConfigLimits::width);
     pre_ln_ = f.opt<bool>("do_layer_norm_before", true);
     final_ln_ = pre_ln_ && !f.opt<bool>("_remove_final_layer_norm", false);
     bias_ = f.opt<bool>("enable_bias", true);
@@ -40,6 +41,11 @@ class Opt final : public Architecture {
     if (act == "relu") gelu_ = false;
     else if (act == "gelu") gelu_ = true;
     else fail(file, ": field 'activation_function': unsupported value '", act, "'");
+    state_assumed(cfg_, "word_embed_proj_dim", proj_);
+    state_assumed(cfg_, "do_layer_norm_before", pre_ln_);
+    state_assumed(cfg_, "enable_bias", bias_);
+    state_assumed(cfg_, "layer_norm_elementwise_affine", affine_);
+    state_assumed(cfg_, "activation_function", act);
 
     const int64_t C = cfg_.hidden_size, V = cfg_.vocab_size, P = proj_;
     const std::string p = "model.decoder.";

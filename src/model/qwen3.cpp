@@ -13,6 +13,11 @@ class Qwen3 final : public RmsRopeDecoder {
     if (f.opt<bool>("use_sliding_window", false))
       fail(file, ": field 'use_sliding_window': sliding-window attention is not supported");
     RmsRopeOptions o = read_config(f, "Qwen3ForCausalLM", 128, false);  // Qwen3Config: head_dim 128
+    // Attention is full at every length. Qwen3Config defaults sliding_window to
+    // 4096 and transformers 4.51 applies it whatever use_sliding_window says, so
+    // the config written states null, as released Qwen3 configs do.
+    cfg_.json["sliding_window"] = nullptr;
+    cfg_.json["use_sliding_window"] = false;
     o.qk_norm = true;
     build(f, std::move(o));
   }
@@ -23,7 +28,7 @@ class Qwen3 final : public RmsRopeDecoder {
 Json preset_qwen3(const std::string& name) {
   Json j = {{"architectures", {"Qwen3ForCausalLM"}}, {"model_type", "qwen3"}, {"hidden_act", "silu"},
             {"attention_bias", false}, {"initializer_range", 0.02}, {"rms_norm_eps", 1e-6},
-            {"use_sliding_window", false}, {"bos_token_id", 151643}, {"eos_token_id", 151645}};
+            {"use_sliding_window", false}, {"sliding_window", nullptr}, {"bos_token_id", 151643}, {"eos_token_id", 151645}};
   if (name == "tiny") {
     j.update({{"vocab_size", 512}, {"hidden_size", 64}, {"intermediate_size", 192}, {"num_hidden_layers", 2},
               {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"head_dim", 32},

@@ -22,6 +22,7 @@ std::vector<float> read_rope_inv_freq(const JsonFields& f, int64_t head_dim, dou
   JsonFields p(params, f.file() + " (" + where + ")");
   double theta = nested ? p.opt<double>("rope_theta", f.opt<double>("rope_theta", default_theta))
                         : f.opt<double>("rope_theta", default_theta);
+  checked_positive(f, "rope_theta", theta);
   std::string type = p.opt<std::string>("rope_type", p.opt<std::string>("type", "default"));
   check(head_dim % 2 == 0, f.file(), ": head_dim ", head_dim, " must be even for RoPE");
   const float partial = static_cast<float>(f.opt<double>("partial_rotary_factor", 1.0));
@@ -36,12 +37,12 @@ std::vector<float> read_rope_inv_freq(const JsonFields& f, int64_t head_dim, dou
   }
   if (type == "default") return inv;
   if (type == "linear") {
-    const float factor = static_cast<float>(p.req<double>("factor"));
+    const float factor = static_cast<float>(checked_positive(p, "factor", p.req<double>("factor")));
     for (auto& x : inv) x /= factor;
     return inv;
   }
   if (type == "llama3") {
-    const double factor = p.req<double>("factor");
+    const double factor = checked_positive(p, "factor", p.req<double>("factor"));
     const double low = p.req<double>("low_freq_factor");
     const double high = p.req<double>("high_freq_factor");
     const double old_ctx = static_cast<double>(p.req<int64_t>("original_max_position_embeddings"));
@@ -68,13 +69,20 @@ RmsRopeOptions RmsRopeDecoder::read_config(const JsonFields& f, const char* hf_a
   names.kv_heads = "num_key_value_heads";
   read_shape_config(f, names, cfg_);
   if (cfg_.hf_architecture.empty()) cfg_.hf_architecture = hf_architecture;
-  cfg_.head_dim = f.opt<int64_t>("head_dim", default_head_dim > 0 ? default_head_dim : cfg_.hidden_size / cfg_.num_heads);
+  cfg_.head_dim = checked_size(
+      f, "head_dim", f.opt<int64_t>("head_dim", default_head_dim > 0 ? default_head_dim : cfg_.hidden_size / cfg_.num_heads),
+      ConfigLimits::width);
   RmsRopeOptions o;
-  o.intermediate_size = f.req<int64_t>("intermediate_size");
-  o.rms_eps = static_cast<float>(f.opt<double>("rms_norm_eps", 1e-6));
+  o.intermediate_size = checked_size(f, "intermediate_size", f.req<int64_t>("intermediate_size"), ConfigLimits::inner);
+  o.rms_eps = static_cast<float>(checked_positive(f, "rms_norm_eps", f.opt<double>("rms_norm_eps", 1e-6)));
   o.attention_bias = f.opt<bool>("attention_bias", false);
   o.mlp_bias = mlp_bias_field && f.opt<bool>("mlp_bias", false);
   o.inv_freq = read_rope_inv_freq(f, cfg_.head_dim, 10000.0);
+  state_assumed(cfg_, "head_dim", cfg_.head_dim);
+  state_assumed(cfg_, "rms_norm_eps", static_cast<double>(f.opt<double>("rms_norm_eps", 1e-6)));
+  state_assumed(cfg_, "attention_bias", o.attention_bias);
+  if (mlp_bias_field) state_assumed(cfg_, "mlp_bias", o.mlp_bias);
+  if (!f.has("rope_parameters")) state_assumed(cfg_, "rope_theta", f.opt<double>("rope_theta", 10000.0));
   return o;
 }
 

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "kernels/finite.h"
 #include "kernels/kernels.h"
 
 namespace zotune {
@@ -26,7 +27,26 @@ TensorView checked_view(const Architecture& arch, const Checkpoint& ckpt, const 
   if (v.shape != spec.shape)
     fail(file, ": tensor '", name, "' has shape ", shape_str(v.shape), ", expected ", shape_str(spec.shape),
          " from ", arch.config().file);
+  check_finite(v, file, name);
   return v;
+}
+
+void check_finite(const TensorView& v, const std::string& file, const std::string& name) {
+  const int64_t n = v.numel();
+  prefault_mapped_pages(v.data, v.nbytes());
+  int64_t at = -1;
+  switch (v.dtype) {
+    case DType::F32: at = kernels::first_nonfinite_f32(static_cast<const float*>(v.data), n); break;
+    case DType::BF16: at = kernels::first_nonfinite_bf16(static_cast<const uint16_t*>(v.data), n); break;
+    case DType::F16: at = kernels::first_nonfinite_f16(static_cast<const uint16_t*>(v.data), n); break;
+    default: return;
+  }
+  if (at >= 0) {
+    float x = 0;
+    upcast_to_f32(TensorView{v.dtype, {1}, static_cast<const char*>(v.data) + at * dtype_size(v.dtype)}, &x);
+    fail(file, ": tensor '", name, "' holds a non-finite value (", x, " at flat index ", at,
+         "); the checkpoint is damaged or diverged");
+  }
 }
 
 void upcast_to_f32(const TensorView& v, float* out) {
@@ -44,8 +64,12 @@ ModelWeights::ModelWeights(const Architecture& arch, const Checkpoint& ckpt) {
   owned_.resize(table.size());
   ptrs_.resize(table.size());
   dtypes_.resize(table.size());
+  // Every tensor is checked (name, shape, dtype, finite) before anything is allocated.
+  std::vector<TensorView> views;
+  views.reserve(table.size());
+  for (const auto& spec : table) views.push_back(checked_view(arch, ckpt, spec));
   for (std::size_t i = 0; i < table.size(); ++i) {
-    TensorView v = checked_view(arch, ckpt, table[i]);
+    const TensorView& v = views[i];
     dtypes_[i] = v.dtype;
     if (v.dtype == DType::F32 && reinterpret_cast<uintptr_t>(v.data) % alignof(float) == 0) {
       ptrs_[i] = v.f32();

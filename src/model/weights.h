@@ -15,8 +15,13 @@ namespace zotune {
 std::string resolve_tensor_name(const Architecture& arch, const Checkpoint& ckpt, const TensorSpec& spec);
 
 // The checkpoint's view of a table entry after checking its shape and that its
-// dtype is F32, F16 or BF16; errors name the file and tensor.
+// dtype is F32, F16 or BF16 and that every value is finite; errors name the
+// file and tensor.
 TensorView checked_view(const Architecture& arch, const Checkpoint& ckpt, const TensorSpec& spec);
+
+// Throws naming the file, tensor and index when a float tensor holds NaN or Inf
+// (checked_view calls it: every weight zotune loads is finite).
+void check_finite(const TensorView& v, const std::string& file, const std::string& name);
 
 // Copies/upcasts a stored float tensor (F32/F16/BF16) into fp32.
 void upcast_to_f32(const TensorView& v, float* out);

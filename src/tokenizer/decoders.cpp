@@ -203,7 +203,7 @@ std::unique_ptr<Decoder> make_decoder(const Json& j, const Where& where) {
     else if (p.contains("Regex") && p["Regex"].is_string())
       re = std::make_unique<Regex>(p["Regex"].get<std::string>(), where.at("pattern.Regex").str());
     else
-      fail(where.at("pattern").str(), ": expected {\"String\": ...} or {\"Regex\": ...}, got ", p.dump());
+      fail(where.at("pattern").str(), ": expected {\"String\": ...} or {\"Regex\": ...}, got ", json_excerpt(p));
     return std::make_unique<ReplaceDecoder>(std::move(re), f.req<std::string>("content"));
   }
   if (type == "Sequence") {

@@ -24,19 +24,19 @@ std::optional<Json> read_optional_object(const fs::path& path) {
 
 bool opt_bool(const Json& j, const char* key, bool def, const Where& where) {
   if (!j.contains(key) || j[key].is_null()) return def;
-  ZOTUNE_TOK_CHECK(j[key].is_boolean(), where.at(key).str(), ": expected true or false, got ", j[key].dump());
+  ZOTUNE_TOK_CHECK(j[key].is_boolean(), where.at(key).str(), ": expected true or false, got ", json_excerpt(j[key]));
   return j[key].get<bool>();
 }
 
 std::optional<std::string> opt_string(const Json& j, const char* key, const Where& where) {
   if (!j.contains(key) || j[key].is_null()) return std::nullopt;
-  ZOTUNE_TOK_CHECK(j[key].is_string(), where.at(key).str(), ": expected a string, got ", j[key].dump());
+  ZOTUNE_TOK_CHECK(j[key].is_string(), where.at(key).str(), ": expected a string, got ", json_excerpt(j[key]));
   return j[key].get<std::string>();
 }
 
 // An added token as tokenizer.json / added_tokens_decoder write it.
 AddedToken parse_added_token(const Json& j, const Where& where, bool default_special) {
-  ZOTUNE_TOK_CHECK(j.is_object(), where.str(), ": expected an object, got ", j.dump());
+  ZOTUNE_TOK_CHECK(j.is_object(), where.str(), ": expected an object, got ", json_excerpt(j));
   AddedToken t;
   auto content = opt_string(j, "content", where);
   ZOTUNE_TOK_CHECK(content.has_value(), where.str(), ": missing string field 'content'");
@@ -51,7 +51,7 @@ AddedToken parse_added_token(const Json& j, const Where& where, bool default_spe
 
 int32_t parse_id(const Json& v, const Where& where) {
   ZOTUNE_TOK_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX, where.str(),
-        ": expected a token id (integer >= 0), got ", v.dump());
+        ": expected a token id (integer >= 0), got ", json_excerpt(v));
   return v.get<int32_t>();
 }
 
@@ -92,7 +92,7 @@ std::unique_ptr<BpeModel> bpe_from_json(const Json& m, const Where& where) {
       merges.push_back(split_merge(e.get_ref<const std::string&>(), mw, i));
     } else {
       ZOTUNE_TOK_CHECK(e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string(), mw.at(i).str(),
-            ": expected \"a b\" or [\"a\", \"b\"], got ", e.dump());
+            ": expected \"a b\" or [\"a\", \"b\"], got ", json_excerpt(e));
       merges.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
     }
   }

@@ -10,7 +10,7 @@
 namespace zotune::tok {
 
 std::string stage_type(const Json& j, const Where& where) {
-  ZOTUNE_TOK_CHECK(j.is_object(), where.str(), ": expected an object, got ", j.dump());
+  ZOTUNE_TOK_CHECK(j.is_object(), where.str(), ": expected an object, got ", json_excerpt(j));
   ZOTUNE_TOK_CHECK(j.contains("type") && j["type"].is_string(), where.str(), ": missing string field 'type'");
   return j["type"].get<std::string>();
 }
@@ -94,7 +94,7 @@ class Replace : public Normalizer {
     } else if (p.contains("Regex") && p["Regex"].is_string()) {
       regex_ = std::make_unique<Regex>(p["Regex"].get<std::string>(), where.at("pattern.Regex").str());
     } else {
-      fail(where.at("pattern").str(), ": expected {\"String\": ...} or {\"Regex\": ...}, got ", p.dump());
+      fail(where.at("pattern").str(), ": expected {\"String\": ...} or {\"Regex\": ...}, got ", json_excerpt(p));
     }
   }
   void normalize(std::string& s) const override {

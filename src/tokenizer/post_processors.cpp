@@ -54,7 +54,7 @@ std::unique_ptr<PostProcessor> template_processing(const Json& j, const Where& w
     if (piece.is_object() && piece.contains("Sequence")) {
       const Json& s = piece["Sequence"];
       ZOTUNE_TOK_CHECK(s.is_object() && s.value("id", std::string()) == "A", w.str(),
-            ": a single-sequence template can only hold sequence A, got ", piece.dump());
+            ": a single-sequence template can only hold sequence A, got ", json_excerpt(piece));
       ZOTUNE_TOK_CHECK(!seen_sequence, w.str(), ": sequence A appears twice");
       seen_sequence = true;
       continue;
@@ -74,7 +74,7 @@ std::unique_ptr<PostProcessor> template_processing(const Json& j, const Where& w
       }
       special = p.substr(0, p.rfind(':'));
     } else {
-      fail(w.str(), ": expected {\"Sequence\": ...} or {\"SpecialToken\": ...}, got ", piece.dump());
+      fail(w.str(), ": expected {\"Sequence\": ...} or {\"SpecialToken\": ...}, got ", json_excerpt(piece));
     }
     ZOTUNE_TOK_CHECK(specials.contains(special) && specials[special].is_object() && specials[special].contains("ids") &&
               specials[special]["ids"].is_array(),

@@ -233,7 +233,7 @@ std::unique_ptr<Regex> pattern_regex(const Json& j, const Where& where) {
     return std::make_unique<Regex>(Regex::escape(p["String"].get<std::string>()), where.at("pattern.String").str());
   if (p.contains("Regex") && p["Regex"].is_string())
     return std::make_unique<Regex>(p["Regex"].get<std::string>(), where.at("pattern.Regex").str());
-  fail(where.at("pattern").str(), ": expected {\"String\": ...} or {\"Regex\": ...}, got ", p.dump());
+  fail(where.at("pattern").str(), ": expected {\"String\": ...} or {\"Regex\": ...}, got ", json_excerpt(p));
 }
 
 // Metaspace's prepend scheme; the older add_prefix_space flag maps onto it.

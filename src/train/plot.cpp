@@ -35,7 +35,10 @@ std::vector<double> ticks(double lo, double hi, int n) {
   const double raw = (hi - lo) / n;
   const double p = std::pow(10.0, std::floor(std::log10(raw)));
   const double step = raw / p < 1.5 ? p : raw / p < 3.5 ? 2 * p : raw / p < 7.5 ? 5 * p : 10 * p;
-  for (double v = std::ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) t.push_back(std::fabs(v) < 1e-12 * step ? 0 : v);
+  // A step below the values' resolution would never advance v: at most ~2n ticks.
+  for (double v = std::ceil(lo / step) * step; v <= hi + 1e-9 * step && t.size() <= 2 * static_cast<std::size_t>(n);
+       v += step)
+    t.push_back(std::fabs(v) < 1e-12 * step ? 0 : v);
   return t;
 }
 
@@ -54,8 +57,10 @@ std::string render_svg_plot(const std::string& title, const std::string& xlabel,
       y1 = std::max(y1, s.y[i]);
     }
   if (!std::isfinite(x0)) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
-  if (x1 == x0) x1 = x0 + 1;
-  if (y1 == y0) y0 -= 0.5, y1 += 0.5;
+  // A range at the values' rounding level (a loss and its EMA one ulp apart) counts as one value.
+  auto flat = [](double a, double b) { return b - a <= 1e-9 * std::max(std::fabs(a), std::fabs(b)); };
+  if (flat(x0, x1)) x1 = x0 + 1;
+  if (flat(y0, y1)) y0 -= 0.5, y1 += 0.5;
   const double pad = 0.05 * (y1 - y0);
   y0 -= pad;
   y1 += pad;

@@ -5,7 +5,9 @@
 
 #include "base/error.h"
 #include "base/fs.h"
+#include "base/paths.h"
 #include "train/plot.h"
+#include "train/trainer_state.h"
 
 namespace zotune {
 namespace fs = std::filesystem;
@@ -33,19 +35,21 @@ bool has_tokenizer(const fs::path& dir) { return fs::exists(dir / "tokenizer.jso
 
 ResumePoint read_resume_point(const fs::path& dir, const Json& identity) {
   const fs::path state_file = dir / "trainer_state.json";
+  if (!fs::exists(state_file) && fs::exists(dir / kRunMarkFile))
+    fail("--resume ", dir.string(), ": the run was stopped before its first step was recorded; nothing to resume. "
+         "Start it again with the same command without --resume");
   if (!fs::exists(state_file)) fail("--resume ", dir.string(), ": no trainer_state.json (not a zotune run or checkpoint)");
-  Json st = read_json_file(state_file);
-  JsonFields f(st, state_file.string());
+  const TrainerState st = read_trainer_state(state_file);
   ResumePoint p;
-  p.step = f.req<int64_t>("step");
+  p.step = st.step;
   for (auto& [k, v] : identity.items())
-    if (st["run"].contains(k) && st["run"][k] != v)
-      fail("--resume: the run used ", k, " = ", st["run"][k].dump(), ", this command gives ", v.dump(),
+    if (st.run.contains(k) && st.run[k] != v)
+      fail("--resume: the run used ", k, " = ", json_excerpt(st.run[k]), ", this command gives ", v.dump(),
            " (", state_file.string(), " field 'run.", k, "'); pass the same options to continue it");
-  p.base_model = f.req<std::string>("base_model");
-  p.weights = f.opt<std::string>("weights", "");
+  p.base_model = st.base_model;
+  p.weights = st.weights;
   p.update_log = dir / "updates.jsonl";
-  if (!fs::exists(p.update_log) && f.has("updates")) p.update_log = dir / f.req<std::string>("updates");
+  if (!fs::exists(p.update_log) && !st.updates.empty()) p.update_log = dir / st.updates;
   return p;
 }
 
@@ -55,14 +59,20 @@ RunDir::RunDir(const fs::path& out, const fs::path& model, const fs::path& resum
   std::error_code ec;
   if (fs::exists(out) && fs::exists(model) && fs::equivalent(out, model, ec))
     fail("--out ", out.string(), " is the input model directory; the input is never modified");
+  check_output_apart(out, "--out", model, "--model");
   const bool ours = fs::exists(out / "trainer_state.json");
   const bool resuming_here = !resume.empty() && fs::exists(out) && fs::equivalent(out, resume, ec);
   if (fs::exists(out) && !fs::is_directory(out)) fail("--out ", out.string(), " is not a directory");
-  if (fs::exists(out) && !fs::is_empty(out) && !resuming_here) {
-    if (ours) fail("--out ", out.string(), " already holds a training run; resume it with --resume ", out.string(), " or choose another --out");
-    fail("--out ", out.string(), " is not empty; refusing to write into a directory zotune did not create");
+  if (fs::exists(out)) {
+    const bool zotunes = ours || fs::exists(out / kRunMarkFile) || fs::is_empty(out);
+    if (zotunes || resuming_here) lock_.emplace(out);  // one run per directory, for the run's life
+    if (!resuming_here && !(zotunes && (run_dir_is_empty(out) || clear_unstarted_run(out)))) {
+      if (ours) fail("--out ", out.string(), " already holds a training run; resume it with --resume ", out.string(), " or choose another --out");
+      fail("--out ", out.string(), " is not empty; refusing to write into a directory zotune did not create");
+    }
   }
   fs::create_directories(out);
+  if (!lock_) lock_.emplace(out);
 }
 
 RunDir::~RunDir() {

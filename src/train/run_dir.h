@@ -6,7 +6,8 @@
 //   loss.svg, accuracy.svg                             train/eval curves of metrics.jsonl
 //   checkpoint-<step>/                                 exact (storage-precision) weights + state + log
 //   best/                                              --select-best: the best dev evaluation's model (trainer.cpp)
-// RunDir checks --out (never the input model; empty, or the run being resumed),
+// RunDir checks --out (never the input model or inside it; empty, a run of ours
+// stopped before its first step, or the run being resumed), holds its lock,
 // keeps the two journals (rewritten atomically up to the resumed step, then
 // appended and flushed per record), writes the state file and checkpoint
 // directories atomically and keeps the newest. read_resume_point says where a
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "io/json_file.h"
+#include "train/run_lock.h"
 #include "train/update_log.h"
 #include "zo/mezo.h"
 
@@ -63,6 +65,8 @@ class RunDir {
   void append_train(const Json& record, const UpdateRecord& update);  // "loss" is plotted
   void append_eval(const Json& record);                               // "loss", "accuracy" are plotted
   const std::vector<double>& train_losses() const { return train_loss_; }
+  // Steps of the evaluations recorded so far (kept from a resumed run, then appended).
+  const std::vector<double>& eval_steps() const { return eval_step_; }
   // --select-best: the selection value of the best evaluation kept from the
   // resumed metrics.jsonl (its record carries "best": true), if any.
   const std::optional<double>& best_selection() const { return best_selection_; }
@@ -81,6 +85,7 @@ class RunDir {
   void append_metric(const Json& j);
 
   std::filesystem::path out_;
+  std::optional<RunLock> lock_;  // held for the run's life (train/run_lock.h)
   Json identity_;
   std::filesystem::path base_model_, data_;
   int64_t total_steps_ = 0;

@@ -11,6 +11,8 @@
 
 #include "base/error.h"
 #include "base/fs.h"
+#include "base/paths.h"
+#include "base/signals.h"
 #include "base/threads.h"
 #include "base/timer.h"
 #include "data/dataset.h"
@@ -25,6 +27,7 @@
 #include "store/param_store.h"
 #include "tokenizer/tokenizer.h"
 #include "train/engine.h"
+#include "train/options_check.h"
 #include "train/planner.h"
 #include "train/run_dir.h"
 #include "train/update_log.h"
@@ -34,30 +37,6 @@ namespace zotune {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::atomic<int> g_signal{0};
-extern "C" void on_stop_signal(int sig) { g_signal.store(sig); }
-
-// Installs SIGINT/SIGTERM handlers for the lifetime of a training run.
-class StopSignals {
- public:
-  StopSignals() {
-    g_signal.store(0);
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~StopSignals() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-  }
-  int received() const { return g_signal.load(); }
-
- private:
-  struct sigaction old_int_ {}, old_term_ {};
-};
 
 std::string hms(double s) {
   if (!std::isfinite(s) || s < 0) return "--:--:--";
@@ -211,6 +190,7 @@ void Trainer::evaluate(int64_t step) {
   int64_t counted = 0;
   AccuracyCounter accuracy;
   for (int64_t i = 0; i < el.num_batches(); ++i) {
+    if (stop_requested()) return;  // abandoned: no record; the caller checkpoints
     if (opt_.max_eval_examples > 0 && counted >= opt_.max_eval_examples) break;
     el.fill(i, batch);
     if (batch.B == 0) continue;
@@ -313,12 +293,7 @@ void Trainer::save_checkpoint_dir(int64_t step) {
 
 void Trainer::save_final() {
   const DType dtype = opt_.save_dtype.value_or(input_dtype_);
-  for (auto& e : fs::directory_iterator(opt_.out)) {
-    const std::string n = e.path().filename().string();
-    if (n.rfind("model", 0) == 0 && (n.ends_with(".safetensors") || n.ends_with(".safetensors.index.json")))
-      fs::remove(e.path());
-  }
-  save_checkpoint(*arch_, flushed_weights(), dtype, opt_.out);
+  replace_checkpoint(*arch_, flushed_weights(), dtype, opt_.out);
   copy_tokenizer_files(base_model_, opt_.out);
 }
 
@@ -341,14 +316,11 @@ int Trainer::run() {
       return 0;
     }
   }
-  check(opt_.steps >= 0, "--steps must be >= 0");
-  check(opt_.batch_size > 0, "--batch-size must be > 0");
-  check(opt_.mezo.eps > 0, "--eps must be > 0");
-  check(opt_.max_length >= 2, "--max-length must be >= 2");
+  StopSignals signals;  // from here on the first SIGINT/SIGTERM stops at a safe point
   if (!fs::is_directory(opt_.model)) fail("--model ", opt_.model.string(), ": not a model directory");
   if (opt_.data_dir.empty() && !fs::exists(opt_.data)) fail("--data ", opt_.data.string(), ": no such file");
   if (!opt_.data_dir.empty() && opt_.task.empty()) fail("--data-dir needs --task");
-  if (!opt_.eval.empty() && !fs::exists(opt_.eval)) fail("--eval ", opt_.eval.string(), ": no such file");
+  check_train_options(opt_, load_architecture(opt_.model)->config());  // before anything is created
   dir_ = std::make_unique<RunDir>(opt_.out, opt_.model, opt_.resume, run_identity(opt_));
   load_starting_weights();
   load_data();
@@ -376,8 +348,11 @@ int Trainer::run() {
                eval_ ? (", " + std::to_string(eval_->size()) + " eval examples").c_str() : "",
                static_cast<long long>(start_step_ + 1), static_cast<long long>(opt_.steps));
   if (start_step_ == 0) evaluate(0);
-
-  StopSignals signals;
+  if (int sig = stop_signal()) {
+    std::fprintf(stderr, "zotune train: stopped by signal %d before step %lld. Continue with --resume %s\n", sig,
+                 static_cast<long long>(start_step_ + 1), opt_.out.c_str());
+    return 128 + sig;
+  }
   Batch batch;
   loader_->reserve(batch);
   clock_.restart();
@@ -393,7 +368,7 @@ int Trainer::run() {
       save_checkpoint_dir(r.step);
       dir_->write_plots();
     }
-    if (int sig = signals.received(); sig != 0 && !last) {
+    if (int sig = stop_signal(); sig != 0 && !last) {
       if (tty_) std::fprintf(stderr, "\n");
       save_checkpoint_dir(r.step);
       dir_->write_plots();
@@ -403,7 +378,17 @@ int Trainer::run() {
     }
   }
   engine_->flush();
-  evaluate(opt_.steps);
+  // A resumed finished run already holds its final evaluation.
+  if (opt_.resume.empty() || start_step_ < opt_.steps || dir_->eval_steps().empty() ||
+      dir_->eval_steps().back() != static_cast<double>(opt_.steps))
+    evaluate(opt_.steps);
+  if (int sig = stop_signal()) {  // the final evaluation was cut short: keep the weights, evaluate on resume
+    save_checkpoint_dir(opt_.steps);
+    dir_->write_plots();
+    std::fprintf(stderr, "zotune train: stopped by signal %d during the final evaluation; checkpoint written. "
+                 "Finish with --resume %s\n", sig, opt_.out.c_str());
+    return 128 + sig;
+  }
   save_final();
   const DType saved = opt_.save_dtype.value_or(input_dtype_);
   dir_->sync_updates();
@@ -411,6 +396,7 @@ int Trainer::run() {
   else save_checkpoint_dir(opt_.steps);
   dir_->write_plots();
   std::fprintf(stderr, "zotune train: done; model, metrics.jsonl, updates.jsonl and loss.svg in %s\n", opt_.out.c_str());
+  if (int sig = stop_signal()) return 128 + sig;  // finished, but an interrupted run never reports success
   return 0;
 }
 
@@ -427,6 +413,7 @@ void replay_updates(const fs::path& base_model, const fs::path& log_path, const 
   auto arch = load_architecture(base_model);
   Checkpoint ckpt(base_model);
   RamStore store(*arch, ckpt);
+  check_log_for_model(log, log_path, arch->config().model_type, store.total_params(), steps);
   const auto dist = zdist_from_name(log.header.value("perturbation", "gaussian"));
   if (!dist) fail(log_path.string(), ":1: field 'perturbation': unknown value");
   const auto wd = static_cast<float>(log.header.value("weight_decay", 0.0));
@@ -437,7 +424,9 @@ void replay_updates(const fs::path& base_model, const fs::path& log_path, const 
   }
   for (const char* f : {"config.json", "model.safetensors", "model.safetensors.index.json"})
     if (fs::exists(out / f)) fail(out.string(), ": already holds ", f, "; refusing to overwrite it");
+  check_output_apart(out, "--out", base_model, "--model");
   replay(store, *dist, wd, recs);
+  check_weights_finite(*arch, store.reader(), "the weights after replaying " + log_path.string());
   const DType dtype = save_dtype.value_or(checked_view(*arch, ckpt, arch->tensors().front()).dtype);
   save_checkpoint(*arch, store.reader(), dtype, out);
   copy_tokenizer_files(base_model, out);

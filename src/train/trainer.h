@@ -23,6 +23,7 @@ struct TrainOptions {
   int64_t batch_size = 8;       // the global batch: rank r of W trains on its slice of batch_size / W
   int64_t eval_batch_size = 0;  // 0 = batch_size
   int64_t max_length = 256;
+  bool max_length_given = true; // false: 256 is a default, lowered to the model's position limit
   int64_t eval_every = 0;       // 0 = only before the first and after the last step
   int64_t save_every = 0;       // 0 = only at the end (and on SIGINT/SIGTERM)
   int64_t keep_checkpoints = 2;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <sstream>
 
@@ -37,10 +38,13 @@ UpdateLog read_update_log(const std::filesystem::path& path) {
     const bool last = in.peek() == std::char_traits<char>::eof();
     Json j;
     try {
-      j = Json::parse(line);
-    } catch (const Json::parse_error&) {
-      if (last && text.back() != '\n') break;  // a torn final line from a crash
-      fail(path.string(), ":", lineno, ": invalid JSON");
+      j = parse_json(line, "");
+    } catch (const Error& e) {
+      if (last && text.back() != '\n' && lineno > 1) {  // a torn final line from a crash
+        log.torn_line = lineno;
+        break;
+      }
+      fail(path.string(), ":", lineno, ": ", e.what());
     }
     if (lineno == 1) {
       if (!j.is_object() || j.value("format", "") != "zotune-updates")
@@ -60,6 +64,10 @@ UpdateLog read_update_log(const std::filesystem::path& path) {
       }
       if (r.step != static_cast<int64_t>(log.records.size()) + 1)
         fail(path.string(), ":", lineno, ": field 'step' is ", r.step, ", expected ", log.records.size() + 1);
+      if (!std::isfinite(r.lr) || r.lr < 0)
+        fail(path.string(), ":", lineno, ": field 'lr' = ", j.at("lr").dump(), " must be a finite number >= 0");
+      if (!std::isfinite(r.grad))
+        fail(path.string(), ":", lineno, ": field 'grad' = ", j.at("grad").dump(), " is not a finite float32");
       log.records.push_back(r);
     } catch (const Json::exception& e) {
       fail(path.string(), ":", lineno, ": bad update record: ", e.what());
@@ -67,6 +75,21 @@ UpdateLog read_update_log(const std::filesystem::path& path) {
   }
   if (log.header.is_null()) fail(path.string(), ": empty update log");
   return log;
+}
+
+void check_log_for_model(const UpdateLog& log, const std::filesystem::path& path, const std::string& model_type,
+                         int64_t parameters, std::optional<int64_t> steps) {
+  const std::string f = path.string();
+  if (log.torn_line > 0 && !(steps && *steps <= static_cast<int64_t>(log.records.size())))
+    fail(f, ":", log.torn_line, ": the last line is incomplete (the run was killed while writing it); ",
+         log.records.size(), " complete updates precede it: pass --steps ", log.records.size(), " to replay those");
+  const Json& h = log.header;
+  if (h.contains("model_type") && h["model_type"] != model_type)
+    fail(f, ":1: field 'model_type': the log was written for a ", h["model_type"].dump(), " model, --model is ",
+         model_type);
+  if (h.contains("parameters") && (!h["parameters"].is_number_integer() || h["parameters"].get<int64_t>() != parameters))
+    fail(f, ":1: field 'parameters': the log was written for a model of ", h["parameters"].dump(),
+         " parameters, --model has ", parameters);
 }
 
 void write_update_log(const std::filesystem::path& path, const UpdateLog& log) {

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdio>
 #include <filesystem>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "io/json_file.h"
@@ -14,9 +16,18 @@ namespace zotune {
 struct UpdateLog {
   Json header;  // format, base_model, run_seed, perturbation, weight_decay, ...
   std::vector<UpdateRecord> records;
+  int64_t torn_line = 0;  // > 0: the line number of an incomplete last line (not in records)
 };
 
+// Every record must have the next step number, a finite lr >= 0 and a finite
+// grad (as float32); errors name the file, line and field.
 UpdateLog read_update_log(const std::filesystem::path& path);
+
+// For `replay`: the log must be complete (no torn last line unless only the first
+// `steps` records are used) and written for a model of this type and parameter
+// count; errors name the log file, the header field and both values.
+void check_log_for_model(const UpdateLog& log, const std::filesystem::path& path, const std::string& model_type,
+                         int64_t parameters, std::optional<int64_t> steps);
 // Writes header + records atomically (used to start or truncate a log).
 void write_update_log(const std::filesystem::path& path, const UpdateLog& log);
 

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -71,6 +73,12 @@ inline Batch random_lm_batch(int64_t V, int64_t B, int64_t T, uint32_t seed) {
     ids.push_back(static_cast<int32_t>((x >> 8) % static_cast<uint32_t>(V)));
   }
   return language_model_batch(std::move(ids), B, T);
+}
+
+// A file's bytes ("" if it cannot be read).
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
 }  // namespace zotune::testing

@@ -1,0 +1,647 @@
+// Nothing lost, nothing silently wrong (issue 11): each test is one defect found
+// by a hostile run of every command, and fails on the code before its fix.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "base/error.h"
+#include "io/json_file.h"
+#include "io/safetensors.h"
+#include "kernels/finite.h"
+#include "model/architecture.h"
+#include "test_util.h"
+#include "train/plot.h"
+#include "train/update_log.h"
+
+extern char** environ;
+
+namespace zotune {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::quote;
+using testing::run_zotune;
+using testing::slurp;
+using testing::TempDir;
+
+void spit(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+
+fs::path golden(const char* name) { return testing::golden_dir() / name; }
+
+// Pre-tokenized completion data for the tiny golden models (vocabularies >= 151).
+void write_data(const fs::path& p, int n, uint32_t seed, int prompt_len = 6) {
+  std::ofstream f(p);
+  std::mt19937 rng(seed);
+  for (int i = 0; i < n; ++i) {
+    f << "{\"prompt_ids\": [";
+    for (int t = 0; t < prompt_len; ++t) f << (t ? ", " : "") << 3 + rng() % 130;
+    f << "], \"completion_ids\": [77]}\n";
+  }
+}
+
+std::string train_cmd(const fs::path& model, const fs::path& data, const fs::path& out, int steps,
+                      const std::string& extra = "") {
+  return "train --model " + quote(model) + " --data " + quote(data) + " --out " + quote(out) + " --steps " +
+         std::to_string(steps) + " --batch-size 4 --lr 1e-3 --eps 1e-3 --seed 5 --progress log " + extra;
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// Spawns `zotune args...` with stderr to `log`; returns the pid.
+pid_t spawn_zotune(std::vector<std::string> args, const fs::path& log) {
+  args.insert(args.begin(), ZOTUNE_BINARY);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, ZOTUNE_BINARY, &fa, nullptr, argv.data(), environ) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+template <class Pred>
+bool wait_for(Pred pred, double seconds) {
+  for (int i = 0; i < static_cast<int>(seconds * 50); ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pred();
+}
+
+// Exit code of a child (128 + signal when killed), waiting at most `seconds`; -1 on timeout (then killed).
+int wait_exit(pid_t pid, double seconds) {
+  int status = 0;
+  const bool done = wait_for([&] { return waitpid(pid, &status, WNOHANG) == pid; }, seconds);
+  if (!done) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::vector<Json> metrics(const fs::path& run) {
+  std::vector<Json> r;
+  std::ifstream f(run / "metrics.jsonl");
+  std::string line;
+  while (std::getline(f, line)) r.push_back(Json::parse(line));
+  return r;
+}
+
+// ---- 1. forward never writes into an input model directory or over an input file.
+TEST(Reliability, ForwardRefusesToOverwriteItsInputs) {
+  TempDir tmp;
+  fs::copy(golden("gpt2"), tmp / "m");
+  const std::string weights = slurp(tmp / "m" / "model.safetensors");
+  auto r = run_zotune("forward --model " + quote(tmp / "m") + " --input " + quote(tmp / "m" / "input.json") +
+                      " --output " + quote(tmp / "m" / "model.safetensors"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "input --model directory")) << r.output;
+  EXPECT_EQ(slurp(tmp / "m" / "model.safetensors"), weights);
+  fs::copy(tmp / "m" / "input.json", tmp / "in.json");
+  const std::string input = slurp(tmp / "in.json");
+  r = run_zotune("forward --model " + quote(tmp / "m") + " --input " + quote(tmp / "in.json") + " --output " +
+                 quote(tmp / "in.json"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "input --input file")) << r.output;
+  EXPECT_EQ(slurp(tmp / "in.json"), input);
+  // Beside the inputs is fine.
+  r = run_zotune("forward --model " + quote(tmp / "m") + " --input " + quote(tmp / "in.json") + " --output " +
+                 quote(tmp / "out.safetensors"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+// ---- 2. A final export that hits a full disk leaves the previous model in place.
+TEST(Reliability, FinalExportOnAFullDiskKeepsThePreviousModel) {
+  TempDir tmp;
+  const fs::path mnt = tmp / "mnt";
+  fs::create_directories(mnt);
+  // The suite runs as root (see RealEnospcOnTinyTmpfs in test_disk_store.cpp).
+  ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4m"), 0) << std::strerror(errno);
+  struct Unmount { fs::path p; ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); } } unmount{mnt};
+  write_data(tmp / "d.jsonl", 16, 1);
+  const fs::path run = mnt / "run";
+  auto r = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", run, 3));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string before = slurp(run / "model.safetensors");
+  // Fill the file system up to half a model: the journals still fit, the new weights do not.
+  struct statvfs sv {};
+  ASSERT_EQ(::statvfs(mnt.c_str(), &sv), 0);
+  const uint64_t free_bytes = static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize;
+  ASSERT_GT(free_bytes, before.size());
+  spit(mnt / "filler", std::string(free_bytes - before.size() / 2, 'x'));
+  r = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", run, 5, "--resume " + quote(run)));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "No space left on device")) << r.output;
+  ASSERT_TRUE(fs::exists(run / "model.safetensors")) << "the previous model was deleted before the new one was written";
+  EXPECT_EQ(slurp(run / "model.safetensors"), before);
+  fs::remove(mnt / "filler");
+  r = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", run, 5, "--resume " + quote(run)));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(slurp(run / "model.safetensors"), before);
+}
+
+// ---- 3. One run per output directory, for the run's life.
+TEST(Reliability, ASecondRunOnTheSameOutIsRefusedWhileTheFirstLives) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 16, 2);
+  const fs::path run = tmp / "run";
+  const pid_t pid = spawn_zotune({"train", "--model", golden("gpt2").string(), "--data", (tmp / "d.jsonl").string(),
+                                  "--out", run.string(), "--steps", "1000000", "--batch-size", "4", "--lr", "1e-3", "--eps",
+                                  "1e-3", "--seed", "5", "--progress", "log"},
+                                 tmp / "first.log");
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(wait_for([&] { return fs::exists(run / "metrics.jsonl") && metrics(run).size() >= 2; }, 60));
+  auto second = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", run, 3));
+  EXPECT_EQ(second.exit_code, 1) << second.output;
+  EXPECT_TRUE(contains(second.output, "in use by another zotune run")) << second.output;
+  auto resume = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", run, 3, "--resume " + quote(run)));
+  EXPECT_EQ(resume.exit_code, 1) << resume.output;
+  EXPECT_TRUE(contains(resume.output, "in use by another zotune run")) << resume.output;
+  kill(pid, SIGKILL);  // the kernel drops the lock with the process
+  EXPECT_EQ(wait_exit(pid, 30), 128 + SIGKILL);
+  const int64_t logged = static_cast<int64_t>(read_update_log(run / "updates.jsonl").records.size());
+  resume = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", run, static_cast<int>(logged) + 1,
+                                "--resume " + quote(run)));
+  EXPECT_EQ(resume.exit_code, 0) << resume.output;
+}
+
+// ---- 4. Deep or huge JSONL lines: a clear, short error, never a crash.
+TEST(Reliability, DeepAndHugeJsonLinesGiveShortErrors) {
+  TempDir tmp;
+  spit(tmp / "deep.jsonl", std::string(100000, '[') + std::string(100000, ']') + "\n");
+  auto r = run_zotune(train_cmd(golden("gpt2"), tmp / "deep.jsonl", tmp / "a", 1));
+  EXPECT_EQ(r.exit_code, 1) << r.output.substr(0, 500);
+  EXPECT_TRUE(contains(r.output, "deep.jsonl:1")) << r.output.substr(0, 500);
+  EXPECT_TRUE(contains(r.output, "nested deeper than")) << r.output.substr(0, 500);
+  EXPECT_LT(r.output.size(), 2000u);
+  std::string big = "{\"text\": [";
+  for (int i = 0; i < 1000000; ++i) big += (i ? "," : "") + std::to_string(i);
+  spit(tmp / "big.jsonl", big + "]}\n");
+  r = run_zotune(train_cmd(golden("gpt2"), tmp / "big.jsonl", tmp / "b", 1));
+  EXPECT_EQ(r.exit_code, 1) << r.output.substr(0, 500);
+  EXPECT_TRUE(contains(r.output, "big.jsonl:1")) << r.output.substr(0, 500);
+  EXPECT_LT(r.output.size(), 2000u) << r.output.substr(0, 500);
+  // The same bound for every JSON input, e.g. config.json.
+  fs::create_directories(tmp / "m");
+  spit(tmp / "m" / "config.json", std::string(5000, '[') + std::string(5000, ']'));
+  r = run_zotune("inspect --model " + quote(tmp / "m"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.output, "config.json: JSON nested deeper than")) << r.output.substr(0, 500);
+}
+
+TEST(Reliability, JsonExcerptIsBoundedForAnyValue) {
+  Json deep = Json::array();
+  Json* cur = &deep;
+  for (int i = 0; i < 100000; ++i) {  // built without recursion; excerpting must not recurse 1e5 deep
+    cur->push_back(Json::array());
+    cur = &(*cur)[0];
+  }
+  EXPECT_EQ(json_excerpt(deep, 10), "[[[[[[[[[[...");
+  Json big = Json::array();
+  for (int i = 0; i < 100000; ++i) big.push_back(i);
+  EXPECT_EQ(json_excerpt(big, 12), "[0, 1, 2, 3,...");
+  EXPECT_EQ(json_excerpt(Json{{"a", 1}}), "{\"a\": 1}");
+  EXPECT_NE(json_depth_exceeded(std::string(129, '[')), std::string_view::npos);
+  EXPECT_EQ(json_depth_exceeded(std::string(128, '[')), std::string_view::npos);
+  EXPECT_EQ(json_depth_exceeded("\"[[[[[[[[\\\"[[[[\""), std::string_view::npos) << "brackets in strings do not count";
+  // Releasing the deep value without recursion is nlohmann's job (iterative since 3.10).
+  deep = nullptr;
+}
+
+// ---- 6. Config sizes are checked (limits, then the checkpoint) before allocating.
+TEST(Reliability, HugeConfigSizesAreRefusedBeforeAllocating) {
+  TempDir tmp;
+  fs::copy(golden("gpt2"), tmp / "m");
+  Json c = read_json_file(tmp / "m" / "config.json");
+  c["n_layer"] = 10000000;
+  spit(tmp / "m" / "config.json", c.dump());
+  // 2 GB of address space: the old code allocated a 10 GB table before failing.
+  auto r = run_zotune("inspect --model " + quote(tmp / "m"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "field 'n_layer' = 10000000 is beyond the supported limit")) << r.output;
+  c["n_layer"] = 2;
+  c["n_embd"] = int64_t{1} << 62;
+  spit(tmp / "m" / "config.json", c.dump());
+  r = run_zotune("inspect --model " + quote(tmp / "m"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "field 'n_embd'")) << r.output;
+  EXPECT_FALSE(contains(r.output, "n_inner")) << r.output;
+  // Within the limits but not what the checkpoint holds: named before anything is allocated.
+  c["n_embd"] = 48;
+  c["n_layer"] = 1000;
+  spit(tmp / "m" / "config.json", c.dump());
+  r = run_zotune("forward --model " + quote(tmp / "m") + " --input " + quote(tmp / "m" / "input.json") + " --output " +
+                 quote(tmp / "o.safetensors"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "missing tensor 'transformer.h.2.ln_1.weight'")) << r.output;
+}
+
+// ---- 8. Non-finite weights and invalid config values are load errors.
+void poke(const fs::path& file, const std::string& tensor, int64_t index, float value) {
+  uint64_t off = 0;
+  {
+    SafetensorsFile f(file);
+    const TensorInfo* t = f.find(tensor);
+    ASSERT_NE(t, nullptr) << tensor;
+    off = f.data_offset() + t->begin + static_cast<uint64_t>(index) * dtype_size(t->dtype);
+    ASSERT_EQ(t->dtype, DType::F32);
+  }
+  std::fstream io(file, std::ios::in | std::ios::out | std::ios::binary);
+  io.seekp(static_cast<std::streamoff>(off));
+  io.write(reinterpret_cast<const char*>(&value), sizeof value);
+}
+
+TEST(Reliability, NonFiniteWeightsFailAtLoadNamingTheTensor) {
+  TempDir tmp;
+  fs::copy(golden("gpt2"), tmp / "m");
+  poke(tmp / "m" / "model.safetensors", "transformer.h.0.attn.c_attn.weight", 5, std::numeric_limits<float>::quiet_NaN());
+  const std::string fwd = "forward --model " + quote(tmp / "m") + " --input " + quote(tmp / "m" / "input.json") +
+                          " --output " + quote(tmp / "o.safetensors");
+  auto r = run_zotune(fwd);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "tensor 'transformer.h.0.attn.c_attn.weight' holds a non-finite value")) << r.output;
+  EXPECT_TRUE(contains(r.output, "flat index 5")) << r.output;
+  write_data(tmp / "d.jsonl", 8, 3);
+  r = run_zotune(train_cmd(tmp / "m", tmp / "d.jsonl", tmp / "run", 2));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "c_attn.weight' holds a non-finite value")) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "run" / "model.safetensors"));
+}
+
+TEST(Reliability, InvalidConfigValuesFailAtLoadNamingTheField) {
+  TempDir tmp;
+  for (auto [field, value] : std::vector<std::pair<std::string, double>>{
+           {"rope_theta", -1}, {"rope_theta", 0}, {"rms_norm_eps", 0}, {"rms_norm_eps", -1e-6}}) {
+    fs::remove_all(tmp / "m");
+    fs::copy(golden("llama"), tmp / "m");
+    Json c = read_json_file(tmp / "m" / "config.json");
+    c[field] = value;
+    spit(tmp / "m" / "config.json", c.dump());
+    auto r = run_zotune("inspect --model " + quote(tmp / "m"));
+    EXPECT_EQ(r.exit_code, 1) << field << ": " << r.output;
+    EXPECT_TRUE(contains(r.output, "field '" + field + "' must be a finite number > 0")) << r.output;
+  }
+  fs::remove_all(tmp / "m");
+  fs::copy(golden("gpt2"), tmp / "m");
+  Json c = read_json_file(tmp / "m" / "config.json");
+  c["layer_norm_epsilon"] = -1;
+  spit(tmp / "m" / "config.json", c.dump());
+  auto r = run_zotune("inspect --model " + quote(tmp / "m"));
+  EXPECT_TRUE(contains(r.output, "field 'layer_norm_epsilon' must be a finite number > 0")) << r.output;
+}
+
+// The finite check against its scalar reference (std::isfinite), odd sizes, every position.
+TEST(Reliability, FirstNonFiniteMatchesIsfinite) {
+  std::mt19937 rng(7);
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity()};
+  for (int64_t n : {1, 7, 4095, 4097, 70001, (1 << 21) + 3}) {
+    std::vector<float> x(static_cast<std::size_t>(n));
+    std::normal_distribution<float> nd(0, 1e30f);
+    for (auto& v : x) v = nd(rng);
+    x[0] = std::numeric_limits<float>::max();
+    x[static_cast<std::size_t>(n - 1)] = std::numeric_limits<float>::denorm_min();
+    EXPECT_EQ(kernels::first_nonfinite_f32(x.data(), n), -1) << n;
+    for (int k = 0; k < 4; ++k) {
+      std::vector<float> y = x;
+      const auto at = static_cast<int64_t>(rng() % static_cast<uint64_t>(n));
+      y[static_cast<std::size_t>(at)] = specials[k % 3];
+      if (k == 3 && at + 1 < n) y[static_cast<std::size_t>(n - 1)] = specials[0];  // a later one too
+      int64_t want = -1;
+      for (int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(y[static_cast<std::size_t>(i)])) { want = i; break; }
+      EXPECT_EQ(kernels::first_nonfinite_f32(y.data(), n), want) << n;
+      // bf16 and fp16 bit patterns of the same values (truncation keeps NaN/Inf/finite apart for bf16).
+      std::vector<uint16_t> b(y.size());
+      for (std::size_t i = 0; i < y.size(); ++i) {
+        uint32_t u;
+        std::memcpy(&u, &y[i], 4);
+        b[i] = static_cast<uint16_t>(u >> 16);
+      }
+      EXPECT_EQ(kernels::first_nonfinite_bf16(b.data(), n), want) << n;
+    }
+  }
+  const uint16_t h[] = {0x3c00, 0x7bff, 0xfbff, 0x0001, 0x7c00, 0x7e00};  // 1, max, -max, denormal, inf, nan
+  EXPECT_EQ(kernels::first_nonfinite_f16(h, 4), -1);
+  EXPECT_EQ(kernels::first_nonfinite_f16(h, 6), 4);
+  EXPECT_EQ(kernels::first_nonfinite_f16(h + 5, 1), 0);
+  // Unaligned fp32 data (a tensor after an odd-sized one in a safetensors file).
+  std::vector<char> raw(4 * 9 + 1);
+  float vals[9] = {1, 2, 3, 4, 5, 6, 7, std::numeric_limits<float>::infinity(), 9};
+  std::memcpy(raw.data() + 1, vals, sizeof vals);
+  EXPECT_EQ(kernels::first_nonfinite_f32(reinterpret_cast<const float*>(raw.data() + 1), 9), 7);
+}
+
+// ---- 10. replay checks what it applies.
+TEST(Reliability, ReplayRefusesForeignModelsTornLogsAndNonFiniteUpdates) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 4);
+  ASSERT_EQ(run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", tmp / "run", 3)).exit_code, 0);
+  const fs::path log = tmp / "run" / "updates.jsonl";
+  auto replay = [&](const fs::path& model, const fs::path& l, const std::string& out, const std::string& extra = "") {
+    return run_zotune("replay --model " + quote(model) + " --log " + quote(l) + " --out " + quote(tmp / out) + " " + extra);
+  };
+  auto r = replay(golden("opt"), log, "opt");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "field 'model_type': the log was written for a \"gpt2\" model")) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "opt" / "model.safetensors"));
+
+  // A gpt2 of another size.
+  fs::copy(golden("gpt2"), tmp / "other");
+  {
+    Json c = read_json_file(tmp / "other" / "config.json");
+    c["n_layer"] = 1;
+    spit(tmp / "other" / "config.json", c.dump());
+  }
+  r = replay(tmp / "other", log, "other_out");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "field 'parameters'")) << r.output;
+
+  // A torn last line: an error unless --steps stops before it.
+  std::string text = slurp(log);
+  spit(tmp / "torn.jsonl", text.substr(0, text.size() - 10));
+  r = replay(golden("gpt2"), tmp / "torn.jsonl", "torn");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "torn.jsonl:4: the last line is incomplete")) << r.output;
+  EXPECT_TRUE(contains(r.output, "--steps 2")) << r.output;
+  r = replay(golden("gpt2"), tmp / "torn.jsonl", "torn", "--steps 2");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+
+  // grad beyond float32 is a log error; a finite grad that blows the weights up is a replay error.
+  std::vector<std::string> lines;
+  {
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) lines.push_back(line);
+  }
+  auto with_grad = [&](const std::string& g, double lr = 1e-3) {
+    Json rec = Json::parse(lines[2]);
+    rec["grad"] = Json::parse(g);
+    rec["lr"] = lr;
+    std::string s;
+    for (std::size_t i = 0; i < lines.size(); ++i) s += (i == 2 ? rec.dump() : lines[i]) + "\n";
+    return s;
+  };
+  spit(tmp / "inf.jsonl", with_grad("1e39"));
+  r = replay(golden("gpt2"), tmp / "inf.jsonl", "inf");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "inf.jsonl:3: field 'grad' = 1e+39 is not a finite float32")) << r.output;
+  spit(tmp / "huge.jsonl", with_grad("1e38", 10.0));  // each finite, lr * grad * z is not
+  r = replay(golden("gpt2"), tmp / "huge.jsonl", "huge");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "holds a non-finite value")) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "huge" / "model.safetensors"));
+}
+
+// ---- 15. Options are checked against the model before the output directory exists.
+TEST(Reliability, BadOptionsLeaveNoOutputDirectory) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 5);
+  struct Case { std::string extra, message; };
+  for (const Case& c : std::vector<Case>{{"--max-length 100000", "--max-length 100000 is beyond the model's 64 positions"},
+                                         {"--lr nan", "--lr must be a finite number"},
+                                         {"--eps 0", "--eps must be a finite number > 0"},
+                                         {"--weight-decay -1", "--weight-decay must be a finite number >= 0"},
+                                         {"--save-every -2", "--save-every must be >= 0"}}) {
+    auto r = run_zotune("train --model " + quote(golden("gpt2")) + " --data " + quote(tmp / "d.jsonl") + " --out " +
+                        quote(tmp / "run") + " --steps 2 " + c.extra);
+    EXPECT_EQ(r.exit_code, 1) << c.extra << ": " << r.output;
+    EXPECT_TRUE(contains(r.output, c.message)) << r.output;
+    EXPECT_FALSE(fs::exists(tmp / "run")) << c.extra;
+  }
+  // The default --max-length (256) is lowered to the model's 64 positions.
+  auto r = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", tmp / "run", 1));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+// ---- 16. Unclear errors made clear.
+TEST(Reliability, UnclearErrorsNameTheProblem) {
+  TempDir tmp;
+  fs::create_directories(tmp / "dir");
+  write_data(tmp / "d.jsonl", 8, 6);
+  auto r = run_zotune(train_cmd(golden("gpt2"), tmp / "dir", tmp / "run", 1));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.output, "is a directory")) << r.output;
+  fs::create_directories(tmp / "tok");
+  fs::copy_file(testing::source_dir() / "fuzz" / "seeds" / "tokenizer" / "gpt2.json", tmp / "tok" / "tokenizer.json");
+  r = run_zotune("tokenize --tokenizer " + quote(tmp / "tok") + " --text-file " + quote(tmp / "dir"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.output, "is a directory")) << r.output;
+  r = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", tmp / "run", 1, "--memory-budget 1e30G"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.output, "--memory-budget: '1e30G' is larger than")) << r.output;
+  for (const std::string& bad : {train_cmd(golden("gpt2"), tmp / "d.jsonl", tmp / "run", 1, "--seed 18446744073709551616"),
+                                 train_cmd(golden("gpt2"), tmp / "d.jsonl", tmp / "run", 1, "--threads -3"),
+                                 std::string("generate --model ") + quote(golden("gpt2")) + " --input-ids 1,2 --top-k -5"}) {
+    r = run_zotune(bad);
+    EXPECT_NE(r.exit_code, 0) << bad << "\n" << r.output;
+    EXPECT_FALSE(fs::exists(tmp / "run"));
+  }
+  // --out inside the input model.
+  fs::copy(golden("gpt2"), tmp / "m");
+  r = run_zotune(train_cmd(tmp / "m", tmp / "d.jsonl", tmp / "m" / "sub", 1));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.output, "is inside the input --model directory")) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "m" / "sub"));
+  // An empty prompt is named as such.
+  r = run_zotune("generate --model " + quote(golden("qwen3")) + " --prompt ''");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.output, "--prompt is empty")) << r.output;
+  // forward prints JSON: a loss that overflowed (finite but huge weights) is null, not nan.
+  fs::remove_all(tmp / "m");
+  fs::copy(golden("gpt2"), tmp / "m");
+  for (int64_t i = 0; i < 48; ++i) poke(tmp / "m" / "model.safetensors", "transformer.ln_f.weight", i, 3e38f);
+  r = run_zotune("forward --model " + quote(tmp / "m") + " --input " + quote(tmp / "m" / "input.json") + " --output " +
+                 quote(tmp / "o.safetensors"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  Json j = Json::parse(r.output, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(j.is_discarded()) << "not JSON: " << r.output;
+  EXPECT_TRUE(j["loss"].is_null()) << r.output;
+  // Resuming a finished run adds no second final evaluation.
+  r = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", tmp / "fin", 2, "--eval " + quote(tmp / "d.jsonl")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", tmp / "fin", 2,
+                           "--eval " + quote(tmp / "d.jsonl") + " --resume " + quote(tmp / "fin")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  int evals_at_2 = 0;
+  for (auto& m : metrics(tmp / "fin")) evals_at_2 += m["type"] == "eval" && m["step"] == 2;
+  EXPECT_EQ(evals_at_2, 1);
+}
+
+// A loss curve whose values differ by one ulp (a loss and its EMA after one step)
+// hung the plot (a tick step below the values' resolution) and then ran out of memory.
+TEST(Reliability, PlotOfValuesOneUlpApartFinishes) {
+  const double a = 3.9331, b = std::nextafter(a, 10.0);
+  const std::string svg = render_svg_plot("t", "step", "loss", {{"l", "#000", {1}, {a}, false, 1.0},
+                                                                {"e", "#111", {1}, {b}, false, 1.0}});
+  EXPECT_TRUE(contains(svg, "<svg")) << svg.substr(0, 200);
+  EXPECT_LT(svg.size(), 20000u);
+  const std::string wide = render_svg_plot("t", "step", "loss", {{"l", "#000", {1e15, 1e15 + 0.125}, {a, b}, false, 1.0}});
+  EXPECT_LT(wide.size(), 20000u);
+}
+
+// ---- 17. Written configs state what zotune assumed; Qwen3 gets "sliding_window": null.
+TEST(Reliability, QwenConfigWrittenWithSlidingWindowNull) {
+  TempDir tmp;
+  auto r = run_zotune("init --arch qwen3 --preset tiny --out " + quote(tmp / "q"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  Json c = read_json_file(tmp / "q" / "config.json");
+  ASSERT_TRUE(c.contains("sliding_window"));
+  EXPECT_TRUE(c["sliding_window"].is_null());
+  EXPECT_EQ(c["use_sliding_window"], false);
+  // A trained copy of a config that has no sliding_window key states it too.
+  fs::copy(golden("qwen3"), tmp / "m");
+  Json in = read_json_file(tmp / "m" / "config.json");
+  in.erase("sliding_window");
+  spit(tmp / "m" / "config.json", in.dump());
+  write_data(tmp / "d.jsonl", 8, 7);
+  r = run_zotune(train_cmd(tmp / "m", tmp / "d.jsonl", tmp / "run", 1));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  c = read_json_file(tmp / "run" / "config.json");
+  ASSERT_TRUE(c.contains("sliding_window"));
+  EXPECT_TRUE(c["sliding_window"].is_null());
+}
+
+// For each architecture: the fields zotune defaults when a config leaves them
+// out, with the Hugging Face default (transformers' configuration_<arch>.py).
+// The written config must state each one, and the value zotune assumed must be
+// HF's — except where noted, where HF's default differs and stating it is what
+// keeps the written model's meaning.
+TEST(Reliability, WrittenConfigsStateEveryAssumedFieldWithTheHfDefault) {
+  struct Field { std::string key; Json hf_default; };
+  struct Arch { std::string type; std::vector<Field> fields; };
+  const std::vector<Arch> archs = {
+      {"gpt2", {{"layer_norm_epsilon", 1e-5}, {"activation_function", "gelu_new"}, {"scale_attn_weights", true},
+                {"tie_word_embeddings", true}, {"n_inner", "4*n_embd"}}},
+      {"opt", {{"do_layer_norm_before", true}, {"enable_bias", true}, {"layer_norm_elementwise_affine", true},
+               {"activation_function", "relu"}, {"tie_word_embeddings", true}, {"word_embed_proj_dim", "hidden_size"}}},
+      {"llama", {{"rms_norm_eps", 1e-6}, {"rope_theta", 10000.0}, {"attention_bias", false}, {"mlp_bias", false},
+                 {"tie_word_embeddings", false}, {"head_dim", "hidden_size/num_attention_heads"},
+                 {"num_key_value_heads", "num_attention_heads"}}},
+      // Qwen3Config: head_dim 128, num_key_value_heads 32 when absent (zotune: num_attention_heads — stated).
+      {"qwen3", {{"rms_norm_eps", 1e-6}, {"rope_theta", 10000.0}, {"attention_bias", false}, {"head_dim", 128},
+                 {"tie_word_embeddings", false}, {"num_key_value_heads", "num_attention_heads"},
+                 {"sliding_window", nullptr}, {"use_sliding_window", false}}},
+  };
+  for (const Arch& a : archs) {
+    Json full = architecture_preset(a.type, "tiny");
+    Json minimal = full;
+    for (const Field& f : a.fields) minimal.erase(f.key);
+    auto arch = make_architecture(minimal, a.type + " minimal");
+    const Json& written = arch->config().json;
+    for (const Field& f : a.fields) {
+      SCOPED_TRACE(a.type + "." + f.key);
+      ASSERT_TRUE(written.contains(f.key));
+      Json want = f.hf_default;
+      if (want == "4*n_embd") want = 4 * minimal["n_embd"].get<int64_t>();
+      if (want == "hidden_size") want = minimal["hidden_size"];
+      if (want == "num_attention_heads") want = minimal["num_attention_heads"];
+      if (want == "hidden_size/num_attention_heads")
+        want = minimal["hidden_size"].get<int64_t>() / minimal["num_attention_heads"].get<int64_t>();
+      EXPECT_EQ(written[f.key], want);
+    }
+    // Rebuilding from the written config gives the same tensor table (the statement is faithful).
+    auto again = make_architecture(written, a.type + " written");
+    ASSERT_EQ(again->tensors().size(), arch->tensors().size());
+    for (std::size_t i = 0; i < arch->tensors().size(); ++i)
+      EXPECT_EQ(again->tensors()[i].shape, arch->tensors()[i].shape);
+  }
+}
+
+// ---- 5. Signals: the first stops at a safe point (an eval batch too) with a
+// resumable state; a second ends the process at once; never exit 0.
+fs::path big_eval(const TempDir& tmp) {
+  const fs::path p = tmp / "eval.jsonl";
+  write_data(p, 3000, 9, 60);
+  return p;
+}
+
+TEST(Reliability, FirstSignalStopsEvaluationAndLeavesAResumableRun) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 8);
+  const fs::path eval = big_eval(tmp), run = tmp / "run";
+  const pid_t pid = spawn_zotune({"train", "--model", golden("gpt2").string(), "--data", (tmp / "d.jsonl").string(),
+                                  "--eval", eval.string(), "--eval-batch-size", "4", "--out", run.string(),
+                                  "--steps", "3", "--batch-size", "4", "--lr", "1e-3", "--eps", "1e-3", "--seed", "5",
+                                  "--progress", "log"},
+                                 tmp / "log");
+  ASSERT_GT(pid, 0);
+  // trainer_state.json is written just before the first evaluation.
+  ASSERT_TRUE(wait_for([&] { return fs::exists(run / "trainer_state.json"); }, 60));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  kill(pid, SIGINT);
+  EXPECT_EQ(wait_exit(pid, 10), 130) << slurp(tmp / "log");
+  EXPECT_TRUE(contains(slurp(tmp / "log"), "stopped by signal 2")) << slurp(tmp / "log");
+  for (auto& m : metrics(run)) EXPECT_NE(m["type"], "eval") << "an abandoned evaluation leaves no record";
+  auto r = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", run, 3,
+                                "--eval " + quote(tmp / "d.jsonl") + " --resume " + quote(run)));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST(Reliability, SecondSignalExitsAtOnce) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 8);
+  const fs::path eval = big_eval(tmp), run = tmp / "run";
+  // One evaluation batch of 3000 examples: the first signal would wait for it.
+  const pid_t pid = spawn_zotune({"train", "--model", golden("gpt2").string(), "--data", (tmp / "d.jsonl").string(),
+                                  "--eval", eval.string(), "--eval-batch-size", "3000", "--out", run.string(),
+                                  "--steps", "3", "--batch-size", "4", "--progress", "log", "--threads", "1"},
+                                 tmp / "log");
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(wait_for([&] { return fs::exists(run / "trainer_state.json"); }, 60));
+  kill(pid, SIGINT);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(pid, SIGINT);
+  EXPECT_EQ(wait_exit(pid, 10), 130);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(waited, 0.5);
+  EXPECT_TRUE(contains(slurp(tmp / "log"), "stopped at once by a second signal")) << slurp(tmp / "log");
+}
+
+// ---- 14. A run killed before trainer_state.json exists is zotune's and restartable.
+TEST(Reliability, ARunKilledBeforeItsFirstStateIsRestartable) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 10);
+  const fs::path run = tmp / "run";
+  // What a kill during the disk tier's setup leaves: the mark, a partial working copy, journals.
+  fs::create_directories(run / "disk-weights");
+  spit(run / ".zotune-run", "12345\n");
+  spit(run / "disk-weights" / "block-00000.bin.tmp", "partial");
+  spit(run / "updates.jsonl", "{\"format\": \"zotune-updates\"}\n");
+  auto r = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", run, 2, "--resume " + quote(run)));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.output, "stopped before its first step was recorded")) << r.output;
+  r = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", run, 2, "--offload disk"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(run / "model.safetensors"));
+  // A directory that is not zotune's is still refused, untouched.
+  fs::create_directories(tmp / "mine");
+  spit(tmp / "mine" / "notes.txt", "mine");
+  r = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", tmp / "mine", 2));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.output, "is not empty")) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "mine" / ".zotune-run"));
+}
+
+}  // namespace
+}  // namespace zotune
