@@ -73,6 +73,8 @@ Json parse_json(std::string_view text, const std::string& where) {
     return Json::parse(text);
   } catch (const Json::parse_error& e) {
     fail(prefix, "invalid JSON at byte ", e.byte, ": ", text_excerpt(e.what(), 160));
+  } catch (const Json::exception& e) {  // e.g. a number beyond double ("1e999")
+    fail(prefix, "invalid JSON: ", text_excerpt(e.what(), 160));
   }
 }
 

@@ -1,5 +1,6 @@
 #include "model/weights.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/error.h"
@@ -32,20 +33,30 @@ TensorView checked_view(const Architecture& arch, const Checkpoint& ckpt, const 
 }
 
 void check_finite(const TensorView& v, const std::string& file, const std::string& name) {
-  const int64_t n = v.numel();
-  prefault_mapped_pages(v.data, v.nbytes());
-  int64_t at = -1;
-  switch (v.dtype) {
-    case DType::F32: at = kernels::first_nonfinite_f32(static_cast<const float*>(v.data), n); break;
-    case DType::BF16: at = kernels::first_nonfinite_bf16(static_cast<const uint16_t*>(v.data), n); break;
-    case DType::F16: at = kernels::first_nonfinite_f16(static_cast<const uint16_t*>(v.data), n); break;
-    default: return;
-  }
-  if (at >= 0) {
-    float x = 0;
-    upcast_to_f32(TensorView{v.dtype, {1}, static_cast<const char*>(v.data) + at * dtype_size(v.dtype)}, &x);
-    fail(file, ": tensor '", name, "' holds a non-finite value (", x, " at flat index ", at,
-         "); the checkpoint is damaged or diverged");
+  if (!is_float_storage(v.dtype)) return;
+  const std::size_t es = dtype_size(v.dtype);
+  const int64_t n = v.numel(), piece = (int64_t{32} << 20) / static_cast<int64_t>(es);  // 32 MB at a time
+  const auto* base = static_cast<const char*>(v.data);
+  for (int64_t first = 0; first < n; first += piece) {
+    const int64_t count = std::min(piece, n - first);
+    const char* p = base + first * static_cast<int64_t>(es);
+    const std::size_t bytes = static_cast<std::size_t>(count) * es;
+    prefault_mapped_pages(p, bytes);
+    int64_t at = -1;
+    switch (v.dtype) {
+      case DType::F32: at = kernels::first_nonfinite_f32(reinterpret_cast<const float*>(p), count); break;
+      case DType::BF16: at = kernels::first_nonfinite_bf16(reinterpret_cast<const uint16_t*>(p), count); break;
+      default: at = kernels::first_nonfinite_f16(reinterpret_cast<const uint16_t*>(p), count); break;
+    }
+    if (at >= 0) {
+      float x = 0;
+      upcast_to_f32(TensorView{v.dtype, {1}, p + at * static_cast<int64_t>(es)}, &x);
+      fail(file, ": tensor '", name, "' holds a non-finite value (", x, " at flat index ", first + at,
+           "); the checkpoint is damaged or diverged");
+    }
+    // The pages go again: the check leaves resident memory as it found it (the
+    // disk tier and the memory plan count on that); a later reader faults them back.
+    drop_mapped_pages(p, bytes);
   }
 }
 

@@ -47,8 +47,17 @@ UpdateLog read_update_log(const std::filesystem::path& path) {
       fail(path.string(), ":", lineno, ": ", e.what());
     }
     if (lineno == 1) {
-      if (!j.is_object() || j.value("format", "") != "zotune-updates")
+      if (!j.is_object() || !j.contains("format") || j["format"] != "zotune-updates")
         fail(path.string(), ":1: not a zotune update log (field 'format' must be \"zotune-updates\")");
+      // The fields replay and resume read, with their types.
+      for (const char* k : {"base_model", "model_type", "perturbation"})
+        if (j.contains(k) && !j[k].is_string()) fail(path.string(), ":1: field '", k, "' must be a string");
+      for (const char* k : {"weight_decay", "eps"})
+        if (j.contains(k) && !j[k].is_number()) fail(path.string(), ":1: field '", k, "' must be a number");
+      for (const char* k : {"parameters", "run_seed", "version"})
+        if (j.contains(k) && !j[k].is_number_integer()) fail(path.string(), ":1: field '", k, "' must be an integer");
+      if (j.contains("one_sided") && !j["one_sided"].is_boolean())
+        fail(path.string(), ":1: field 'one_sided' must be true or false");
       log.header = j;
       continue;
     }
