@@ -20,12 +20,6 @@
 
 namespace zotune {
 
-namespace {
-
-}
-
-}  // namespace
-
 const char* offload_name(Offload o) {
   switch (o) {
     case Offload::None: return "none";

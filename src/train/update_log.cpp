@@ -75,8 +75,11 @@ UpdateLog read_update_log(const std::filesystem::path& path) {
         fail(path.string(), ":", lineno, ": field 'step' is ", r.step, ", expected ", log.records.size() + 1);
       if (!std::isfinite(r.lr) || r.lr < 0)
         fail(path.string(), ":", lineno, ": field 'lr' = ", j.at("lr").dump(), " must be a finite number >= 0");
-      if (!std::isfinite(r.grad))
-        fail(path.string(), ":", lineno, ": field 'grad' = ", j.at("grad").dump(), " is not a finite float32");
+      for (std::size_t k = 0; k < r.terms.size(); ++k)
+        if (!std::isfinite(r.terms[k].coeff))
+          fail(path.string(), ":", lineno, ": field '", j.contains("terms") ? "terms[" + std::to_string(k) + "].coeff" : "grad",
+               "' = ", j.contains("terms") ? j["terms"][k].at("coeff").dump() : j.at("grad").dump(),
+               " is not a finite float32");
       log.records.push_back(r);
     } catch (const Json::exception& e) {
       fail(path.string(), ":", lineno, ": bad update record: ", e.what());
