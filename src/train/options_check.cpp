@@ -37,7 +37,13 @@ void check_train_options(TrainOptions& o, const ModelConfig& model) {
   if (model.max_positions > 0 && o.max_length > model.max_positions)
     fail("--max-length ", o.max_length, " is beyond the model's ", model.max_positions, " positions (", model.file,
          "); use at most --max-length ", model.max_positions);
-  input_file(o.data, "--data");
+  if (o.data_dir.empty()) {
+    input_file(o.data, "--data");
+  } else {
+    check(!o.task.empty(), "--data-dir needs --task");
+    std::error_code ec;
+    if (!fs::is_directory(o.data_dir, ec)) fail("--data-dir ", o.data_dir.string(), ": not a directory");
+  }
   if (!o.eval.empty()) input_file(o.eval, "--eval");
 }
 

@@ -318,8 +318,6 @@ int Trainer::run() {
   }
   StopSignals signals;  // from here on the first SIGINT/SIGTERM stops at a safe point
   if (!fs::is_directory(opt_.model)) fail("--model ", opt_.model.string(), ": not a model directory");
-  if (opt_.data_dir.empty() && !fs::exists(opt_.data)) fail("--data ", opt_.data.string(), ": no such file");
-  if (!opt_.data_dir.empty() && opt_.task.empty()) fail("--data-dir needs --task");
   check_train_options(opt_, load_architecture(opt_.model)->config());  // before anything is created
   dir_ = std::make_unique<RunDir>(opt_.out, opt_.model, opt_.resume, run_identity(opt_));
   load_starting_weights();
