@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "data/batch.h"
+#include "io/json_file.h"
 
 namespace zotune::testing {
 
@@ -73,6 +74,15 @@ inline Batch random_lm_batch(int64_t V, int64_t B, int64_t T, uint32_t seed) {
     ids.push_back(static_cast<int32_t>((x >> 8) % static_cast<uint32_t>(V)));
   }
   return language_model_batch(std::move(ids), B, T);
+}
+
+// The records of a run's metrics.jsonl, in order.
+inline std::vector<Json> metrics(const std::filesystem::path& run) {
+  std::vector<Json> r;
+  std::ifstream f(run / "metrics.jsonl");
+  std::string line;
+  while (std::getline(f, line)) r.push_back(Json::parse(line));
+  return r;
 }
 
 // A file's bytes ("" if it cannot be read).

@@ -98,13 +98,7 @@ int wait_exit(pid_t pid, double seconds) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-std::vector<Json> metrics(const fs::path& run) {
-  std::vector<Json> r;
-  std::ifstream f(run / "metrics.jsonl");
-  std::string line;
-  while (std::getline(f, line)) r.push_back(Json::parse(line));
-  return r;
-}
+using testing::metrics;
 
 // ---- 1. forward never writes into an input model directory or over an input file.
 TEST(Reliability, ForwardRefusesToOverwriteItsInputs) {

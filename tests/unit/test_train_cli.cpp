@@ -52,13 +52,7 @@ std::string train_cmd(const fs::path& model, const fs::path& data, const fs::pat
 // Starts `zotune train` on a never-ending run in the background; returns its pid
 // once it has logged `records` metrics records.
 
-std::vector<Json> metrics(const fs::path& run) {
-  std::vector<Json> r;
-  std::ifstream f(run / "metrics.jsonl");
-  std::string line;
-  while (std::getline(f, line)) r.push_back(Json::parse(line));
-  return r;
-}
+using testing::metrics;
 
 // The step "continuing the disk working copy at step N" names (-1: not said).
 int continued_at(const std::string& output) {
