@@ -1,5 +1,6 @@
 // zotune train --model DIR --data TRAIN.jsonl [--eval EVAL.jsonl] --out DIR --steps N --batch-size B
 //              --lr --eps --weight-decay --seed --max-length [--eval-every K] [--save-every K] ...
+// mpirun -np N zotune train ... --data-parallel N: N ranks, each on its slice of every global batch.
 #include "base/error.h"
 #include "commands.h"
 #include "train/trainer.h"
@@ -11,6 +12,7 @@ struct TrainArgs {
   TrainOptions o;
   std::string model, data, eval, out, resume, perturbation = "gaussian", schedule = "constant", save_dtype, progress = "auto";
   std::string offload = "none", storage_dtype = "fp32", overlap = "on", memory_budget;
+  int data_parallel = 1;
 };
 
 int run_train(TrainArgs a) {
@@ -36,7 +38,7 @@ int run_train(TrainArgs a) {
   else fail("--progress: unknown value '", a.progress, "' (auto, bar, log)");
   apply_store_options(a.offload, a.storage_dtype, a.overlap, a.o.store);
   if (!a.memory_budget.empty()) a.o.memory_budget = parse_size(a.memory_budget, "--memory-budget");
-  SingleProcessComm comm;
+  Comm& comm = layout_comm(a.data_parallel, a.o.threads);
   return run_training(a.o, comm);
 }
 }  // namespace
@@ -67,7 +69,10 @@ void register_train(CLI::App& app) {
   c->add_option("--task", a->o.task, "MeZO task whose raw records the data files hold (sst2, rte, cb, boolq, ...)");
   c->add_option("--save-dtype", a->save_dtype, "dtype of the saved model (default: the input's)");
   c->add_option("--resume", a->resume, "continue an earlier run's output or checkpoint directory");
-  c->add_option("--threads", a->o.threads, "compute threads (default: all cores)");
+  c->add_option("--threads", a->o.threads, "compute threads (default: all cores, shared by the ranks on a node)");
+  c->add_option("--data-parallel", a->data_parallel,
+                "ranks that split each global batch (run as mpirun -np N zotune train ... --data-parallel N)")
+      ->capture_default_str();
   add_store_options(*c, a->offload, a->storage_dtype, a->o.store.resident_blocks, a->overlap);
   c->add_option("--memory-budget", a->memory_budget, "pick the tier and resident blocks to fit SIZE (e.g. 4G, 512M)");
   c->add_flag("--dry-run", a->o.dry_run, "print the planned peak memory of each tier and the time per step; train nothing");

@@ -2,6 +2,8 @@
 
 #include <cctype>
 #include <cmath>
+#include <cstdlib>
+#include <thread>
 
 #include "base/error.h"
 #include "zo/mezo.h"
@@ -32,6 +34,25 @@ void register_all(CLI::App& app) {
   register_bench(app);
   register_train(app);
   register_replay(app);
+}
+
+Comm& layout_comm(int data_parallel, int& threads) {
+  check(data_parallel >= 1, "--data-parallel must be >= 1, not ", data_parallel);
+  Comm& comm = process_comm();
+  if (comm.world() != data_parallel) {
+    if (comm.world() == 1)
+      fail("--data-parallel ", data_parallel, " needs ", data_parallel, " processes: run it as mpirun -np ",
+           data_parallel, " zotune ...");
+    fail("the launcher started ", comm.world(), " processes, but the layout (--data-parallel ", data_parallel,
+         ") has ", data_parallel, " ranks; pass --data-parallel ", comm.world(), " or mpirun -np ", data_parallel);
+  }
+  if (threads == 0 && comm.world() > 1) {
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    const int per_node = local ? std::max(1, std::atoi(local)) : 1;
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    threads = std::max(1, cores / per_node);
+  }
+  return comm;
 }
 
 void add_store_options(CLI::App& cmd, std::string& offload, std::string& storage_dtype, int& resident_blocks,

@@ -81,7 +81,9 @@ Json run_identity(const TrainOptions& o) {
 
 class Trainer {
  public:
-  Trainer(const TrainOptions& o, Comm& comm) : opt_(o), comm_(comm) {}
+  // Under data parallelism every rank runs the same loop on its slice of each
+  // batch; only rank 0 (lead_) writes the output directory and logs.
+  Trainer(const TrainOptions& o, Comm& comm) : opt_(o), comm_(comm), lead_(comm.rank() == 0) {}
   int run();
 
  private:
@@ -92,11 +94,14 @@ class Trainer {
   void progress(int64_t step, bool final);
   void save_checkpoint_dir(int64_t step);
   void save_final();
+  // The signal that stops the run, agreed by every rank (the largest received).
+  int agreed_signal(int mine);
   // Flushes the pending update; a reader of the stored weights (pieces, not copies).
   TensorReader flushed_weights();
 
   TrainOptions opt_;
   Comm& comm_;
+  bool lead_;
   fs::path base_model_;
   std::unique_ptr<Architecture> arch_;
   std::unique_ptr<Checkpoint> ckpt_;
@@ -215,6 +220,7 @@ void Trainer::evaluate(int64_t step) {
   Json rec = {{"type", "eval"}, {"step", step}, {"loss", weight > 0 ? loss_sum / weight : 0.0}, {"examples", counted},
               {"elapsed_sec", clock_.seconds()}};
   if (eval_->objective() == Objective::Classification) rec["accuracy"] = accuracy.accuracy();
+  if (!lead_) return;  // every rank evaluated (the same weights, the same result); rank 0 reports
   dir_->append_eval(rec);
   if (tty_) std::fprintf(stderr, "\r\033[K");
   std::fprintf(stderr, "eval  step %lld: loss %.4f", static_cast<long long>(step), rec["loss"].get<double>());
@@ -237,11 +243,12 @@ void Trainer::log_step(const StepResult& r, double step_sec) {
               {"tokens_per_sec", static_cast<double>(r.tokens) / step_sec},
               {"epoch", loader_->epoch_at(r.step)},
               {"elapsed_sec", clock_.seconds()}};
-  dir_->append_train(rec, UpdateRecord{r.step, r.seed, r.lr, static_cast<float>(r.grad)});
   last_ = r;
+  if (lead_) dir_->append_train(rec, UpdateRecord{r.step, r.seed, r.lr, static_cast<float>(r.grad)});
 }
 
 void Trainer::progress(int64_t step, bool final) {
+  if (!lead_) return;
   const double el = clock_.seconds();
   const int64_t done = step - start_step_, todo = opt_.steps - step;
   const double tps = el > 0 ? tokens_since_start_ / el : 0;
@@ -275,12 +282,17 @@ TensorReader Trainer::flushed_weights() {
 }
 
 void Trainer::save_checkpoint_dir(int64_t step) {
+  if (!lead_) {
+    engine_->flush();  // as rank 0 does, so every rank's weights stay the same
+    return;
+  }
   dir_->write_checkpoint(step, step >= opt_.steps, opt_.keep_checkpoints, [&](const fs::path& tmp) {
     save_checkpoint(*arch_, flushed_weights(), store_->storage_dtype(), tmp);
   });
 }
 
 void Trainer::save_final() {
+  if (!lead_) return;
   const DType dtype = opt_.save_dtype.value_or(input_dtype_);
   for (auto& e : fs::directory_iterator(opt_.out)) {
     const std::string n = e.path().filename().string();
@@ -289,6 +301,14 @@ void Trainer::save_final() {
   }
   save_checkpoint(*arch_, flushed_weights(), dtype, opt_.out);
   copy_tokenizer_files(base_model_, opt_.out);
+}
+
+int Trainer::agreed_signal(int mine) {
+  if (comm_.world() == 1) return mine;
+  const double me = mine;
+  int sig = 0;
+  for (double s : comm_.allgather({&me, 1})) sig = std::max(sig, static_cast<int>(s));
+  return sig;
 }
 
 int Trainer::run() {
@@ -305,6 +325,7 @@ int Trainer::run() {
     const MemoryPlan plan = plan_run(*arch, opt_.store, opt_.batch_size, opt_.max_length, opt_.memory_budget, mc,
                                      "zotune train", !opt_.dry_run);
     if (opt_.dry_run) {
+      if (!lead_) return 0;
       std::printf("%s", plan_table(plan).c_str());
       std::printf("%s\n", plan_json(plan).dump().c_str());
       return 0;
@@ -317,7 +338,11 @@ int Trainer::run() {
   if (!fs::is_directory(opt_.model)) fail("--model ", opt_.model.string(), ": not a model directory");
   if (!fs::exists(opt_.data)) fail("--data ", opt_.data.string(), ": no such file");
   if (!opt_.eval.empty() && !fs::exists(opt_.eval)) fail("--eval ", opt_.eval.string(), ": no such file");
-  dir_ = std::make_unique<RunDir>(opt_.out, opt_.model, opt_.resume, run_identity(opt_));
+  check(comm_.world() == 1 || opt_.store.offload != Offload::Disk, "--offload disk does not run with ",
+        "--data-parallel ", comm_.world(), " yet (each rank would need its own working copy); use --offload none or ram");
+  // Rank 0 owns the output directory; the others write nothing.
+  if (lead_) dir_ = std::make_unique<RunDir>(opt_.out, opt_.model, opt_.resume, run_identity(opt_));
+  comm_.barrier();  // a rank 0 that refused the directory has ended the job
   load_starting_weights();
   load_data();
   {
@@ -334,9 +359,10 @@ int Trainer::run() {
                            {"run_seed", opt_.seed}, {"perturbation", zdist_name(opt_.mezo.dist)},
                            {"weight_decay", static_cast<double>(opt_.mezo.weight_decay)},
                            {"eps", static_cast<double>(opt_.mezo.eps)}, {"one_sided", opt_.mezo.one_sided}};
-  dir_->open_journals(log_header, resumed_records_, start_step_, opt_.resume, base_model_, opt_.data, opt_.steps);
+  if (lead_) dir_->open_journals(log_header, resumed_records_, start_step_, opt_.resume, base_model_, opt_.data, opt_.steps);
 
-  std::fprintf(stderr, "zotune train: %s (%s, %lld parameters), %lld training examples%s, steps %lld..%lld\n",
+  if (lead_)
+    std::fprintf(stderr, "zotune train: %s (%s, %lld parameters), %lld training examples%s, steps %lld..%lld\n",
                base_model_.c_str(), arch_->config().model_type.c_str(), static_cast<long long>(store_->total_params()),
                static_cast<long long>(train_->size()),
                eval_ ? (", " + std::to_string(eval_->size()) + " eval examples").c_str() : "",
@@ -357,11 +383,12 @@ int Trainer::run() {
     if (opt_.eval_every > 0 && r.step % opt_.eval_every == 0 && !last) evaluate(r.step);
     if (opt_.save_every > 0 && r.step % opt_.save_every == 0 && !last) {
       save_checkpoint_dir(r.step);
-      dir_->write_plots();
+      if (lead_) dir_->write_plots();
     }
-    if (int sig = signals.received(); sig != 0 && !last) {
+    if (int sig = agreed_signal(signals.received()); sig != 0 && !last) {
       if (tty_) std::fprintf(stderr, "\n");
       save_checkpoint_dir(r.step);
+      if (!lead_) return 128 + sig;
       dir_->write_plots();
       std::fprintf(stderr, "zotune train: stopped by signal %d after step %lld; checkpoint written. Continue with --resume %s\n",
                    sig, static_cast<long long>(r.step), opt_.out.c_str());
@@ -372,6 +399,7 @@ int Trainer::run() {
   evaluate(opt_.steps);
   save_final();
   const DType saved = opt_.save_dtype.value_or(input_dtype_);
+  if (!lead_) return 0;
   dir_->sync_updates();
   if (saved == store_->storage_dtype()) dir_->write_state(opt_.out, opt_.steps, true, ".");
   else save_checkpoint_dir(opt_.steps);
