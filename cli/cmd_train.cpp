@@ -38,7 +38,8 @@ int run_train(TrainArgs a) {
   else fail("--progress: unknown value '", a.progress, "' (auto, bar, log)");
   apply_store_options(a.offload, a.storage_dtype, a.overlap, a.o.store);
   if (!a.memory_budget.empty()) a.o.memory_budget = parse_size(a.memory_budget, "--memory-budget");
-  Comm& comm = layout_comm(a.data_parallel, a.o.threads);
+  if (a.o.pert_parallel == 2 && a.o.mezo.one_sided) fail("--pert-parallel 2 needs both passes; --one-sided has one");
+  Comm& comm = layout_comm(a.data_parallel, a.o.threads, a.o.pert_parallel);
   return run_training(a.o, comm);
 }
 }  // namespace
@@ -72,6 +73,9 @@ void register_train(CLI::App& app) {
   c->add_option("--threads", a->o.threads, "compute threads (default: all cores, shared by the ranks on a node)");
   c->add_option("--data-parallel", a->data_parallel,
                 "ranks that split each global batch (run as mpirun -np N zotune train ... --data-parallel N)")
+      ->capture_default_str();
+  c->add_option("--pert-parallel", a->o.pert_parallel,
+                "2: a pair of ranks runs the +εz and the -εz pass of each step (ranks = data-parallel × 2)")
       ->capture_default_str();
   add_store_options(*c, a->offload, a->storage_dtype, a->o.store.resident_blocks, a->overlap);
   c->add_option("--memory-budget", a->memory_budget, "pick the tier and resident blocks to fit SIZE (e.g. 4G, 512M)");

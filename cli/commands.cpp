@@ -36,15 +36,18 @@ void register_all(CLI::App& app) {
   register_replay(app);
 }
 
-Comm& layout_comm(int data_parallel, int& threads) {
+Comm& layout_comm(int data_parallel, int& threads, int pert_parallel) {
   check(data_parallel >= 1, "--data-parallel must be >= 1, not ", data_parallel);
+  check(pert_parallel == 1 || pert_parallel == 2, "--pert-parallel must be 1 or 2, not ", pert_parallel);
+  const int ranks = data_parallel * pert_parallel;
+  const std::string layout = "--data-parallel " + std::to_string(data_parallel) +
+                             (pert_parallel > 1 ? " --pert-parallel " + std::to_string(pert_parallel) : "");
   Comm& comm = process_comm();
-  if (comm.world() != data_parallel) {
+  if (comm.world() != ranks) {
     if (comm.world() == 1)
-      fail("--data-parallel ", data_parallel, " needs ", data_parallel, " processes: run it as mpirun -np ",
-           data_parallel, " zotune ...");
-    fail("the launcher started ", comm.world(), " processes, but the layout (--data-parallel ", data_parallel,
-         ") has ", data_parallel, " ranks; pass --data-parallel ", comm.world(), " or mpirun -np ", data_parallel);
+      fail(layout, " needs ", ranks, " processes: run it as mpirun -np ", ranks, " zotune ...");
+    fail("the launcher started ", comm.world(), " processes, but the layout (", layout, ") has ", ranks,
+         " ranks; change the layout or run mpirun -np ", ranks);
   }
   if (threads == 0 && comm.world() > 1) {
     const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");

@@ -30,7 +30,8 @@ kernels::ZDist parse_perturbation(const std::string& name);
 // the world the launcher started must be exactly D ranks (a clear error before
 // any work otherwise). With `threads` 0 and several ranks on this node, each
 // rank gets its share of the cores (OMPI_COMM_WORLD_LOCAL_SIZE).
-Comm& layout_comm(int data_parallel, int& threads);
+// --pert-parallel P (1 or 2) multiplies the ranks: D·P.
+Comm& layout_comm(int data_parallel, int& threads, int pert_parallel = 1);
 // "4G", "512M", "1.5GB", "123456" -> bytes; errors name the flag.
 uint64_t parse_size(const std::string& text, const char* flag);
 

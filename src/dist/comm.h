@@ -56,6 +56,7 @@ Comm& single_process_comm();
 // environment) the MPI context (MPI_Init on first call, MPI_Finalize at exit;
 // src/dist/mpi_comm.cpp), otherwise the single process, which needs no MPI at
 // run time. A build without MPI (-DZOTUNE_MPI=OFF) launched by mpirun throws.
+// These three live in the zotune_dist library (process_comm.cpp).
 Comm& process_comm();
 // The context process_comm() made, or nullptr before its first call (the CLI's
 // error handler aborts the whole job through it).

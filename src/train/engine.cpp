@@ -23,7 +23,7 @@ void update_all_blocks(ParamStore& store, const BlockWork& work) {
   }
 }
 
-void reduce_losses(Comm& comm, const PassLosses& local, PassLosses& global) {
+void reduce_losses(Comm& comm, const PassLosses& local, PassLosses& global, int pert_parallel) {
   if (comm.world() == 1) {
     global = local;
     return;
@@ -32,7 +32,7 @@ void reduce_losses(Comm& comm, const PassLosses& local, PassLosses& global) {
   global.minus = comm.allgather(local.minus);
   double tokens = static_cast<double>(local.tokens);  // exact: < 2^53
   comm.allreduce_sum({&tokens, 1});
-  global.tokens = static_cast<int64_t>(tokens);
+  global.tokens = static_cast<int64_t>(tokens) / pert_parallel;
 }
 
 EngineFootprint engine_footprint(const Architecture& arch, int64_t B, int64_t T, int threads) {
@@ -114,11 +114,12 @@ void ZoEngine::to_minus(int b) {
   for (int id : store_.block_tensors(b)) ptrs_minus_[static_cast<std::size_t>(id)] = sm[static_cast<std::size_t>(id)];
 }
 
-void ZoEngine::head_logprobs(const BlockWork& work, const Batch& batch, bool two) {
+void ZoEngine::head_logprobs(const BlockWork& work, const Batch& batch, bool two, bool minus_only) {
   const int64_t V = arch_.config().vocab_size, Wd = arch_.head_width();
   const auto n = static_cast<int64_t>(batch.rows.size());
   const int last = arch_.num_blocks() - 1;
-  const float* hp = n ? plus_.head_hidden(ptrs_plus_, batch.rows.data(), n) : nullptr;
+  if (minus_only) to_minus(last);
+  const float* hp = n ? plus_.head_hidden(minus_only ? ptrs_minus_ : ptrs_plus_, batch.rows.data(), n) : nullptr;
   if (two) to_minus(last);
   const float* hm = n && two ? minus_.head_hidden(ptrs_minus_, batch.rows.data(), n) : nullptr;
   acc_plus_.reset(batch.targets, V);
@@ -131,7 +132,7 @@ void ZoEngine::head_logprobs(const BlockWork& work, const Batch& batch, bool two
   float* logits = blocks::ensure(chunk_logits_, std::max<int64_t>(n, 1) * chunk);
   store_.stream_rows(hid, hw, chunk, [&](const RowChunk& c) {
     if (n == 0) return;
-    kernels::sgemm(false, true, n, c.rows, Wd, 1.0f, hp, Wd, c.plus, Wd, 0.0f, logits, c.rows);
+    kernels::sgemm(false, true, n, c.rows, Wd, 1.0f, hp, Wd, minus_only ? c.minus : c.plus, Wd, 0.0f, logits, c.rows);
     acc_plus_.add(logits, c.rows, c.row0, c.rows);
     if (!two) return;
     kernels::sgemm(false, true, n, c.rows, Wd, 1.0f, hm, Wd, c.minus, Wd, 0.0f, logits, c.rows);
@@ -142,14 +143,16 @@ void ZoEngine::head_logprobs(const BlockWork& work, const Batch& batch, bool two
 }
 
 StepResult ZoEngine::step(int64_t t, int64_t total, const Batch& batch) {
-  reduce_losses(comm_, run_passes(t, batch), global_);
+  reduce_losses(comm_, run_passes(t, batch), global_, pert_parallel_);
   return commit(t, total, global_);
 }
 
 const PassLosses& ZoEngine::run_passes(int64_t t, const Batch& batch) {
   local_.tokens = batch.num_tokens();
   const int N = arch_.num_blocks();
-  start_passes(batch, true);
+  // Perturbation parallelism: one pass here, in plus_ (on W- for half 1).
+  const bool both = pert_half_ < 0, minus_only = pert_half_ == 1;
+  start_passes(batch, both);
   BlockWork work;
   work.dist = opt_.dist;
   work.update = pending_;
@@ -161,14 +164,20 @@ const PassLosses& ZoEngine::run_passes(int64_t t, const Batch& batch) {
   for (int b = 0; b < N; ++b) {
     if (b + 1 < N) store_.prefetch(b + 1);
     acquire_block(b, work);
-    if (b + 1 < N) {
-      plus_.run_block(b, ptrs_plus_);
+    if (b + 1 < N && minus_only) {
       to_minus(b);
-      minus_.run_block(b, ptrs_minus_);
+      plus_.run_block(b, ptrs_minus_);
+    } else if (b + 1 < N) {
+      plus_.run_block(b, ptrs_plus_);
+      if (both) {
+        to_minus(b);
+        minus_.run_block(b, ptrs_minus_);
+      }
     } else {
-      head_logprobs(work, batch, true);
-      loss_terms_from_logprobs(batch, lp_plus_, local_.plus);
-      loss_terms_from_logprobs(batch, lp_minus_, local_.minus);
+      head_logprobs(work, batch, both, minus_only);
+      loss_terms_from_logprobs(batch, lp_plus_, minus_only ? local_.minus : local_.plus);
+      if (both) loss_terms_from_logprobs(batch, lp_minus_, local_.minus);
+      else (minus_only ? local_.plus : local_.minus).clear();
     }
     store_.release(b);
   }
@@ -188,6 +197,15 @@ StepResult ZoEngine::commit(int64_t t, int64_t total, const PassLosses& global) 
         r.loss_minus, "); lower --lr or --eps");
   pending_ = PendingUpdate{r.seed, r.lr, static_cast<float>(r.grad)};
   return r;
+}
+
+void ZoEngine::set_pert_half(int pert_parallel, int half) {
+  check(pert_parallel == 1 || pert_parallel == 2, "--pert-parallel must be 1 or 2, not ", pert_parallel);
+  check(pert_parallel == 1 || !opt_.one_sided, "--pert-parallel 2 needs both passes; --one-sided has one");
+  check(comm_.world() % pert_parallel == 0, "--pert-parallel ", pert_parallel, " does not divide ", comm_.world(),
+        " ranks");
+  pert_parallel_ = pert_parallel;
+  pert_half_ = pert_parallel == 1 ? -1 : half;
 }
 
 void ZoEngine::flush() {

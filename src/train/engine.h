@@ -54,8 +54,10 @@ struct PassLosses {
 
 // The global batch's PassLosses from every rank's slice: terms concatenated in
 // rank order (ranks hold consecutive slices, so this is example order), tokens
-// summed. One process: `local` itself.
-void reduce_losses(Comm& comm, const PassLosses& local, PassLosses& global);
+// summed. One process: `local` itself. With perturbation parallelism P = 2
+// (rank = 2·data_rank + half) half 0 holds only plus terms and half 1 only
+// minus terms, so rank order is still example order; tokens are counted P times.
+void reduce_losses(Comm& comm, const PassLosses& local, PassLosses& global, int pert_parallel = 1);
 
 class ZoEngine {
  public:
@@ -72,6 +74,9 @@ class ZoEngine {
   // Turns the global batch's losses of step t into the step's result and its
   // pending update (the same on every rank).
   StepResult commit(int64_t t, int64_t total, const PassLosses& global);
+  // --pert-parallel 2: this rank runs only the plus (half 0) or the minus
+  // (half 1) pass of each step; its partner runs the other on the same data.
+  void set_pert_half(int pert_parallel, int half);
   // Applies the pending update to every block (no perturbation).
   void flush();
   // Loss of the current weights on a batch (flushes the pending update first).
@@ -94,13 +99,15 @@ class ZoEngine {
   void to_minus(int b);
   // The head block's streamed lm_head: log p(target) of each scored row for the
   // plus pass (and the minus pass when `two`).
-  void head_logprobs(const BlockWork& work, const Batch& batch, bool two);
+  // `minus_only`: the one pass is the minus pass (into lp_plus_).
+  void head_logprobs(const BlockWork& work, const Batch& batch, bool two, bool minus_only = false);
 
   const Architecture& arch_;
   ParamStore& store_;
   MezoOptions opt_;
   uint64_t run_seed_;
   Comm& comm_;
+  int pert_parallel_ = 1, pert_half_ = -1;  // -1: both passes here
   PassLosses local_, global_;
   std::optional<PendingUpdate> pending_;
   ForwardPass plus_, minus_;

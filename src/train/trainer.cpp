@@ -181,13 +181,14 @@ void Trainer::load_data() {
   train_ = std::make_unique<Dataset>(Dataset::load_jsonl(opt_.data, d, tok_ ? &*tok_ : nullptr));
   if (!opt_.eval.empty()) eval_ = std::make_unique<Dataset>(Dataset::load_jsonl(opt_.eval, d, tok_ ? &*tok_ : nullptr));
   // Each rank reads its slice of the global batch (data/loader.h).
-  check(opt_.batch_size % comm_.world() == 0, "--batch-size ", opt_.batch_size, " does not split over ",
-        comm_.world(), " ranks");
+  // With --pert-parallel P, the P ranks of a pair read the same slice.
+  const int P = opt_.pert_parallel, slices = comm_.world() / P;
+  check(opt_.batch_size % slices == 0, "--batch-size ", opt_.batch_size, " does not split over ", slices, " ranks");
   LoaderOptions lo;
-  lo.batch_size = opt_.batch_size / comm_.world();
+  lo.batch_size = opt_.batch_size / slices;
   lo.seed = opt_.seed;
-  lo.rank = comm_.rank();
-  lo.world = comm_.world();
+  lo.rank = comm_.rank() / P;
+  lo.world = slices;
   loader_ = std::make_unique<DataLoader>(*train_, lo);
 }
 
@@ -351,6 +352,7 @@ int Trainer::run() {
     input_dtype_ = checked_view(*arch_, base, first).dtype;
   }
   engine_ = std::make_unique<ZoEngine>(*arch_, *store_, opt_.mezo, opt_.seed, comm_);
+  engine_->set_pert_half(opt_.pert_parallel, comm_.rank() % opt_.pert_parallel);
   tty_ = opt_.progress == 1 || (opt_.progress == -1 && ::isatty(STDERR_FILENO));
 
   // Journals: rewritten to the resumed step, then appended.

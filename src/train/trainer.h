@@ -31,6 +31,10 @@ struct TrainOptions {
   std::string task;             // a MeZO task name: data lines are its raw records
   std::optional<DType> save_dtype;
   int threads = 0;
+  // Ranks per data slice (--pert-parallel): 2 splits each step's two passes
+  // over a pair of ranks (rank = 2·data_rank + half); the Comm's world is
+  // data-parallel ranks × this.
+  int pert_parallel = 1;
   int progress = -1;            // -1 auto (a terminal), 0 plain log lines, 1 bar
   StoreOptions store;           // tier: --offload, --storage-dtype, --resident-blocks, --overlap
   uint64_t memory_budget = 0;   // bytes; > 0 picks the tier and resident blocks (--memory-budget)

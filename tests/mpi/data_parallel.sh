@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Data parallelism under Open MPI on localhost (issue #12), for every
-# architecture ARCH given: `mpirun -np 2 zotune train ... --data-parallel 2`
-# against the single process on the same global batch.
+# Data and perturbation parallelism under Open MPI on localhost (issue #12),
+# for every architecture ARCH given: `mpirun -np 2 zotune train ...
+# --data-parallel 2`, `--pert-parallel 2` and 2D on 4 ranks against the single
+# process on the same global batch.
 # Usage: data_parallel.sh ZOTUNE_BINARY ARCH...
 set -euo pipefail
 Z=$(realpath "$1"); shift
@@ -52,11 +53,19 @@ for arch in "$@"; do
   # Rank 0 alone writes and logs: the same files as the single process, one header line.
   [ "$(ls "one-$arch")" = "$(ls "two-$arch")" ] || die "$arch: output files differ: $(ls "two-$arch")"
   [ "$(grep -c '^zotune train: done' "two-$arch.log")" = 1 ] || die "$arch: not exactly one rank logged"
+  # Perturbation parallelism: a pair of ranks runs the two passes of the same
+  # batch, so every row sees the single process's shapes: byte-identical.
+  mpi 2 "$Z" "${train[@]}" --model "m-$arch" --out "pp-$arch" --pert-parallel 2 --threads 1 2>/dev/null
+  cmp "one-$arch/model.safetensors" "pp-$arch/model.safetensors" || die "$arch: --pert-parallel 2 left the single process"
+  cmp "one-$arch/updates.jsonl" "pp-$arch/updates.jsonl" || die "$arch: --pert-parallel 2 logged other updates"
+  # 2D: 2 data slices x 2 halves on 4 ranks = the 2-rank data-parallel run, byte for byte.
+  mpi 4 "$Z" "${train[@]}" --model "m-$arch" --out "pd-$arch" --pert-parallel 2 --data-parallel 2 --threads 1 2>/dev/null
+  cmp "two-$arch/model.safetensors" "pd-$arch/model.safetensors" || die "$arch: 2D left the 2-rank data-parallel run"
 done
 
 arch=$1
 # Only rank 0 writes: nothing else appeared in the working directory.
-ls -A | grep -v -E '^(data\.jsonl|m-|one-|two-|again-)' && die "a rank wrote outside --out"
+ls -A | grep -v -E '^(data\.jsonl|m-|one-|two-|again-|pp-|pd-)' && die "a rank wrote outside --out"
 # 3 ranks do not split a batch of 4: a clear error from every rank, no hang.
 if mpi 3 "$Z" "${train[@]}" --model "m-$arch" --out three --data-parallel 3 2> three.log; then die "-np 3 with batch 4 ran"; fi
 grep -q 'does not split over 3 ranks' three.log || die "-np 3: unclear error: $(cat three.log)"
@@ -66,6 +75,10 @@ if "$Z" "${train[@]}" --model "m-$arch" --out x1 --data-parallel 2 2> x1.log; th
 grep -q 'needs 2 processes: run it as mpirun -np 2' x1.log || die "1 process: unclear error: $(cat x1.log)"
 if mpi 2 "$Z" "${train[@]}" --model "m-$arch" --out x2 2> x2.log; then die "-np 2 without --data-parallel ran"; fi
 grep -q 'the launcher started 2 processes' x2.log || die "-np 2: unclear error: $(cat x2.log)"
+if mpi 2 "$Z" "${train[@]}" --model "m-$arch" --out x3 --pert-parallel 2 --one-sided 2> x3.log; then die "--pert-parallel 2 --one-sided ran"; fi
+grep -q 'one-sided has one' x3.log || die "--one-sided: unclear error: $(cat x3.log)"
+if "$Z" "${train[@]}" --model "m-$arch" --out x4 --pert-parallel 2 2> x4.log; then die "--pert-parallel 2 ran in 1 process"; fi
+grep -q 'needs 2 processes' x4.log || die "pert 1 process: unclear error: $(cat x4.log)"
 # A rank that fails (rank 0 refuses an --out it does not own) ends the job with its message.
 mkdir theirs && echo mine > theirs/notes.txt
 if mpi 2 "$Z" "${train[@]}" --model "m-$arch" --out theirs --data-parallel 2 2> own.log; then die "ran into a foreign --out"; fi
