@@ -1,5 +1,7 @@
 // zotune bench --model DIR --batch-size B --seq-len T --steps N [--threads K]
 //              [tier options of train, --memory-budget SIZE]
+// mpirun -np D zotune bench ... --data-parallel D: each rank steps on its slice
+// of the same global batch; rank 0 prints (data_parallel, global tokens_per_sec).
 // Runs N ZO steps on random tokens and prints one JSON line (a contract):
 // sec_per_step_median, tokens_per_sec, forward_sec_median, peak_rss_mb,
 // param_bytes_read_per_step, param_bytes_written_per_step, rng_draws_per_param_per_step,
@@ -45,7 +47,8 @@ namespace {
 struct BenchArgs {
   std::string model;
   int64_t batch = 4, seq_len = 128, steps = 5;
-  int threads = 0;
+  int threads = 0, directions = 1;
+  RankLayout layout;
   uint64_t seed = 0;
   std::string perturbation = "gaussian";
   std::string data, task;
@@ -53,17 +56,21 @@ struct BenchArgs {
   StoreOptions store;
 };
 
-Batch random_lm_batch(int64_t B, int64_t T, int64_t V, uint64_t seed) {
-  std::vector<int32_t> ids(static_cast<std::size_t>(B * T));
-  for (int64_t i = 0; i < B * T; ++i) {
-    auto r = Philox4x32::block({static_cast<uint32_t>(i), 0, 0, 0xBE4Cu}, {static_cast<uint32_t>(seed), 0});
+// Rank `rank`'s slice (sequences [rank*B/world, ...)) of a global batch of B
+// random sequences: the same tokens whatever the number of ranks.
+Batch random_lm_batch(int64_t B, int64_t T, int64_t V, uint64_t seed, int rank, int world) {
+  const int64_t b = B / world, first = b * rank;
+  std::vector<int32_t> ids(static_cast<std::size_t>(b * T));
+  for (int64_t i = 0; i < b * T; ++i) {
+    const int64_t g = first * T + i;
+    auto r = Philox4x32::block({static_cast<uint32_t>(g), 0, 0, 0xBE4Cu}, {static_cast<uint32_t>(seed), 0});
     ids[static_cast<std::size_t>(i)] = static_cast<int32_t>(r[0] % static_cast<uint32_t>(V));
   }
-  return language_model_batch(std::move(ids), B, T);
+  return language_model_batch(std::move(ids), b, T);
 }
 
 // The first training batch of a dataset, as `train` would draw it with this seed.
-Batch dataset_batch(const BenchArgs& a, const Architecture& arch) {
+Batch dataset_batch(const BenchArgs& a, const Architecture& arch, const Comm& comm) {
   const Tokenizer tok = Tokenizer::load(a.model);
   DatasetOptions d;
   d.max_length = a.seq_len;
@@ -71,15 +78,20 @@ Batch dataset_batch(const BenchArgs& a, const Architecture& arch) {
   d.vocab_size = arch.config().vocab_size;
   const Dataset ds = Dataset::load_jsonl(a.data, d, &tok);
   LoaderOptions lo;
-  lo.batch_size = a.batch;
+  lo.batch_size = a.batch / a.layout.data;
   lo.seed = a.seed;
+  lo.rank = a.layout.slice(comm.rank());
+  lo.world = a.layout.data;
   DataLoader loader(ds, lo);
   return loader.batch_for_step(0);
 }
 
-void run_bench(const BenchArgs& a) {
+void run_bench(BenchArgs a) {
+  Comm& comm = layout_comm(a.layout, a.threads);
   set_compute_threads(a.threads);
   check(a.batch > 0 && a.seq_len > 1 && a.steps > 0, "--batch-size and --steps must be > 0, --seq-len > 1");
+  check(a.batch % a.layout.data == 0, "--batch-size ", a.batch, " does not split over ", a.layout.data,
+        " data-parallel ranks");
   auto arch = load_architecture(a.model);
   Checkpoint ckpt(a.model);
   StoreOptions so = a.store;
@@ -115,10 +127,11 @@ void run_bench(const BenchArgs& a) {
   MezoOptions opt;
   opt.dist = parse_perturbation(a.perturbation);
   opt.lr = 1e-7f;
-  SingleProcessComm comm;
-  ZoEngine engine(*arch, store, opt, a.seed, comm);
-  Batch batch = a.data.empty() ? random_lm_batch(a.batch, a.seq_len, arch->config().vocab_size, a.seed)
-                               : dataset_batch(a, *arch);
+  opt.directions = a.directions;
+  ZoEngine engine(*arch, store, opt, a.seed, comm, a.layout);
+  Batch batch = a.data.empty() ? random_lm_batch(a.batch, a.seq_len, arch->config().vocab_size, a.seed, a.layout.slice(comm.rank()),
+                                                 a.layout.data)
+                               : dataset_batch(a, *arch, comm);
 
   // Warm-up: first touch of every buffer (page faults) is not what we measure.
   engine.step(0, a.steps + 1, batch);
@@ -163,6 +176,11 @@ void run_bench(const BenchArgs& a) {
               {"seq_len", a.seq_len},
               {"steps", a.steps},
               {"threads", compute_threads()},
+              {"data_parallel", a.layout.data},
+              {"pert_parallel", a.layout.pert},
+              {"direction_groups", a.layout.groups},
+              {"directions", a.directions},
+              {"ranks", comm.world()},
               {"isa", kernels::isa_name()},
               {"gemm", kernels::compute_info().gemm},
               {"forward_gflops", fwd_gflops},
@@ -200,7 +218,9 @@ void run_bench(const BenchArgs& a) {
               {"param_bytes", store.total_params() * 4},
               {"sec_per_step_all", stp},
               {"forward_sec_all", fwd}};
-  std::printf("%s\n", out.dump().c_str());
+  // Every rank timed its own slice; rank 0 (whose steps wait for the others
+  // in the reduction) speaks for the run.
+  if (comm.rank() == 0) std::printf("%s\n", out.dump().c_str());
 }
 }  // namespace
 
@@ -211,9 +231,11 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--batch-size", args->batch, "sequences per step")->capture_default_str();
   cmd->add_option("--seq-len", args->seq_len, "tokens per sequence")->capture_default_str();
   cmd->add_option("--steps", args->steps, "timed ZO steps")->capture_default_str();
-  cmd->add_option("--threads", args->threads, "compute threads (default: all cores)");
+  cmd->add_option("--threads", args->threads, "compute threads per rank (default: the node's cores over its ranks)");
   cmd->add_option("--data", args->data, "time a batch of this JSONL training file (needs the model's tokenizer)");
   cmd->add_option("--task", args->task, "--data holds this MeZO task's raw records");
+  cmd->add_option("--directions", args->directions, "perturbation directions per step")->capture_default_str();
+  add_layout_options(*cmd, args->layout);
   cmd->add_option("--seed", args->seed, "seed of the random tokens and perturbations")->capture_default_str();
   cmd->add_option("--perturbation", args->perturbation, "gaussian, rademacher or ones")->capture_default_str();
   add_store_options(*cmd, args->offload, args->storage_dtype, args->store.resident_blocks, args->overlap);

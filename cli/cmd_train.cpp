@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 
+// mpirun -np N zotune train ... --data-parallel N: N ranks, each on its slice of every global batch.
 #include "base/error.h"
 #include "commands.h"
 #include "data/eval_protocol.h"
@@ -82,9 +83,13 @@ int run_train(TrainArgs a) {
   else fail("--progress: unknown value '", a.progress, "' (auto, bar, log)");
   apply_store_options(a.offload, a.storage_dtype, a.overlap, a.o.store);
   if (!a.memory_budget.empty()) a.o.memory_budget = parse_size(a.memory_budget, "--memory-budget");
-  SingleProcessComm comm;
+  if (a.o.layout.pert == 2 && a.o.mezo.one_sided) fail("--pert-parallel 2 needs both passes; --one-sided has one");
+  if (a.o.mezo.directions < 1) fail("--directions must be >= 1, not ", a.o.mezo.directions);
+  if (a.o.mezo.directions % a.o.layout.groups != 0)
+    fail("--directions ", a.o.mezo.directions, " does not split over --direction-groups ", a.o.layout.groups);
+  Comm& comm = layout_comm(a.o.layout, a.o.threads);
   const int status = run_training(a.o, comm);
-  if (status == 0 && !a.o.data_dir.empty() && !a.o.dry_run) test_after_training(a.o);
+  if (status == 0 && !a.o.data_dir.empty() && !a.o.dry_run && comm.rank() == 0) test_after_training(a.o);
   return status;
 }
 }  // namespace
@@ -121,7 +126,12 @@ void register_train(CLI::App& app) {
   c->add_flag("--select-best", a->o.select_best, "keep the best dev evaluation's model in <out>/best (tested at the end)");
   c->add_option("--save-dtype", a->save_dtype, "dtype of the saved model (default: the input's)");
   c->add_option("--resume", a->resume, "continue an earlier run's output or checkpoint directory");
-  c->add_option("--threads", a->o.threads, "compute threads (default: all cores)")->check(kNonNegative);
+  c->add_option("--threads", a->o.threads, "compute threads (default: all cores, shared by the ranks on a node)")
+      ->check(kNonNegative);
+  c->add_option("--directions", a->o.mezo.directions,
+                "K independent perturbations per step, update with the mean of g_k z_k (1: MeZO-SGD)")
+      ->capture_default_str();
+  add_layout_options(*c, a->o.layout);
   add_store_options(*c, a->offload, a->storage_dtype, a->o.store.resident_blocks, a->overlap);
   c->add_option("--memory-budget", a->memory_budget, "pick the tier and resident blocks to fit SIZE (e.g. 4G, 512M)");
   c->add_flag("--dry-run", a->o.dry_run, "print the planned peak memory of each tier and the time per step; train nothing");

@@ -2,6 +2,8 @@
 
 #include <cctype>
 #include <cmath>
+#include <cstdlib>
+#include <thread>
 
 #include "base/error.h"
 #include "zo/mezo.h"
@@ -33,6 +35,39 @@ void register_all(CLI::App& app) {
   register_train(app);
   register_replay(app);
   register_eval(app);
+}
+
+void add_layout_options(CLI::App& cmd, RankLayout& layout) {
+  cmd.add_option("--data-parallel", layout.data,
+                 "ranks that split each global batch (run as mpirun -np N zotune ... --data-parallel N)")
+      ->capture_default_str();
+  cmd.add_option("--pert-parallel", layout.pert,
+                 "2: a pair of ranks runs the +εz and the -εz pass of each step (ranks × 2)")
+      ->capture_default_str();
+  cmd.add_option("--direction-groups", layout.groups,
+                 "groups of ranks that share out the --directions of a step (ranks × G; docs/architecture.md)")
+      ->capture_default_str();
+}
+
+Comm& layout_comm(const RankLayout& layout, int& threads) {
+  check(layout.data >= 1, "--data-parallel must be >= 1, not ", layout.data);
+  check(layout.pert == 1 || layout.pert == 2, "--pert-parallel must be 1 or 2, not ", layout.pert);
+  check(layout.groups >= 1, "--direction-groups must be >= 1, not ", layout.groups);
+  const int ranks = layout.ranks();
+  Comm& comm = process_comm();
+  if (comm.world() != ranks) {
+    if (comm.world() == 1)
+      fail(layout.flags(), " needs ", ranks, " processes: run it as mpirun -np ", ranks, " zotune ...");
+    fail("the launcher started ", comm.world(), " processes, but the layout (", layout.flags(), ") has ", ranks,
+         " ranks; change the layout or run mpirun -np ", ranks);
+  }
+  if (threads == 0 && comm.world() > 1) {
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    const int per_node = local ? std::max(1, std::atoi(local)) : 1;
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    threads = std::max(1, cores / per_node);
+  }
+  return comm;
 }
 
 void add_store_options(CLI::App& cmd, std::string& offload, std::string& storage_dtype, int& resident_blocks,

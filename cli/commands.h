@@ -5,6 +5,8 @@
 #include <functional>
 #include <string>
 
+#include "dist/comm.h"
+#include "dist/layout.h"
 #include "kernels/zo_kernels.h"
 #include "store/store_factory.h"
 
@@ -25,6 +27,13 @@ void apply_store_options(const std::string& offload, const std::string& storage_
                          StoreOptions& out);
 // --perturbation NAME -> z's distribution (train, bench).
 kernels::ZDist parse_perturbation(const std::string& name);
+// --data-parallel D, --pert-parallel P, --direction-groups G (train, bench).
+void add_layout_options(CLI::App& cmd, RankLayout& layout);
+// The process context of a run laid out as `layout` (dist/layout.h): the world
+// the launcher started must be exactly D·P·G ranks (a clear error before any
+// work otherwise). With `threads` 0 and several ranks on this node, each rank
+// gets its share of the cores (OMPI_COMM_WORLD_LOCAL_SIZE).
+Comm& layout_comm(const RankLayout& layout, int& threads);
 // "4G", "512M", "1.5GB", "123456" -> bytes; errors name the flag.
 uint64_t parse_size(const std::string& text, const char* flag);
 

@@ -9,6 +9,17 @@
 #include "base/threads.h"
 #include "commands.h"
 #include "kernels/compute_env.h"
+#include "dist/comm.h"
+
+namespace {
+// Under mpirun a rank that fails ends the whole job with its message (the
+// other ranks would otherwise wait in a collective forever).
+int failed(const char* what) {
+  if (zotune::Comm* c = zotune::started_process_comm(); c && c->world() > 1) c->abort(what);
+  std::fprintf(stderr, "zotune: error: %s\n", what);
+  return 1;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   zotune::kernels::ensure_compute_env(argv);
@@ -22,14 +33,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const zotune::Error& e) {
-    std::fprintf(stderr, "zotune: error: %s\n", e.what());
-    return 1;
+    return failed(e.what());
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "zotune: error: out of memory\n");
-    return 1;
+    return failed("out of memory");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "zotune: error: %s\n", e.what());
-    return 1;
+    return failed(e.what());
   }
   return 0;
 }

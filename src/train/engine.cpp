@@ -10,16 +10,49 @@
 
 namespace zotune {
 
-void reduce_losses(Comm& comm, const PassLosses& local, PassLosses& global) {
+void reduce_directions(Comm& comm, const RankLayout& layout, std::span<const PassLosses> local,
+                       std::vector<PassLosses>& global) {
+  const std::size_t n = local.size();
   if (comm.world() == 1) {
-    global = local;
+    global.assign(local.begin(), local.end());
     return;
   }
-  global.plus = comm.allgather(local.plus);
-  global.minus = comm.allgather(local.minus);
-  double tokens = static_cast<double>(local.tokens);  // exact: < 2^53
-  comm.allreduce_sum({&tokens, 1});
-  global.tokens = static_cast<int64_t>(tokens);
+  // Every rank's header (its tokens, the lengths of its 2n term lists; the same
+  // size on every rank), then the terms themselves.
+  std::vector<double> head{static_cast<double>(local.empty() ? 0 : local[0].tokens)}, body;  // exact: < 2^53
+  for (const PassLosses& l : local) {
+    head.push_back(static_cast<double>(l.plus.size()));
+    head.push_back(static_cast<double>(l.minus.size()));
+    body.insert(body.end(), l.plus.begin(), l.plus.end());
+    body.insert(body.end(), l.minus.begin(), l.minus.end());
+  }
+  const std::vector<double> heads = comm.allgather(head), bodies = comm.allgather(body);
+  check(heads.size() == head.size() * static_cast<std::size_t>(comm.world()),
+        "the ranks hold different numbers of directions");
+  global.assign(n * static_cast<std::size_t>(layout.groups), PassLosses{});
+  double tokens = 0;
+  std::size_t at = 0;
+  for (int r = 0; r < comm.world(); ++r) {
+    const double* h = heads.data() + static_cast<std::size_t>(r) * head.size();
+    const auto g = static_cast<std::size_t>(layout.group(r));
+    if (g == 0 && layout.half(r) == 0) tokens += h[0];
+    for (std::size_t i = 0; i < n; ++i) {
+      PassLosses& d = global[g * n + i];
+      for (std::vector<double>* v : {&d.plus, &d.minus}) {
+        const auto len = static_cast<std::size_t>(h[1 + 2 * i + (v == &d.minus ? 1 : 0)]);
+        v->insert(v->end(), bodies.begin() + static_cast<std::ptrdiff_t>(at),
+                  bodies.begin() + static_cast<std::ptrdiff_t>(at + len));
+        at += len;
+      }
+    }
+  }
+  for (PassLosses& d : global) d.tokens = static_cast<int64_t>(tokens);
+}
+
+void reduce_losses(Comm& comm, const PassLosses& local, PassLosses& global) {
+  std::vector<PassLosses> all;
+  reduce_directions(comm, RankLayout{comm.world(), 1, 1}, {&local, 1}, all);
+  global = std::move(all.at(0));
 }
 
 EngineFootprint engine_footprint(const Architecture& arch, int64_t B, int64_t T, int threads) {
@@ -34,9 +67,23 @@ EngineFootprint engine_footprint(const Architecture& arch, int64_t B, int64_t T,
   return f;
 }
 
-ZoEngine::ZoEngine(const Architecture& arch, ParamStore& store, MezoOptions opt, uint64_t run_seed, Comm& comm)
-    : arch_(arch), store_(store), opt_(opt), run_seed_(run_seed), comm_(comm), plus_(arch), minus_(arch) {
+ZoEngine::ZoEngine(const Architecture& arch, ParamStore& store, MezoOptions opt, uint64_t run_seed, Comm& comm,
+                   RankLayout layout)
+    : arch_(arch), store_(store), opt_(opt), run_seed_(run_seed), comm_(comm), layout_(layout), plus_(arch), minus_(arch) {
   minus_.share_scratch(plus_);  // the passes run block b one after the other
+  if (layout_.ranks() == 1) layout_.data = comm.world();  // no layout given: every rank a data slice
+  check(layout_.data >= 1 && layout_.groups >= 1, "the rank layout (", layout_.flags(), ") needs positive factors");
+  check(layout_.pert == 1 || layout_.pert == 2, "--pert-parallel must be 1 or 2, not ", layout_.pert);
+  check(layout_.ranks() == comm.world(), "the rank layout (", layout_.flags(), ") has ", layout_.ranks(),
+        " ranks, the job ", comm.world());
+  check(layout_.pert == 1 || !opt_.one_sided, "--pert-parallel 2 needs both passes; --one-sided has one");
+  check(opt_.directions >= 1, "--directions must be >= 1, not ", opt_.directions);
+  check(opt_.directions % layout_.groups == 0, "--directions ", opt_.directions, " does not split over ",
+        layout_.groups, " direction groups");
+  const int per_group = opt_.directions / layout_.groups;
+  half_ = layout_.pert == 1 ? -1 : layout_.half(comm.rank());
+  first_dir_ = layout_.group(comm.rank()) * per_group;
+  local_.resize(static_cast<std::size_t>(per_group));
 }
 
 void ZoEngine::map_tokens(const Batch& batch) {
@@ -57,9 +104,9 @@ void ZoEngine::start_passes(const Batch& batch, bool two) {
   if (two) minus_.start(remapped_.data(), batch.mask.data(), batch.B, batch.T);
 }
 
-BlockSession ZoEngine::acquire_block(int b, const BlockWork& work) {
+BlockSession ZoEngine::acquire_block(int b, const BlockWork& work, int first) {
   BlockSession session = store_.acquire(b, work);
-  const auto sp = session.copy(0);
+  const auto sp = session.copy(first);
   ptrs_plus_.assign(sp.begin(), sp.end());
   ptrs_minus_.assign(ptrs_plus_.size(), nullptr);
   const int emb = arch_.token_embedding_id();
@@ -85,7 +132,7 @@ BlockSession ZoEngine::acquire_block(int b, const BlockWork& work) {
                nullptr);
     }
   });
-  ptrs_plus_[static_cast<std::size_t>(emb)] = rp;
+  ptrs_plus_[static_cast<std::size_t>(emb)] = first == 1 && work.perturb ? rm : rp;
   ptrs_minus_[static_cast<std::size_t>(emb)] = work.perturb ? rm : rp;
   return session;
 }
@@ -96,7 +143,7 @@ void ZoEngine::to_minus(BlockSession& session) {
     ptrs_minus_[static_cast<std::size_t>(id)] = sm[static_cast<std::size_t>(id)];
 }
 
-void ZoEngine::head_logprobs(BlockSession& session, const BlockWork& work, const Batch& batch, bool two) {
+void ZoEngine::head_logprobs(BlockSession& session, const BlockWork& work, const Batch& batch, bool two, int first) {
   const int64_t V = arch_.config().vocab_size, Wd = arch_.head_width();
   const auto n = static_cast<int64_t>(batch.rows.size());
   const float* hp = n ? plus_.head_hidden(ptrs_plus_, batch.rows.data(), n) : nullptr;
@@ -112,7 +159,7 @@ void ZoEngine::head_logprobs(BlockSession& session, const BlockWork& work, const
   float* logits = blocks::ensure(chunk_logits_, std::max<int64_t>(n, 1) * chunk);
   store_.stream_rows(hid, hw, chunk, [&](const RowChunk& c) {
     if (n == 0) return;
-    kernels::sgemm(false, true, n, c.rows, Wd, 1.0f, hp, Wd, c.plus, Wd, 0.0f, logits, c.rows);
+    kernels::sgemm(false, true, n, c.rows, Wd, 1.0f, hp, Wd, first == 1 ? c.minus : c.plus, Wd, 0.0f, logits, c.rows);
     acc_plus_.add(logits, c.rows, c.row0, c.rows);
     if (!two) return;
     kernels::sgemm(false, true, n, c.rows, Wd, 1.0f, hm, Wd, c.minus, Wd, 0.0f, logits, c.rows);
@@ -123,48 +170,71 @@ void ZoEngine::head_logprobs(BlockSession& session, const BlockWork& work, const
 }
 
 StepResult ZoEngine::step(int64_t t, int64_t total, const Batch& batch) {
-  reduce_losses(comm_, run_passes(t, batch), global_);
+  reduce_directions(comm_, layout_, run_passes(t, batch), global_);
   return commit(t, total, global_);
 }
 
-const PassLosses& ZoEngine::run_passes(int64_t t, const Batch& batch) {
-  local_.tokens = batch.num_tokens();
-  const int N = arch_.num_blocks();
-  start_passes(batch, true);
+const std::vector<PassLosses>& ZoEngine::run_passes(int64_t t, const Batch& batch) {
   BlockWork work;
   work.dist = opt_.dist;
-  work.update = pending_;
   work.perturb = true;
   work.one_sided = opt_.one_sided;
-  work.seed = step_seed(run_seed_, t);
   work.eps = opt_.eps;
   work.weight_decay = opt_.weight_decay;
-  for (int b = 0; b < N; ++b) {
-    if (b + 1 < N) store_.prefetch(b + 1);
-    BlockSession session = acquire_block(b, work);
-    if (b + 1 < N) {
-      plus_.run_block(b, ptrs_plus_);
-      to_minus(session);
-      minus_.run_block(b, ptrs_minus_);
-    } else {
-      head_logprobs(session, work, batch, true);
-      loss_terms_from_logprobs(batch, lp_plus_, local_.plus);
-      loss_terms_from_logprobs(batch, lp_minus_, local_.minus);
-    }
+  const uint64_t seed = step_seed(run_seed_, t);
+  for (std::size_t i = 0; i < local_.size(); ++i) {
+    // The deferred update rides on the first sweep; the others read θ as it is.
+    work.update = i == 0 ? pending_ : std::nullopt;
+    work.seed = direction_seed(seed, first_dir_ + static_cast<int>(i));
+    sweep(work, batch, local_[i]);
   }
   return local_;
 }
 
-StepResult ZoEngine::commit(int64_t t, int64_t total, const PassLosses& global) {
+void ZoEngine::sweep(const BlockWork& work, const Batch& batch, PassLosses& out) {
+  out.tokens = batch.num_tokens();
+  const int N = arch_.num_blocks();
+  const bool two = half_ < 0;
+  const int first = half_ == 1 ? 1 : 0;  // a minus-only rank's one pass reads copy 1
+  start_passes(batch, two);
+  for (int b = 0; b < N; ++b) {
+    if (b + 1 < N) store_.prefetch(b + 1);
+    BlockSession session = acquire_block(b, work, first);
+    if (b + 1 < N) {
+      plus_.run_block(b, ptrs_plus_);
+      if (!two) continue;
+      to_minus(session);
+      minus_.run_block(b, ptrs_minus_);
+    } else {
+      head_logprobs(session, work, batch, two, first);
+      loss_terms_from_logprobs(batch, lp_plus_, first == 1 ? out.minus : out.plus);
+      if (two) loss_terms_from_logprobs(batch, lp_minus_, out.minus);
+      else (first == 1 ? out.plus : out.minus).clear();
+    }
+  }
+}
+
+StepResult ZoEngine::commit(int64_t t, int64_t total, const std::vector<PassLosses>& global) {
+  check(static_cast<int>(global.size()) == opt_.directions, "step ", t + 1, ": losses of ", global.size(),
+        " directions, expected ", opt_.directions);
   StepResult r;
   r.step = t + 1;
   r.seed = step_seed(run_seed_, t);
   r.lr = learning_rate(opt_, t, total);
-  r.tokens = global.tokens;
-  r.loss_plus = loss_of_terms(global.plus);
-  r.loss_minus = loss_of_terms(global.minus);
-  r.grad = projected_grad(opt_, r.loss_plus, r.loss_minus);
-  pending_ = mezo_record(opt_, run_seed_, t, total, r.loss_plus, r.loss_minus);
+  r.tokens = global[0].tokens;
+  for (const PassLosses& d : global) {
+    r.loss_plus_k.push_back(loss_of_terms(d.plus));
+    r.loss_minus_k.push_back(loss_of_terms(d.minus));
+    r.grad_k.push_back(projected_grad(opt_, r.loss_plus_k.back(), r.loss_minus_k.back()));
+    r.loss_plus += r.loss_plus_k.back();
+    r.loss_minus += r.loss_minus_k.back();
+    r.grad += r.grad_k.back();
+  }
+  const auto K = static_cast<double>(global.size());
+  r.loss_plus /= K;
+  r.loss_minus /= K;
+  r.grad /= K;
+  pending_ = mezo_record(opt_, run_seed_, t, total, r.loss_plus_k, r.loss_minus_k);
   return r;
 }
 

@@ -1,16 +1,20 @@
 // The ZO2 execution of MeZO-SGD: the one place that knows a step's order.
 //
+//   for each direction k of this rank (--directions K; k = 0 also applies the
+//   deferred update, later sweeps only perturb):
 //   for block b = 0 .. N-1 (embeddings first, head last):
 //     store.prefetch(b + 1)
-//     session = store.acquire(b, {deferred update of step t-1, perturbation of step t})
+//     session = store.acquire(b, {deferred update of step t-1, perturbation k of step t})
 //     x+ = block(session.copy(0), x+);  x- = block(session.copy(1), x-)
 //                                      (dual forward, block resident once; a lean
 //                                       tier makes copy 1 when it is asked for)
 //     session ends: the block is written back
 //   loss terms of L+, L- from the head        run_passes: this rank's slice of the batch
-//   -> reduced over ranks through the Comm   reduce_losses: fixed (example) order
-//   -> the step's update record (mezo_record) commit: applied at each block's first
-//      touch in step t+1 (or by flush() before eval, checkpoint or export).
+//   -> reduced over ranks through the Comm   reduce_directions: fixed order (dist/layout.h)
+//   -> the step's update record (mezo_record) commit: one term per direction, applied at
+//      each block's first touch in step t+1 (or by flush() before eval, checkpoint or export).
+// A rank of a larger layout runs part of this: its slice of the batch, one
+// half of each pass pair (--pert-parallel 2), its group's directions.
 //
 // The token embedding and the lm_head weight ([V, width]) are streamed by rows
 // (ParamStore::stream_rows), never held whole as working copies:
@@ -26,9 +30,12 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <span>
+#include <vector>
 
 #include "data/batch.h"
 #include "dist/comm.h"
+#include "dist/layout.h"
 #include "model/forward.h"
 #include "store/param_store.h"
 #include "train/loss.h"
@@ -40,8 +47,11 @@ struct StepResult {
   int64_t step = 0;  // 1-based
   uint64_t seed = 0;
   float lr = 0;
+  // Means over the step's directions (one direction: its own values).
   double loss_plus = 0, loss_minus = 0;  // loss_minus is L(θ) when one-sided
   double grad = 0;
+  // Per direction (K entries): L+, L- and g of direction k.
+  std::vector<double> loss_plus_k, loss_minus_k, grad_k;
   int64_t tokens = 0;
 };
 
@@ -53,26 +63,34 @@ struct PassLosses {
   int64_t tokens = 0;
 };
 
-// The global batch's PassLosses from every rank's slice: terms concatenated in
-// rank order (ranks hold consecutive slices, so this is example order), tokens
-// summed. One process: `local` itself.
+// Every direction's PassLosses over the global batch from the ranks' own: each
+// rank holds one PassLosses per direction of its group (the same count on every
+// rank); direction g·n + i gets the terms of entry i of group g's ranks,
+// concatenated in rank order (= slice order = example order; a perturbation
+// half contributes only its pass), and the tokens of every slice once. One
+// process: `local` itself.
+void reduce_directions(Comm& comm, const RankLayout& layout, std::span<const PassLosses> local,
+                       std::vector<PassLosses>& global);
+// One direction, data parallelism only (every rank a slice).
 void reduce_losses(Comm& comm, const PassLosses& local, PassLosses& global);
 
 class ZoEngine {
  public:
+  // `layout` must have comm.world() ranks; opt.directions must split over its groups.
   ZoEngine(const Architecture& arch, ParamStore& store, MezoOptions opt, uint64_t run_seed,
-           Comm& comm = single_process_comm());
+           Comm& comm = single_process_comm(), RankLayout layout = {});
 
   // Runs step t (0-based) of `total` on this rank's `batch` (its slice of the
   // global batch); leaves the step's update pending:
-  //   run_passes -> reduce_losses through the Comm -> commit.
+  //   run_passes -> reduce_directions through the Comm -> commit.
   StepResult step(int64_t t, int64_t total, const Batch& batch);
-  // Both passes of step t over every block (the pending update of step t-1 is
-  // applied on the way); returns this rank's loss terms.
-  const PassLosses& run_passes(int64_t t, const Batch& batch);
-  // Turns the global batch's losses of step t into the step's result and its
-  // pending update (the same on every rank).
-  StepResult commit(int64_t t, int64_t total, const PassLosses& global);
+  // This rank's passes of step t: one sweep over every block per direction of
+  // its group (the pending update of step t-1 is applied in the first); returns
+  // its loss terms, one PassLosses per direction.
+  const std::vector<PassLosses>& run_passes(int64_t t, const Batch& batch);
+  // Turns the global batch's losses of step t (one PassLosses per direction)
+  // into the step's result and its pending update (the same on every rank).
+  StepResult commit(int64_t t, int64_t total, const std::vector<PassLosses>& global);
   // Applies the pending update to every block (no perturbation).
   void flush();
   // Loss of the current weights on a batch (flushes the pending update first).
@@ -89,21 +107,28 @@ class ZoEngine {
   // Distinct token ids of the batch and the ids remapped to their rank.
   void map_tokens(const Batch& batch);
   void start_passes(const Batch& batch, bool two);
-  // acquire(b) plus, for block 0, the streamed embedding; fills ptrs_plus_ (and
-  // ptrs_minus_ where the copies do not depend on the order they are asked for).
-  BlockSession acquire_block(int b, const BlockWork& work);
+  // One sweep over every block with `work`: this rank's passes (both, or its
+  // half's) into `out`.
+  void sweep(const BlockWork& work, const Batch& batch, PassLosses& out);
+  // acquire(b) plus, for block 0, the streamed embedding; fills ptrs_plus_ with
+  // working copy `first` (0, or 1 for a minus-only rank) and ptrs_minus_ where
+  // the copies do not depend on the order they are asked for.
+  BlockSession acquire_block(int b, const BlockWork& work, int first = 0);
   // Points the minus pass at the session's copy 1 (lean tiers make it only now).
   void to_minus(BlockSession& session);
   // The head block's streamed lm_head: log p(target) of each scored row for the
-  // plus pass (and the minus pass when `two`).
-  void head_logprobs(BlockSession& session, const BlockWork& work, const Batch& batch, bool two);
+  // first pass (copy `first`) and the minus pass when `two`.
+  void head_logprobs(BlockSession& session, const BlockWork& work, const Batch& batch, bool two, int first = 0);
 
   const Architecture& arch_;
   ParamStore& store_;
   MezoOptions opt_;
   uint64_t run_seed_;
   Comm& comm_;
-  PassLosses local_, global_;
+  RankLayout layout_;
+  int half_ = -1;                 // -1: both passes here; 0 / 1: only the plus / minus pass
+  int first_dir_ = 0;             // this rank's directions: [first_dir_, first_dir_ + local_.size())
+  std::vector<PassLosses> local_, global_;
   std::optional<UpdateRecord> pending_;
   ForwardPass plus_, minus_;
   std::vector<const float*> ptrs_plus_, ptrs_minus_;

@@ -48,7 +48,7 @@ std::string hms(double s) {
 
 // The run's identity: resuming with other values would not reproduce it.
 Json run_identity(const TrainOptions& o) {
-  return {{"run_seed", o.seed},
+  Json id = {{"run_seed", o.seed},
           {"lr", static_cast<double>(o.mezo.lr)},
           {"eps", static_cast<double>(o.mezo.eps)},
           {"weight_decay", static_cast<double>(o.mezo.weight_decay)},
@@ -59,11 +59,15 @@ Json run_identity(const TrainOptions& o) {
           {"batch_size", o.batch_size},
           {"max_length", o.max_length},
           {"task", o.task}};
+  if (o.mezo.directions != 1) id["directions"] = o.mezo.directions;  // absent: MeZO's one (older runs)
+  return id;
 }
 
 class Trainer {
  public:
-  Trainer(const TrainOptions& o, Comm& comm) : opt_(o), comm_(comm) {}
+  // Under data parallelism every rank runs the same loop on its slice of each
+  // batch; only rank 0 (lead_) writes the output directory and logs.
+  Trainer(const TrainOptions& o, Comm& comm) : opt_(o), comm_(comm), lead_(comm.rank() == 0) {}
   int run();
 
  private:
@@ -75,11 +79,14 @@ class Trainer {
   void save_checkpoint_dir(int64_t step);
   void save_final();
   void save_best(Json& rec, double value);
+  // The signal that stops the run, agreed by every rank (the largest received).
+  int agreed_signal(int mine);
   // Flushes the pending update; a reader of the stored weights (pieces, not copies).
   TensorReader flushed_weights();
 
   TrainOptions opt_;
   Comm& comm_;
+  bool lead_;
   fs::path base_model_;
   std::unique_ptr<Architecture> arch_;
   std::unique_ptr<Checkpoint> ckpt_;
@@ -169,18 +176,21 @@ void Trainer::load_data() {
   }
   if (!opt_.eval.empty()) eval_ = std::make_unique<Dataset>(Dataset::load_jsonl(opt_.eval, d, tok_ ? &*tok_ : nullptr));
   // Each rank reads its slice of the global batch (data/loader.h).
-  check(opt_.batch_size % comm_.world() == 0, "--batch-size ", opt_.batch_size, " does not split over ",
-        comm_.world(), " ranks");
+  // The ranks of a perturbation pair and of every direction group read the
+  // same slice (dist/layout.h).
+  const int slices = opt_.layout.data;
+  check(opt_.batch_size % slices == 0, "--batch-size ", opt_.batch_size, " does not split over ", slices,
+        " data-parallel ranks");
   LoaderOptions lo;
-  lo.batch_size = opt_.batch_size / comm_.world();
+  lo.batch_size = opt_.batch_size / slices;
   lo.seed = opt_.seed;
-  lo.rank = comm_.rank();
-  lo.world = comm_.world();
+  lo.rank = opt_.layout.slice(comm_.rank());
+  lo.world = slices;
   loader_ = std::make_unique<DataLoader>(*train_, lo);
 }
 
 void Trainer::evaluate(int64_t step) {
-  if (!eval_) return;
+  if (!eval_ || !lead_) return;  // rank 0 evaluates and reports; the others only take steps
   const int64_t bs = opt_.eval_batch_size > 0 ? opt_.eval_batch_size : opt_.batch_size;
   EvalLoader el(*eval_, bs);
   Batch batch;
@@ -248,11 +258,17 @@ void Trainer::log_step(const StepResult& r, double step_sec) {
               {"tokens_per_sec", static_cast<double>(r.tokens) / step_sec},
               {"epoch", loader_->epoch_at(r.step)},
               {"elapsed_sec", clock_.seconds()}};
-  dir_->append_train(rec, *engine_->pending());  // the record of step r
+  if (r.grad_k.size() > 1) {  // --directions K: the fields above are means over the K
+    rec["direction_loss_plus"] = r.loss_plus_k;
+    rec["direction_loss_minus"] = r.loss_minus_k;
+    rec["direction_grads"] = r.grad_k;
+  }
   last_ = r;
+  if (lead_) dir_->append_train(rec, *engine_->pending());  // the record of step r
 }
 
 void Trainer::progress(int64_t step, bool final) {
+  if (!lead_) return;
   const double el = clock_.seconds();
   const int64_t done = step - start_step_, todo = opt_.steps - step;
   const double tps = el > 0 ? tokens_since_start_ / el : 0;
@@ -286,6 +302,9 @@ TensorReader Trainer::flushed_weights() {
 }
 
 void Trainer::save_checkpoint_dir(int64_t step) {
+  // Rank 0 writes. The others keep the update pending: a flushed and a fused
+  // update give the same bits (the resume tests hold that), so ranks agree.
+  if (!lead_) return;
   dir_->write_checkpoint(step, step >= opt_.steps, opt_.keep_checkpoints, [&](const fs::path& tmp) {
     save_checkpoint(*arch_, flushed_weights(), store_->storage_dtype(), tmp);
   });
@@ -295,6 +314,14 @@ void Trainer::save_final() {
   const DType dtype = opt_.save_dtype.value_or(input_dtype_);
   replace_checkpoint(*arch_, flushed_weights(), dtype, opt_.out);
   copy_tokenizer_files(base_model_, opt_.out);
+}
+
+int Trainer::agreed_signal(int mine) {
+  if (comm_.world() == 1) return mine;
+  const double me = mine;
+  int sig = 0;
+  for (double s : comm_.allgather({&me, 1})) sig = std::max(sig, static_cast<int>(s));
+  return sig;
 }
 
 int Trainer::run() {
@@ -311,6 +338,7 @@ int Trainer::run() {
     const MemoryPlan plan = plan_run(*arch, opt_.store, opt_.batch_size, opt_.max_length, opt_.memory_budget, mc,
                                      "zotune train", !opt_.dry_run);
     if (opt_.dry_run) {
+      if (!lead_) return 0;
       std::printf("%s", plan_table(plan).c_str());
       std::printf("%s\n", plan_json(plan).dump().c_str());
       return 0;
@@ -319,7 +347,11 @@ int Trainer::run() {
   StopSignals signals;  // from here on the first SIGINT/SIGTERM stops at a safe point
   if (!fs::is_directory(opt_.model)) fail("--model ", opt_.model.string(), ": not a model directory");
   check_train_options(opt_, load_architecture(opt_.model)->config());  // before anything is created
-  dir_ = std::make_unique<RunDir>(opt_.out, opt_.model, opt_.resume, run_identity(opt_));
+  check(comm_.world() == 1 || opt_.store.offload != Offload::Disk, "--offload disk does not run with ",
+        comm_.world(), " ranks yet (each rank would need its own working copy); use --offload none or ram");
+  // Rank 0 owns the output directory; the others write nothing.
+  if (lead_) dir_ = std::make_unique<RunDir>(opt_.out, opt_.model, opt_.resume, run_identity(opt_));
+  comm_.barrier();  // a rank 0 that refused the directory has ended the job
   load_starting_weights();
   load_data();
   {
@@ -327,7 +359,7 @@ int Trainer::run() {
     Checkpoint base(base_model_);
     input_dtype_ = checked_view(*arch_, base, first).dtype;
   }
-  engine_ = std::make_unique<ZoEngine>(*arch_, *store_, opt_.mezo, opt_.seed, comm_);
+  engine_ = std::make_unique<ZoEngine>(*arch_, *store_, opt_.mezo, opt_.seed, comm_, opt_.layout);
   tty_ = opt_.progress == 1 || (opt_.progress == -1 && ::isatty(STDERR_FILENO));
 
   // Journals: rewritten to the resumed step, then appended.
@@ -336,17 +368,20 @@ int Trainer::run() {
                            {"run_seed", opt_.seed}, {"perturbation", zdist_name(opt_.mezo.dist)},
                            {"weight_decay", static_cast<double>(opt_.mezo.weight_decay)},
                            {"eps", static_cast<double>(opt_.mezo.eps)}, {"one_sided", opt_.mezo.one_sided}};
-  dir_->open_journals(log_header, resumed_records_, start_step_, opt_.resume, base_model_,
-                      opt_.data_dir.empty() ? opt_.data : opt_.data_dir, opt_.steps);
-  best_ = dir_->best_selection();
+  if (lead_) {
+    dir_->open_journals(log_header, resumed_records_, start_step_, opt_.resume, base_model_,
+                        opt_.data_dir.empty() ? opt_.data : opt_.data_dir, opt_.steps);
+    best_ = dir_->best_selection();
+  }
 
-  std::fprintf(stderr, "zotune train: %s (%s, %lld parameters), %lld training examples%s, steps %lld..%lld\n",
+  if (lead_)
+    std::fprintf(stderr, "zotune train: %s (%s, %lld parameters), %lld training examples%s, steps %lld..%lld\n",
                base_model_.c_str(), arch_->config().model_type.c_str(), static_cast<long long>(store_->total_params()),
                static_cast<long long>(train_->size()),
                eval_ ? (", " + std::to_string(eval_->size()) + " eval examples").c_str() : "",
                static_cast<long long>(start_step_ + 1), static_cast<long long>(opt_.steps));
   if (start_step_ == 0) evaluate(0);
-  if (int sig = stop_signal()) {
+  if (int sig = agreed_signal(stop_signal())) {
     std::fprintf(stderr, "zotune train: stopped by signal %d before step %lld. Continue with --resume %s\n", sig,
                  static_cast<long long>(start_step_ + 1), opt_.out.c_str());
     return 128 + sig;
@@ -364,11 +399,12 @@ int Trainer::run() {
     if (opt_.eval_every > 0 && r.step % opt_.eval_every == 0 && !last) evaluate(r.step);
     if (opt_.save_every > 0 && r.step % opt_.save_every == 0 && !last) {
       save_checkpoint_dir(r.step);
-      dir_->write_plots();
+      if (lead_) dir_->write_plots();
     }
-    if (int sig = stop_signal(); sig != 0 && !last) {
+    if (int sig = agreed_signal(stop_signal()); sig != 0 && !last) {
       if (tty_) std::fprintf(stderr, "\n");
       save_checkpoint_dir(r.step);
+      if (!lead_) return 128 + sig;
       dir_->write_plots();
       std::fprintf(stderr, "zotune train: stopped by signal %d after step %lld; checkpoint written. Continue with --resume %s\n",
                    sig, static_cast<long long>(r.step), opt_.out.c_str());
@@ -376,6 +412,7 @@ int Trainer::run() {
     }
   }
   engine_->flush();
+  if (!lead_) return 0;  // the rest is rank 0's: final evaluation and outputs (no collective below)
   // A resumed finished run already holds its final evaluation.
   if (opt_.resume.empty() || start_step_ < opt_.steps || dir_->eval_steps().empty() ||
       dir_->eval_steps().back() != static_cast<double>(opt_.steps))

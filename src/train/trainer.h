@@ -11,6 +11,7 @@
 #include <string>
 
 #include "dist/comm.h"
+#include "dist/layout.h"
 #include "store/store_factory.h"
 #include "tensor/dtype.h"
 #include "zo/mezo.h"
@@ -40,6 +41,10 @@ struct TrainOptions {
   bool select_best = false;
   std::optional<DType> save_dtype;
   int threads = 0;
+  // How the Comm's ranks share each step (dist/layout.h): --data-parallel,
+  // --pert-parallel, --direction-groups. Not part of the run's identity: a
+  // run resumes under any layout.
+  RankLayout layout;
   int progress = -1;            // -1 auto (a terminal), 0 plain log lines, 1 bar
   StoreOptions store;           // tier: --offload, --storage-dtype, --resident-blocks, --overlap
   uint64_t memory_budget = 0;   // bytes; > 0 picks the tier and resident blocks (--memory-budget)

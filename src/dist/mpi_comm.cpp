@@ -1,0 +1,98 @@
+// The MPI process context (issue #12): Comm on MPI_COMM_WORLD. Built only with
+// -DZOTUNE_MPI=ON (CMake's default when MPI is found); created by
+// process_comm() only when a launcher started this process, so a plain
+// `zotune train` never initialises MPI. Every call comes from the main thread
+// (compute threads never talk to other ranks): MPI_THREAD_FUNNELED.
+#define OMPI_SKIP_MPICXX 1  // the C API only (no deprecated C++ bindings to link)
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include "base/error.h"
+#include "dist/comm.h"
+
+namespace zotune {
+
+namespace {
+
+void mpi_check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  fail("MPI: ", what, " failed: ", std::string(msg, static_cast<std::size_t>(len)));
+}
+
+class MpiComm final : public Comm {
+ public:
+  MpiComm() {
+    int ready = 0;
+    MPI_Initialized(&ready);
+    if (!ready) {
+      int provided = 0;
+      mpi_check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+      owns_ = true;
+    }
+    // Errors come back as codes (mpi_check turns them into zotune::Error)
+    // instead of MPI's default of aborting without our message.
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_);
+  }
+  ~MpiComm() override {
+    int done = 0;
+    MPI_Finalized(&done);
+    if (owns_ && !done) MPI_Finalize();
+  }
+
+  int rank() const override { return rank_; }
+  int world() const override { return world_; }
+
+  std::vector<double> allgather(std::span<const double> mine) override {
+    const int n = static_cast<int>(mine.size());
+    std::vector<int> counts(static_cast<std::size_t>(world_)), offsets(static_cast<std::size_t>(world_));
+    mpi_check(MPI_Allgather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather (counts)");
+    int total = 0;
+    for (int r = 0; r < world_; ++r) {
+      offsets[static_cast<std::size_t>(r)] = total;
+      total += counts[static_cast<std::size_t>(r)];
+    }
+    std::vector<double> all(static_cast<std::size_t>(total));
+    mpi_check(MPI_Allgatherv(mine.data(), n, MPI_DOUBLE, all.data(), counts.data(), offsets.data(), MPI_DOUBLE,
+                             MPI_COMM_WORLD),
+              "MPI_Allgatherv");
+    return all;
+  }
+
+  void broadcast(std::vector<uint8_t>& blob, int root) override {
+    check(root >= 0 && root < world_, "broadcast: root rank ", root, " is not in a world of ", world_);
+    unsigned long long n = blob.size();
+    mpi_check(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, root, MPI_COMM_WORLD), "MPI_Bcast (size)");
+    blob.resize(static_cast<std::size_t>(n));
+    check(n <= static_cast<unsigned long long>(INT32_MAX), "broadcast: ", n, " bytes is more than one message");
+    mpi_check(MPI_Bcast(blob.data(), static_cast<int>(n), MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
+  }
+
+  void barrier() override { mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+
+  [[noreturn]] void abort(const std::string& why) override {
+    std::fprintf(stderr, "zotune: error (rank %d of %d): %s\n", rank_, world_, why.c_str());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    std::_Exit(1);  // MPI_Abort does not return; if it did, end this rank anyway
+  }
+
+ private:
+  int rank_ = 0, world_ = 1;
+  bool owns_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Comm> make_mpi_comm() { return std::make_unique<MpiComm>(); }
+
+}  // namespace zotune
