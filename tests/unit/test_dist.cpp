@@ -24,6 +24,7 @@
 #include "thread_comm.h"
 #include "train/engine.h"
 #include "train/loss.h"
+#include "zo/replay.h"
 
 namespace zotune {
 namespace {
@@ -247,6 +248,119 @@ TEST_P(DataParallel, RanksCommitOneStepCloseToTheSingleProcessRun) {
 
 INSTANTIATE_TEST_SUITE_P(Architectures, DataParallel, ::testing::Values("gpt2", "opt", "llama", "qwen3"),
                          [](const auto& info) { return info.param; });
+
+// A run of `steps` steps with --directions `K` laid out as `layout` over thread
+// ranks, each with its own store; rank r reads the sequences of its data slice
+// (layout.data equal parts of `seqs`, as the data loader cuts them). Every rank
+// must end with the same results; rank 0's are returned with its records.
+struct LayoutRun {
+  Trajectory traj;
+  std::vector<UpdateRecord> records;
+};
+LayoutRun run_layout(const fs::path& model, const std::vector<std::vector<int32_t>>& seqs, RankLayout layout, int K,
+                     int steps) {
+  const int world = layout.ranks();
+  testing::ThreadGroup group(world);
+  std::vector<LayoutRun> runs(static_cast<std::size_t>(world));
+  std::vector<std::thread> ts;
+  for (int r = 0; r < world; ++r)
+    ts.emplace_back([&, r] {
+      set_compute_threads(1);
+      auto arch = load_architecture(model);
+      Checkpoint ckpt(model);
+      RamStore store(*arch, ckpt);
+      MezoOptions o;
+      o.lr = 1e-3f;
+      o.eps = 1e-3f;
+      o.weight_decay = 0.05f;
+      o.directions = K;
+      ZoEngine engine(*arch, store, o, 21, group.rank(r), layout);
+      const auto per = static_cast<std::ptrdiff_t>(seqs.size()) / layout.data;
+      const auto first = seqs.begin() + per * layout.slice(r);
+      const Batch batch = language_model_batch(std::vector<std::vector<int32_t>>(first, first + per), 0);
+      LayoutRun& run = runs[static_cast<std::size_t>(r)];
+      for (int t = 0; t < steps; ++t) {
+        run.traj.steps.push_back(engine.step(t, steps, batch));
+        run.records.push_back(*engine.pending());
+      }
+      engine.flush();
+      run.traj.weights = weights_of(store);
+    });
+  for (auto& t : ts) t.join();
+  for (int r = 1; r < world; ++r) {
+    EXPECT_EQ(runs[static_cast<std::size_t>(r)].traj.weights, runs[0].traj.weights) << "rank " << r;
+    for (int t = 0; t < steps; ++t)
+      EXPECT_EQ(runs[static_cast<std::size_t>(r)].traj.steps[t].grad_k, runs[0].traj.steps[t].grad_k) << "rank " << r;
+  }
+  return runs[0];
+}
+
+void expect_identical(const LayoutRun& a, const LayoutRun& b, const char* what) {
+  ASSERT_EQ(a.traj.steps.size(), b.traj.steps.size());
+  for (std::size_t t = 0; t < a.traj.steps.size(); ++t) {
+    EXPECT_EQ(a.traj.steps[t].loss_plus_k, b.traj.steps[t].loss_plus_k) << what << ", step " << t + 1;
+    EXPECT_EQ(a.traj.steps[t].loss_minus_k, b.traj.steps[t].loss_minus_k) << what << ", step " << t + 1;
+    EXPECT_EQ(a.traj.steps[t].tokens, b.traj.steps[t].tokens) << what << ", step " << t + 1;
+  }
+  EXPECT_EQ(a.traj.weights, b.traj.weights) << what;
+}
+
+class Directions : public ::testing::TestWithParam<std::string> {};
+
+// --directions 2 in one process, over 2 direction groups, over a perturbation
+// pair, and over both (4 ranks): the same losses, g's and weights, bit for bit
+// (every rank runs the same shapes as the single process), and the update log's
+// records replayed on the base model give those weights.
+TEST_P(Directions, SpreadOverRanksEqualsOneProcessAndReplays) {
+  const fs::path model = testing::golden_dir() / GetParam();
+  const std::vector<std::vector<int32_t>> seqs = {{5, 9, 17, 33, 41, 8, 12}, {7, 3, 99, 14}, {11, 23, 2, 64, 80, 31}};
+  const LayoutRun one = run_layout(model, seqs, {1, 1, 1}, 2, 3);
+  ASSERT_EQ(one.traj.steps[0].grad_k.size(), 2u);
+  // Two directions are two different z's: different g's, and a record of 2 terms.
+  EXPECT_NE(one.traj.steps[0].grad_k[0], one.traj.steps[0].grad_k[1]);
+  for (const UpdateRecord& rec : one.records) {
+    ASSERT_EQ(rec.terms.size(), 2u);
+    EXPECT_NE(rec.terms[0].seed, rec.terms[1].seed);
+  }
+  EXPECT_EQ(one.records[0].terms[0].coeff, static_cast<float>(one.traj.steps[0].grad_k[0] / 2));
+  expect_identical(run_layout(model, seqs, {1, 1, 2}, 2, 3), one, "2 direction groups");
+  expect_identical(run_layout(model, seqs, {1, 2, 1}, 2, 3), one, "a perturbation pair");
+  expect_identical(run_layout(model, seqs, {1, 2, 2}, 2, 3), one, "pairs x groups");
+
+  auto arch = load_architecture(model);
+  Checkpoint ckpt(model);
+  RamStore store(*arch, ckpt);
+  replay(store, kernels::ZDist::Gaussian, 0.05f, one.records);
+  EXPECT_EQ(weights_of(store), one.traj.weights);
+
+  // One direction is MeZO-SGD unchanged: direction 0's seed is the step seed.
+  const LayoutRun k1 = run_layout(model, seqs, {1, 1, 1}, 1, 1);
+  EXPECT_EQ(k1.records[0].terms.size(), 1u);
+  EXPECT_EQ(k1.records[0].terms[0].seed, step_seed(21, 0));
+  EXPECT_EQ(direction_seed(step_seed(21, 0), 0), step_seed(21, 0));
+}
+
+INSTANTIATE_TEST_SUITE_P(Architectures, Directions, ::testing::Values("gpt2", "opt", "llama", "qwen3"),
+                         [](const auto& info) { return info.param; });
+
+TEST(Directions, LayoutsThatDoNotFitAreErrors) {
+  const fs::path model = testing::golden_dir() / "gpt2";
+  auto arch = load_architecture(model);
+  Checkpoint ckpt(model);
+  RamStore store(*arch, ckpt);
+  MezoOptions o;
+  o.directions = 3;
+  testing::ThreadGroup group(2);
+  // 3 directions over 2 groups; a layout of 4 ranks on a world of 2; one-sided pairs.
+  EXPECT_THROW(ZoEngine(*arch, store, o, 1, group.rank(0), RankLayout{1, 1, 2}), Error);
+  o.directions = 2;
+  EXPECT_THROW(ZoEngine(*arch, store, o, 1, group.rank(0), RankLayout{2, 2, 1}), Error);
+  o.one_sided = true;
+  EXPECT_THROW(ZoEngine(*arch, store, o, 1, group.rank(0), RankLayout{1, 2, 1}), Error);
+  o.one_sided = false;
+  o.directions = 0;
+  EXPECT_THROW(ZoEngine(*arch, store, o, 1, single_process_comm()), Error);
+}
 
 }  // namespace
 }  // namespace zotune
