@@ -113,6 +113,9 @@ void register_train(CLI::App& app) {
   c->add_option("--eval-every", a->o.eval_every, "evaluate every K steps (0: before and after training only)");
   c->add_option("--save-every", a->o.save_every, "checkpoint every K steps (0: only at the end)");
   c->add_option("--keep-checkpoints", a->o.keep_checkpoints, "checkpoint directories to keep")->capture_default_str();
+  c->add_option("--check-every", a->o.check_every,
+                "several ranks: compare a checksum of every rank's weights every K steps (0: never)")
+      ->capture_default_str()->check(kNonNegative);
   c->add_option("--max-eval-examples", a->o.max_eval_examples, "evaluate on at most this many examples (0: all)");
   c->add_option("--perturbation", a->perturbation, "z distribution: gaussian, rademacher or ones")->capture_default_str();
   c->add_flag("--one-sided", a->o.mezo.one_sided, "g = (L(θ+εz) - L(θ)) / ε instead of the two-sided estimate");

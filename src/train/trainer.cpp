@@ -29,6 +29,7 @@
 #include "train/engine.h"
 #include "train/options_check.h"
 #include "train/planner.h"
+#include "train/replica_check.h"
 #include "train/run_dir.h"
 #include "train/update_log.h"
 #include "zo/replay.h"
@@ -397,6 +398,11 @@ int Trainer::run() {
     progress(r.step, r.step == opt_.steps);
     const bool last = r.step == opt_.steps;
     if (opt_.eval_every > 0 && r.step % opt_.eval_every == 0 && !last) evaluate(r.step);
+    if (comm_.world() > 1 && opt_.check_every > 0 && (r.step % opt_.check_every == 0 || last)) {
+      engine_->flush();
+      store_->sync();
+      check_replicas(comm_, *store_, r.step);
+    }
     if (opt_.save_every > 0 && r.step % opt_.save_every == 0 && !last) {
       save_checkpoint_dir(r.step);
       if (lead_) dir_->write_plots();

@@ -28,6 +28,9 @@ struct TrainOptions {
   int64_t eval_every = 0;       // 0 = only before the first and after the last step
   int64_t save_every = 0;       // 0 = only at the end (and on SIGINT/SIGTERM)
   int64_t keep_checkpoints = 2;
+  // Several ranks: compare a checksum of every rank's weights every K steps
+  // (train/replica_check.h; 0: never).
+  int64_t check_every = 100;
   int64_t max_eval_examples = 0;  // 0 = all
   uint64_t seed = 0;
   MezoOptions mezo;

@@ -24,6 +24,7 @@
 #include "thread_comm.h"
 #include "train/engine.h"
 #include "train/loss.h"
+#include "train/replica_check.h"
 #include "zo/replay.h"
 
 namespace zotune {
@@ -360,6 +361,48 @@ TEST(Directions, LayoutsThatDoNotFitAreErrors) {
   o.one_sided = false;
   o.directions = 0;
   EXPECT_THROW(ZoEngine(*arch, store, o, 1, single_process_comm()), Error);
+}
+
+}  // namespace
+}  // namespace zotune
+
+namespace zotune {
+namespace {
+
+// Ranks whose weights drifted apart are named, on every rank; equal replicas pass.
+TEST(ReplicaCheck, NamesTheRanksWhoseWeightsDiffer) {
+  const fs::path model = testing::golden_dir() / "gpt2";
+  for (const std::vector<int>& drifted : std::vector<std::vector<int>>{{}, {2}, {1, 3}}) {
+    testing::ThreadGroup group(4);
+    std::vector<std::string> errors(4);
+    std::vector<std::thread> ts;
+    for (int r = 0; r < 4; ++r)
+      ts.emplace_back([&, r] {
+        auto arch = load_architecture(model);
+        Checkpoint ckpt(model);
+        RamStore store(*arch, ckpt);
+        if (std::find(drifted.begin(), drifted.end(), r) != drifted.end())
+          replay(store, kernels::ZDist::Gaussian, 0.0f, {UpdateRecord(1, 99, 1e-6f, 1.0f)});
+        try {
+          check_replicas(group.rank(r), store, 7);
+        } catch (const Error& e) {
+          errors[static_cast<std::size_t>(r)] = e.what();
+        }
+      });
+    for (auto& t : ts) t.join();
+    const std::string want = drifted.empty() ? ""
+                             : drifted.size() == 1 ? "after step 7 the weights of rank 2 differ from rank 0's"
+                                                   : "after step 7 the weights of ranks 1, 3 differ from rank 0's";
+    for (int r = 0; r < 4; ++r)
+      EXPECT_EQ(errors[static_cast<std::size_t>(r)].substr(0, want.size()), want) << "rank " << r;
+  }
+  // The checksum sees an update of 1e-7 (a few ulps of a typical weight).
+  auto arch = load_architecture(model);
+  Checkpoint ckpt(model);
+  RamStore a(*arch, ckpt), b(*arch, ckpt);
+  EXPECT_EQ(weights_checksum(a), weights_checksum(b));
+  replay(b, kernels::ZDist::Ones, 0.0f, {UpdateRecord(1, 5, 1e-7f, 1.0f)});
+  EXPECT_NE(weights_checksum(a), weights_checksum(b));
 }
 
 }  // namespace
