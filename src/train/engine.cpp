@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "base/error.h"
+#include "kernels/gemm.h"
 #include "kernels/kernels.h"
 #include "model/blocks.h"
 #include "zo/replay.h"
@@ -143,6 +144,14 @@ void ZoEngine::to_minus(BlockSession& session) {
     ptrs_minus_[static_cast<std::size_t>(id)] = sm[static_cast<std::size_t>(id)];
 }
 
+namespace {
+// Logits of a chunk of lm_head rows: y[n, rows] = hidden[n, width] · chunk[rows, width]ᵀ,
+// through the compute backend (the chunk is an nn.Linear-shaped [out, in] map).
+void head_matmul(const float* hidden, int64_t n, const float* chunk, int64_t rows, int64_t width, float* y) {
+  kernels::matmul({hidden, DType::F32, n, width, rows, 0, 0, WeightRef{chunk, DType::F32, WeightLayout::OutIn}, y});
+}
+}  // namespace
+
 void ZoEngine::head_logprobs(BlockSession& session, const BlockWork& work, const Batch& batch, bool two, int first) {
   const int64_t V = arch_.config().vocab_size, Wd = arch_.head_width();
   const auto n = static_cast<int64_t>(batch.rows.size());
@@ -159,10 +168,10 @@ void ZoEngine::head_logprobs(BlockSession& session, const BlockWork& work, const
   float* logits = blocks::ensure(chunk_logits_, std::max<int64_t>(n, 1) * chunk);
   store_.stream_rows(hid, hw, chunk, [&](const RowChunk& c) {
     if (n == 0) return;
-    kernels::sgemm(false, true, n, c.rows, Wd, 1.0f, hp, Wd, first == 1 ? c.minus : c.plus, Wd, 0.0f, logits, c.rows);
+    head_matmul(hp, n, first == 1 ? c.minus : c.plus, c.rows, Wd, logits);
     acc_plus_.add(logits, c.rows, c.row0, c.rows);
     if (!two) return;
-    kernels::sgemm(false, true, n, c.rows, Wd, 1.0f, hm, Wd, c.minus, Wd, 0.0f, logits, c.rows);
+    head_matmul(hm, n, c.minus, c.rows, Wd, logits);
     acc_minus_.add(logits, c.rows, c.row0, c.rows);
   });
   acc_plus_.finish(lp_plus_);
