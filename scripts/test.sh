@@ -11,6 +11,10 @@ if [ "${ZOTUNE_SKIP_SANITIZERS:-0}" != 1 ]; then
   BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo bash scripts/build.sh -DZOTUNE_SANITIZE=ON -DZOTUNE_BUILD_BENCH=OFF
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
      ctest --output-on-failure -j "$(nproc)" -L '^sanitize$' --timeout 900)
+  # The multi-process tests under the sanitizers too (label mpi, when MPI is
+  # built): Open MPI's own allocations live until exit, so leak checks are off.
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+     ctest --output-on-failure -L '^mpi$' --timeout 900)
 fi
 # Opt-in (the clang build takes minutes): a short run of every fuzzer, e.g.
 # ZOTUNE_FUZZ_SECONDS=10 bash scripts/test.sh. The long run: docs/reliability.md.
