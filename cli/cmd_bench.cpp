@@ -146,7 +146,8 @@ void run_bench(BenchArgs a) {
   // The plan of this rank's slice, and of the layout: R ranks on each of M
   // hosts. The ranks probed together, each with its threads, so one node does
   // R times what this rank measured.
-  const MemoryPlan plan = plan_run(*arch, so, a.batch / a.layout.data, a.seq_len, budget, mc, "zotune bench", true);
+  // (plan_run writes the tier --memory-budget chooses for the slice into `so`.)
+  plan_run(*arch, so, a.batch / a.layout.data, a.seq_len, budget, mc, "zotune bench", true);
   const std::vector<std::string> hosts = host_names(comm);
   int nodes = 1;
   const std::vector<int> node = node_of_rank(hosts, nodes);
@@ -282,8 +283,8 @@ void run_bench(BenchArgs a) {
               {"rounding_draws_per_param_per_step", static_cast<double>(c.rounding_draws) / n / P},
               {"parameters", store.total_params()},
               {"offload", offload_name(so.offload)},
-              {"planned_peak_rss_mb", static_cast<double>(plan.bytes.total()) / 1048576.0},
-              {"plan_over_measured", static_cast<double>(plan.bytes.total()) / 1048576.0 / peak_rss_mb()},
+              {"planned_peak_rss_mb", static_cast<double>(cplan.rank_total()) / 1048576.0},
+              {"plan_over_measured", static_cast<double>(cplan.rank_total()) / 1048576.0 / peak_rss_mb()},
               {"memory_budget_mb", static_cast<double>(budget) / 1048576.0},
               {"planned_sec_per_step", cplan.step_s},
               {"storage_dtype", std::string(dtype_name(so.storage_dtype))},

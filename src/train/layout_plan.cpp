@@ -70,7 +70,8 @@ ClusterPlan plan_cluster(const Architecture& arch, const PlanInput& global, cons
   p.rank = plan_memory(arch, rank_in, mc);
 
   const int R = in.ranks_per_node, N = L.ranks();
-  const uint64_t per_rank_rest = p.rank.bytes.total() - p.rank.bytes.weights;
+  if (N > 1) p.mpi_overhead = kMpiRankOverheadBytes;
+  const uint64_t per_rank_rest = p.rank_total() - p.rank.bytes.weights;
   p.node_weights = p.rank.bytes.weights * static_cast<uint64_t>(node_weight_copies(in.weights, R));
   p.node_rest = per_rank_rest * static_cast<uint64_t>(R);
 
@@ -108,8 +109,9 @@ std::string cluster_table(const ClusterPlan& p) {
   os << "cluster plan: " << in.nodes << " node(s) x " << in.ranks_per_node << " rank(s) = " << in.layout.ranks()
      << " ranks (" << in.layout.flags() << "), --directions " << in.directions << ", B=" << p.global_batch << " ("
      << r.input.batch << " per data slice) T=" << r.input.seq_len << "\n";
-  os << "  per rank: weights " << mb(r.bytes.weights) << " + working, streamed, activations, staging, overhead "
-     << mb(r.bytes.total() - r.bytes.weights) << " = " << mb(r.bytes.total()) << "\n";
+  os << "  per rank: weights " << mb(r.bytes.weights) << " + working, streamed, activations, staging, overhead"
+     << (p.mpi_overhead ? " (MPI's included) " : " ") << mb(p.rank_total() - r.bytes.weights) << " = "
+     << mb(p.rank_total()) << "\n";
   os << "  per node: weights " << mb(p.node_weights) << " ("
      << node_weight_copies(in.weights, in.ranks_per_node) << (in.weights == NodeWeights::Shared ? " node-shared" : " per-rank")
      << " cop" << (node_weight_copies(in.weights, in.ranks_per_node) == 1 ? "y" : "ies") << ") + " << in.ranks_per_node
@@ -143,7 +145,8 @@ Json cluster_json(const ClusterPlan& p) {
   j["directions"] = in.directions;
   j["global_batch"] = p.global_batch;
   j["node_weights"] = in.weights == NodeWeights::Shared ? "shared" : "per_rank";
-  j["rank_bytes"] = p.rank.bytes.total();
+  j["rank_bytes"] = p.rank_total();
+  j["mpi_overhead_bytes"] = p.mpi_overhead;
   j["node_bytes"] = {{"weights", p.node_weights}, {"rest", p.node_rest}, {"total", p.node_total()}};
   j["seconds"] = {{"compute", p.compute_s}, {"param_pass", p.param_pass_s}, {"disk", p.disk_s},
                   {"collectives", p.comm_s}, {"step", p.step_s}};

@@ -7,7 +7,8 @@
 //
 // Memory. A rank holds what one process of its slice holds (plan_memory with
 // B/D sequences and its threads): weights, working copies, streamed chunks,
-// activations, staging, process overhead. Per node: R ranks' worth, the
+// activations, staging, process overhead; in a job of several ranks also
+// Open MPI's libraries and buffers (kMpiRankOverheadBytes). Per node: R ranks' worth, the
 // weights counted once per copy the node stores (node_weight_copies: one per
 // rank today; NodeWeights::Shared is the hook for node-shared weights,
 // --share-node-weights, which does not exist yet).
@@ -57,6 +58,11 @@ NetworkModel network_model(int nodes, std::optional<double> latency_us = {}, std
 enum class NodeWeights { PerRank, Shared };
 int node_weight_copies(NodeWeights mode, int ranks_per_node);
 
+// What an MPI rank holds beyond a plain process (libmpi and its transports,
+// shared-memory buffers): peak RSS of the tiny preset's `zotune bench` as one of
+// 2 ranks (btl self,vader) 19.7 MB against 12.3 MB alone.
+constexpr uint64_t kMpiRankOverheadBytes = uint64_t{8} << 20;  // 8 MiB
+
 struct ClusterInput {
   RankLayout layout;
   int directions = 1;      // K (--directions), split over layout.groups
@@ -71,8 +77,10 @@ struct ClusterPlan {
   ClusterInput input;
   MemoryPlan rank;              // one rank: its slice of the batch, its threads
   int64_t global_batch = 0;     // B
+  uint64_t mpi_overhead = 0;    // kMpiRankOverheadBytes with more than one rank
+  uint64_t rank_total() const { return rank.bytes.total() + mpi_overhead; }
   uint64_t node_weights = 0;    // weights x copies per node
-  uint64_t node_rest = 0;       // R x (everything else a rank holds)
+  uint64_t node_rest = 0;       // R x (everything else a rank holds, MPI's share included)
   uint64_t node_total() const { return node_weights + node_rest; }
   // Seconds per step, per rank (all ranks alike).
   double compute_s = 0, param_pass_s = 0, disk_s = 0, comm_s = 0, step_s = 0;

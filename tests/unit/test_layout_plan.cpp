@@ -68,10 +68,11 @@ TEST(LayoutPlan, NodeBytesAreRanksTimesARankWithOneWeightCopyPerRank) {
       EXPECT_EQ(r.input.batch, 8) << name;             // the rank's slice
       EXPECT_EQ(r.bytes.weights, params * 4) << name;  // fp32 in RAM
       EXPECT_EQ(p.node_weights, R * params * 4) << name;
-      EXPECT_EQ(p.node_total(), R * r.bytes.total()) << name;
+      const uint64_t mpi = R > 1 ? kMpiRankOverheadBytes : 0;  // one process: no MPI
+      EXPECT_EQ(p.node_total(), R * (r.bytes.total() + mpi)) << name;
       // The node-shared hook: one copy of the weights, the rest per rank.
       const ClusterPlan s = plan(*arch, input(8 * R, 128), {R, 1, 1}, R, 1, 1, NodeWeights::Shared);
-      EXPECT_EQ(s.node_total(), params * 4 + R * (r.bytes.total() - r.bytes.weights)) << name;
+      EXPECT_EQ(s.node_total(), params * 4 + R * (r.bytes.total() + mpi - r.bytes.weights)) << name;
     }
     PlanInput bf16 = input(8, 128);
     bf16.offload = Offload::Ram;
@@ -169,7 +170,8 @@ TEST(LayoutPlan, StepTimeFallsWithDataParallelNodesUntilLatencyDominates) {
   // A tiny model: its work is microseconds, the collectives' latency grows with
   // log2(ranks), so 64 nodes are slower than 8.
   auto tiny = load_architecture(testing::golden_dir() / "gpt2");
-  const ClusterPlan p8 = plan(*tiny, in, {8, 1, 1}, 1, 8), p64 = plan(*tiny, in, {64, 1, 1}, 1, 64);
+  const PlanInput short_in = input(64, 16);
+  const ClusterPlan p8 = plan(*tiny, short_in, {8, 1, 1}, 1, 8), p64 = plan(*tiny, short_in, {64, 1, 1}, 1, 64);
   EXPECT_GT(p64.comm_s, p8.comm_s);
   EXPECT_GT(p64.step_s, p8.step_s);
   EXPECT_GT(p64.comm_s, p64.compute_s);
@@ -197,7 +199,8 @@ TEST(LayoutPlan, DryRunOfALayoutNeedsOnlyConfigJson) {
   EXPECT_EQ(c.at("nodes").get<int>(), 64);
   EXPECT_EQ(c.at("ranks_per_node").get<int>(), 1);
   EXPECT_EQ(j.at("batch").get<int>(), 1);  // the rank's slice
-  EXPECT_EQ(c.at("node_bytes").at("total").get<uint64_t>(), j.at("bytes").at("total").get<uint64_t>());
+  EXPECT_EQ(c.at("node_bytes").at("total").get<uint64_t>(),
+            j.at("bytes").at("total").get<uint64_t>() + kMpiRankOverheadBytes);
   EXPECT_EQ(c.at("bytes_per_rank_per_step").get<uint64_t>(), 3u * 4 + 8 * (3 + 2 * 255 + 1));
   EXPECT_EQ(c.at("network").at("model").get<std::string>(), "LAN");
   EXPECT_NE(r.output.find("per node: weights"), std::string::npos) << r.output;
