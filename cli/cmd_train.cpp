@@ -27,6 +27,7 @@ struct TrainArgs {
   std::string model, data, eval, out, resume, perturbation = "gaussian", schedule = "constant", save_dtype, progress = "auto";
   std::string offload = "none", storage_dtype = "fp32", overlap = "on", memory_budget;
   int ranks_per_node = 0, nodes = 0;  // --dry-run of a layout; 0: from the layout
+  bool assumed_machine = false;       // --dry-run with the assumed constants, not the probe
   NetworkArgs net;
 };
 
@@ -54,7 +55,8 @@ int dry_run(const TrainArgs& a) {
   set_compute_threads(o.threads > 0 ? o.threads * R : 0);  // 0: every core
   auto arch = load_architecture(o.model);
   const bool disk = o.store.offload == Offload::Disk || o.memory_budget > 0;
-  const MachineConstants mc = probe_machine(disk ? existing_directory_of(o.out) : std::filesystem::path{});
+  const MachineConstants mc = a.assumed_machine ? assumed_machine_constants()
+                              : probe_machine(disk ? existing_directory_of(o.out) : std::filesystem::path{});
   StoreOptions so = o.store;
   set_compute_threads(rank_threads);
   // The tier --memory-budget picks is the one a rank's slice fits in.
@@ -195,6 +197,8 @@ void register_train(CLI::App& app) {
   c->add_option("--ranks-per-node", a->ranks_per_node, "--dry-run: ranks on each node (default: the layout's ranks over --nodes)");
   c->add_option("--nodes", a->nodes, "--dry-run: nodes the ranks are spread over (default 1)");
   add_network_options(*c, a->net);
+  c->add_flag("--assumed-machine", a->assumed_machine,
+              "--dry-run: time with the assumed machine constants instead of probing this one (reproducible plans)");
   add_store_options(*c, a->offload, a->storage_dtype, a->o.store.resident_blocks, a->overlap);
   c->add_option("--memory-budget", a->memory_budget, "pick the tier and resident blocks to fit SIZE (e.g. 4G, 512M)");
   c->add_flag("--dry-run", a->o.dry_run, "print the planned peak memory and time per step (per rank and per node for a layout); train nothing");

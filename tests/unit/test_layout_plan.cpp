@@ -188,7 +188,7 @@ TEST(LayoutPlan, BadPlacementsAreErrors) {
 // The CLI plans a 64-node layout from one process, without weights or mpirun.
 TEST(LayoutPlan, DryRunOfALayoutNeedsOnlyConfigJson) {
   const auto r = testing::run_zotune("train --model " + testing::quote(config_dir("llama-3-70b")) +
-                                     " --batch-size 64 --max-length 256 --data-parallel 64 --nodes 64 --dry-run");
+                                     " --batch-size 64 --max-length 256 --data-parallel 64 --nodes 64 --dry-run --assumed-machine");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::string last;
   std::istringstream s(r.output);
