@@ -1,7 +1,12 @@
 // zotune bench --model DIR --batch-size B --seq-len T --steps N [--threads K]
 //              [tier options of train, --memory-budget SIZE]
-// mpirun -np D zotune bench ... --data-parallel D: each rank steps on its slice
-// of the same global batch; rank 0 prints (data_parallel, global tokens_per_sec).
+// mpirun -np N zotune bench ... --data-parallel D [--pert-parallel 2]
+// [--directions K --direction-groups G]: each rank steps on its share of the
+// same global batch (dist/layout.h); rank 0 prints the layout, tokens_per_sec of
+// the global batch, bytes_sent_per_rank_per_step (what each rank put into the
+// collectives of a step: Comm::counters), peak_rss_mb_ranks (every rank's peak)
+// and peak_rss_mb_nodes (the sum over the ranks of each host, in order of
+// first rank), with the cluster plan's figures (train/layout_plan.h) beside them.
 // Runs N ZO steps on random tokens and prints one JSON line (a contract):
 // sec_per_step_median, tokens_per_sec, forward_sec_median, peak_rss_mb,
 // param_bytes_read_per_step, param_bytes_written_per_step, rng_draws_per_param_per_step,
@@ -16,7 +21,9 @@
 // --seq-len is then its max length and the model directory's tokenizer is used.
 // Forward, step and FMA-peak timings are interleaved (F S P F S P ...) so
 // machine noise hits all of them.
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 
 #include "base/error.h"
 #include "base/philox.h"
@@ -39,6 +46,7 @@
 #include "store/param_store.h"
 #include "store/store_factory.h"
 #include "train/engine.h"
+#include "train/layout_plan.h"
 #include "train/planner.h"
 
 namespace zotune::cli {
@@ -54,7 +62,36 @@ struct BenchArgs {
   std::string data, task;
   std::string offload = "none", storage_dtype = "fp32", overlap = "on", work_dir, memory_budget;
   StoreOptions store;
+  NetworkArgs net;
 };
+
+// Every rank's host name, in rank order (each rank broadcasts its own in turn).
+std::vector<std::string> host_names(Comm& comm) {
+  char name[256] = {};
+  ::gethostname(name, sizeof name - 1);
+  std::vector<std::string> hosts;
+  for (int r = 0; r < comm.world(); ++r) {
+    std::vector<uint8_t> blob;
+    if (r == comm.rank()) blob.assign(name, name + std::strlen(name));
+    comm.broadcast(blob, r);
+    hosts.emplace_back(blob.begin(), blob.end());
+  }
+  return hosts;
+}
+
+// The nodes of a job: each rank's node index (in order of first rank) and the
+// number of nodes.
+std::vector<int> node_of_rank(const std::vector<std::string>& hosts, int& nodes) {
+  std::vector<std::string> seen;
+  std::vector<int> node;
+  for (const auto& h : hosts) {
+    auto it = std::find(seen.begin(), seen.end(), h);
+    if (it == seen.end()) it = seen.insert(seen.end(), h);
+    node.push_back(static_cast<int>(it - seen.begin()));
+  }
+  nodes = static_cast<int>(seen.size());
+  return node;
+}
 
 // Rank `rank`'s slice (sequences [rank*B/world, ...)) of a global batch of B
 // random sequences: the same tokens whatever the number of ranks.
@@ -101,11 +138,30 @@ void run_bench(BenchArgs a) {
   std::filesystem::path probe_dir = a.work_dir.empty() ? std::filesystem::temp_directory_path()
                                                         : std::filesystem::path(a.work_dir).parent_path();
   if (probe_dir.empty()) probe_dir = ".";
+  comm.barrier();  // the ranks of a node probe it together
   const MachineConstants mc = probe_machine(probe_dir);
   // peak_rss_mb is the run's: the probe's buffers (up to 128 MB) are gone.
   if (!reset_peak_rss()) std::fprintf(stderr, "zotune bench: cannot reset the peak RSS; it includes the machine probe\n");
   const uint64_t budget = a.memory_budget.empty() ? 0 : parse_size(a.memory_budget, "--memory-budget");
-  const MemoryPlan plan = plan_run(*arch, so, a.batch, a.seq_len, budget, mc, "zotune bench", true);
+  // The plan of this rank's slice, and of the layout: R ranks on each of M
+  // hosts. The ranks probed together, each with its threads, so one node does
+  // R times what this rank measured.
+  // (plan_run writes the tier --memory-budget chooses for the slice into `so`.)
+  plan_run(*arch, so, a.batch / a.layout.data, a.seq_len, budget, mc, "zotune bench", true);
+  const std::vector<std::string> hosts = host_names(comm);
+  int nodes = 1;
+  const std::vector<int> node = node_of_rank(hosts, nodes);
+  ClusterInput ci;
+  ci.layout = a.layout;
+  ci.directions = a.directions;
+  ci.nodes = comm.world() % nodes == 0 ? nodes : 1;  // an uneven placement is planned as one node
+  ci.ranks_per_node = comm.world() / ci.nodes;
+  ci.net = network_of(a.net, ci.nodes);
+  ci.train = false;
+  MachineConstants node_mc = mc;
+  node_mc.gemm_gflops *= ci.ranks_per_node;
+  node_mc.zo_params_per_s *= ci.ranks_per_node;
+  const ClusterPlan cplan = plan_cluster(*arch, plan_input(so, a.batch, a.seq_len, compute_threads()), ci, node_mc);
   std::filesystem::path tmp_work;
   if (so.offload == Offload::Disk) {
     if (a.work_dir.empty()) {
@@ -147,6 +203,7 @@ void run_bench(BenchArgs a) {
     c.io_write_seconds += x.io_write_seconds;
     c.io_wait_seconds += x.io_wait_seconds;
   };
+  comm.reset_counters();
   for (int64_t i = 0; i < a.steps; ++i) {
     Stopwatch f;
     engine.forward_unflushed(batch);
@@ -159,6 +216,21 @@ void run_bench(BenchArgs a) {
     stp.push_back(s.seconds());
     add(store.counters());
     fma.push_back(kernels::measure_fma_peak(compute_threads()).gflops_n);
+  }
+  const CommCounters sent = comm.counters();
+  // Figures of every rank (after the count: these collectives are not a step's).
+  const double n_steps = static_cast<double>(a.steps);
+  const double mine[3] = {static_cast<double>(sent.bytes_sent) / n_steps, peak_rss_mb(),
+                          static_cast<double>(batch.num_tokens())};
+  const std::vector<double> all = comm.allgather(mine);
+  std::vector<double> bytes_ranks, rss_ranks, rss_nodes(static_cast<std::size_t>(nodes), 0.0);
+  double global_tokens = 0;  // the global batch: every data slice once
+  for (int r = 0; r < comm.world(); ++r) {
+    const double* x = all.data() + 3 * r;
+    bytes_ranks.push_back(x[0]);
+    rss_ranks.push_back(x[1]);
+    rss_nodes[static_cast<std::size_t>(node[static_cast<std::size_t>(r)])] += x[1];
+    if (a.layout.group(r) == 0 && a.layout.half(r) == 0) global_tokens += x[2];
   }
   const double step_med = median(stp), fwd_med = median(fwd);
   const double n = static_cast<double>(a.steps), P = static_cast<double>(store.total_params());
@@ -191,7 +263,17 @@ void run_bench(BenchArgs a) {
               {"forward_over_sgemm_peak", fwd_gflops / mc.gemm_gflops},
               {"perturbation", a.perturbation},
               {"sec_per_step_median", step_med},
-              {"tokens_per_sec", static_cast<double>(batch.num_tokens()) / step_med},
+              {"tokens_per_sec", global_tokens / step_med},
+              {"bytes_sent_per_rank_per_step", static_cast<double>(sent.bytes_sent) / n_steps},
+              {"collectives_per_step", static_cast<double>(sent.collectives) / n_steps},
+              {"bytes_sent_per_step_ranks", bytes_ranks},
+              {"nodes", nodes},
+              {"ranks_per_node", ci.ranks_per_node},
+              {"peak_rss_mb_ranks", rss_ranks},
+              {"peak_rss_mb_nodes", rss_nodes},
+              {"planned_bytes_per_rank_per_step", cplan.bytes_per_rank_per_step},
+              {"planned_node_mb", static_cast<double>(cplan.node_total()) / 1048576.0},
+              {"planned_sec_per_step_collectives", cplan.comm_s},
               {"forward_sec_median", fwd_med},
               {"step_over_forward", step_med / fwd_med},
               {"peak_rss_mb", peak_rss_mb()},
@@ -201,10 +283,10 @@ void run_bench(BenchArgs a) {
               {"rounding_draws_per_param_per_step", static_cast<double>(c.rounding_draws) / n / P},
               {"parameters", store.total_params()},
               {"offload", offload_name(so.offload)},
-              {"planned_peak_rss_mb", static_cast<double>(plan.bytes.total()) / 1048576.0},
-              {"plan_over_measured", static_cast<double>(plan.bytes.total()) / 1048576.0 / peak_rss_mb()},
+              {"planned_peak_rss_mb", static_cast<double>(cplan.rank_total()) / 1048576.0},
+              {"plan_over_measured", static_cast<double>(cplan.rank_total()) / 1048576.0 / peak_rss_mb()},
               {"memory_budget_mb", static_cast<double>(budget) / 1048576.0},
-              {"planned_sec_per_step", plan.step_s},
+              {"planned_sec_per_step", cplan.step_s},
               {"storage_dtype", std::string(dtype_name(so.storage_dtype))},
               {"resident_blocks", so.resident_blocks},
               {"overlap", so.overlap},
@@ -236,6 +318,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--task", args->task, "--data holds this MeZO task's raw records");
   cmd->add_option("--directions", args->directions, "perturbation directions per step")->capture_default_str();
   add_layout_options(*cmd, args->layout);
+  add_network_options(*cmd, args->net);
   cmd->add_option("--seed", args->seed, "seed of the random tokens and perturbations")->capture_default_str();
   cmd->add_option("--perturbation", args->perturbation, "gaussian, rademacher or ones")->capture_default_str();
   add_store_options(*cmd, args->offload, args->storage_dtype, args->store.resident_blocks, args->overlap);

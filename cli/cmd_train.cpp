@@ -1,7 +1,9 @@
 // zotune train --model DIR --data TRAIN.jsonl [--eval EVAL.jsonl] --out DIR --steps N --batch-size B
 //              --lr --eps --weight-decay --seed --max-length [--eval-every K] [--save-every K] ...
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <thread>
 
 // mpirun -np N zotune train ... --data-parallel N: N ranks, each on its slice of every global batch.
 #include "base/error.h"
@@ -10,7 +12,11 @@
 #include "data/task_files.h"
 #include "io/json_file.h"
 #include "train/evaluate.h"
+#include "base/threads.h"
+#include "model/architecture.h"
 #include "option_checks.h"
+#include "train/layout_plan.h"
+#include "train/planner.h"
 #include "train/trainer.h"
 
 namespace zotune::cli {
@@ -20,7 +26,58 @@ struct TrainArgs {
   TrainOptions o;
   std::string model, data, eval, out, resume, perturbation = "gaussian", schedule = "constant", save_dtype, progress = "auto";
   std::string offload = "none", storage_dtype = "fp32", overlap = "on", memory_budget;
+  int ranks_per_node = 0, nodes = 0;  // --dry-run of a layout; 0: from the layout
+  bool assumed_machine = false;       // --dry-run with the assumed constants, not the probe
+  NetworkArgs net;
 };
+
+// --dry-run: the memory plan of one rank and, for a layout of several ranks or
+// directions, the plan per node and the step time over the layout
+// (train/layout_plan.h). Needs only config.json and no mpirun: any layout can
+// be planned from one process.
+int dry_run(const TrainArgs& a) {
+  const TrainOptions& o = a.o;
+  const RankLayout& L = o.layout;
+  const int ranks = L.ranks();
+  int R = a.ranks_per_node, M = a.nodes;
+  if (R <= 0 && M <= 0) M = 1;
+  if (R <= 0) R = ranks % M == 0 ? ranks / M : 0;
+  if (M <= 0) M = ranks % R == 0 ? ranks / R : 0;
+  if (R <= 0 || M <= 0 || R * M != ranks)
+    fail("--nodes ", a.nodes, " and --ranks-per-node ", a.ranks_per_node, " do not place the layout's ", ranks,
+         " ranks (", L.flags(), ")");
+  const bool cluster = ranks > 1 || o.mezo.directions > 1;
+  check(o.batch_size % L.data == 0, "--batch-size ", o.batch_size, " does not split over ", L.data,
+        " data-parallel ranks");
+  // The probe measures one node: the threads all its ranks use together.
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int rank_threads = o.threads > 0 ? o.threads : std::max(1, cores / R);
+  set_compute_threads(o.threads > 0 ? o.threads * R : 0);  // 0: every core
+  auto arch = load_architecture(o.model);
+  const bool disk = o.store.offload == Offload::Disk || o.memory_budget > 0;
+  const MachineConstants mc = a.assumed_machine ? assumed_machine_constants()
+                              : probe_machine(disk ? existing_directory_of(o.out) : std::filesystem::path{});
+  StoreOptions so = o.store;
+  set_compute_threads(rank_threads);
+  // The tier --memory-budget picks is the one a rank's slice fits in.
+  const MemoryPlan rank = plan_run(*arch, so, o.batch_size / L.data, o.max_length, o.memory_budget, mc,
+                                   "zotune train", false);
+  std::printf("%s", plan_table(rank).c_str());
+  Json j = plan_json(rank);
+  if (cluster) {
+    ClusterInput ci;
+    ci.layout = L;
+    ci.directions = o.mezo.directions;
+    ci.ranks_per_node = R;
+    ci.nodes = M;
+    ci.net = network_of(a.net, M);
+    const ClusterPlan cp = plan_cluster(*arch, plan_input(so, o.batch_size, o.max_length, rank_threads), ci, mc);
+    std::printf("%s", cluster_table(cp).c_str());
+    j["cluster"] = cluster_json(cp);
+  }
+  std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
 
 // After a --data-dir run: the test-set metric of the output model (the best
 // dev checkpoint with --select-best), appended to metrics.jsonl with the
@@ -87,6 +144,11 @@ int run_train(TrainArgs a) {
   if (a.o.mezo.directions < 1) fail("--directions must be >= 1, not ", a.o.mezo.directions);
   if (a.o.mezo.directions % a.o.layout.groups != 0)
     fail("--directions ", a.o.mezo.directions, " does not split over --direction-groups ", a.o.layout.groups);
+  if (a.o.dry_run) {
+    // Planned from one process: rank 0 of a launched job prints, the others stay quiet.
+    if (launched_by_mpi() && process_comm().rank() != 0) return 0;
+    return dry_run(a);
+  }
   Comm& comm = layout_comm(a.o.layout, a.o.threads);
   const int status = run_training(a.o, comm);
   if (status == 0 && !a.o.data_dir.empty() && !a.o.dry_run && comm.rank() == 0) test_after_training(a.o);
@@ -135,9 +197,14 @@ void register_train(CLI::App& app) {
                 "K independent perturbations per step, update with the mean of g_k z_k (1: MeZO-SGD)")
       ->capture_default_str();
   add_layout_options(*c, a->o.layout);
+  c->add_option("--ranks-per-node", a->ranks_per_node, "--dry-run: ranks on each node (default: the layout's ranks over --nodes)");
+  c->add_option("--nodes", a->nodes, "--dry-run: nodes the ranks are spread over (default 1)");
+  add_network_options(*c, a->net);
+  c->add_flag("--assumed-machine", a->assumed_machine,
+              "--dry-run: time with the assumed machine constants instead of probing this one (reproducible plans)");
   add_store_options(*c, a->offload, a->storage_dtype, a->o.store.resident_blocks, a->overlap);
   c->add_option("--memory-budget", a->memory_budget, "pick the tier and resident blocks to fit SIZE (e.g. 4G, 512M)");
-  c->add_flag("--dry-run", a->o.dry_run, "print the planned peak memory of each tier and the time per step; train nothing");
+  c->add_flag("--dry-run", a->o.dry_run, "print the planned peak memory and time per step (per rank and per node for a layout); train nothing");
   c->add_option("--progress", a->progress, "auto (bar on a terminal), bar or log")->capture_default_str();
   c->callback([a, max_len] {
     a->o.max_length_given = max_len->count() > 0;

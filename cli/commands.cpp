@@ -49,6 +49,19 @@ void add_layout_options(CLI::App& cmd, RankLayout& layout) {
       ->capture_default_str();
 }
 
+void add_network_options(CLI::App& cmd, NetworkArgs& net) {
+  cmd.add_option("--net-latency-us", net.latency_us,
+                 "planned collectives: latency per round in µs (default 2 on one node, 50 across nodes)");
+  cmd.add_option("--net-gbit", net.gbit, "planned collectives: bandwidth in Gbit/s (default 40 on one node, 10 across)");
+}
+
+NetworkModel network_of(const NetworkArgs& net, int nodes) {
+  std::optional<double> lat, gbit;
+  if (net.latency_us >= 0) lat = net.latency_us;
+  if (net.gbit >= 0) gbit = net.gbit;
+  return network_model(nodes, lat, gbit);
+}
+
 Comm& layout_comm(const RankLayout& layout, int& threads) {
   check(layout.data >= 1, "--data-parallel must be >= 1, not ", layout.data);
   check(layout.pert == 1 || layout.pert == 2, "--pert-parallel must be 1 or 2, not ", layout.pert);

@@ -9,6 +9,7 @@
 #include "dist/layout.h"
 #include "kernels/zo_kernels.h"
 #include "store/store_factory.h"
+#include "train/layout_plan.h"
 
 namespace zotune::cli {
 
@@ -34,6 +35,13 @@ void add_layout_options(CLI::App& cmd, RankLayout& layout);
 // work otherwise). With `threads` 0 and several ranks on this node, each rank
 // gets its share of the cores (OMPI_COMM_WORLD_LOCAL_SIZE).
 Comm& layout_comm(const RankLayout& layout, int& threads);
+// The latency model of the planned collectives (train/layout_plan.h):
+// --net-latency-us, --net-gbit (negative: the default for the node count).
+struct NetworkArgs {
+  double latency_us = -1, gbit = -1;
+};
+void add_network_options(CLI::App& cmd, NetworkArgs& net);
+NetworkModel network_of(const NetworkArgs& net, int nodes);
 // "4G", "512M", "1.5GB", "123456" -> bytes; errors name the flag.
 uint64_t parse_size(const std::string& text, const char* flag);
 

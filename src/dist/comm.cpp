@@ -16,8 +16,9 @@ void Comm::allreduce_sum(std::span<double> values) {
   }
 }
 
-void SingleProcessComm::broadcast(std::vector<uint8_t>&, int root) {
+void SingleProcessComm::broadcast(std::vector<uint8_t>& blob, int root) {
   check(root == 0, "broadcast: root rank ", root, " is not in a world of 1");
+  count(blob.size());
 }
 
 void SingleProcessComm::abort(const std::string& why) { fail(why); }

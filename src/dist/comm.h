@@ -5,7 +5,10 @@
 // An implementation supplies rank/world and four primitives (allgather of
 // doubles, broadcast of a blob, barrier, abort); everything built on them
 // (allreduce_sum) lives here, so every implementation reduces in the same fixed
-// order and results never depend on a transport's reduction tree. The single
+// order and results never depend on a transport's reduction tree. Every
+// implementation counts what this rank puts into its collectives (counters():
+// the bytes it contributes, not the transport's copies of them), the figure
+// `zotune bench` reports per step. The single
 // process is `SingleProcessComm`; an MPI implementation is one more file
 // deriving from Comm (issue #12). The CLI creates the context and passes it down.
 #pragma once
@@ -15,6 +18,15 @@
 #include <vector>
 
 namespace zotune {
+
+// What this rank has contributed to collectives since the last reset: an
+// allgather counts its own values (and any length header the transport
+// exchanges), a broadcast the root's blob (and its size) at the root only, a
+// barrier nothing.
+struct CommCounters {
+  uint64_t bytes_sent = 0;
+  uint64_t collectives = 0;  // calls of the primitives (allgather, broadcast, barrier)
+};
 
 class Comm {
  public:
@@ -35,15 +47,31 @@ class Comm {
   // values[i] = the sum over ranks of values[i], added in rank order (0, 1, ...)
   // on every rank; every rank passes the same length.
   void allreduce_sum(std::span<double> values);
+
+  const CommCounters& counters() const { return counters_; }
+  void reset_counters() { counters_ = {}; }
+
+ protected:
+  // Implementations call this once per primitive with the bytes they contribute.
+  void count(uint64_t bytes_sent) {
+    counters_.bytes_sent += bytes_sent;
+    ++counters_.collectives;
+  }
+
+ private:
+  CommCounters counters_;
 };
 
 class SingleProcessComm final : public Comm {
  public:
   int rank() const override { return 0; }
   int world() const override { return 1; }
-  std::vector<double> allgather(std::span<const double> mine) override { return {mine.begin(), mine.end()}; }
-  void broadcast(std::vector<uint8_t>&, int root) override;
-  void barrier() override {}
+  std::vector<double> allgather(std::span<const double> mine) override {
+    count(mine.size_bytes());
+    return {mine.begin(), mine.end()};
+  }
+  void broadcast(std::vector<uint8_t>& blob, int root) override;
+  void barrier() override { count(0); }
   [[noreturn]] void abort(const std::string& why) override;
 };
 

@@ -61,6 +61,7 @@ class MpiComm final : public Comm {
       offsets[static_cast<std::size_t>(r)] = total;
       total += counts[static_cast<std::size_t>(r)];
     }
+    count(sizeof n + mine.size_bytes());
     std::vector<double> all(static_cast<std::size_t>(total));
     mpi_check(MPI_Allgatherv(mine.data(), n, MPI_DOUBLE, all.data(), counts.data(), offsets.data(), MPI_DOUBLE,
                              MPI_COMM_WORLD),
@@ -71,13 +72,17 @@ class MpiComm final : public Comm {
   void broadcast(std::vector<uint8_t>& blob, int root) override {
     check(root >= 0 && root < world_, "broadcast: root rank ", root, " is not in a world of ", world_);
     unsigned long long n = blob.size();
+    count(rank_ == root ? sizeof n + blob.size() : 0);
     mpi_check(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, root, MPI_COMM_WORLD), "MPI_Bcast (size)");
     blob.resize(static_cast<std::size_t>(n));
     check(n <= static_cast<unsigned long long>(INT32_MAX), "broadcast: ", n, " bytes is more than one message");
     mpi_check(MPI_Bcast(blob.data(), static_cast<int>(n), MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
   }
 
-  void barrier() override { mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+  void barrier() override {
+    count(0);
+    mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+  }
 
   [[noreturn]] void abort(const std::string& why) override {
     std::fprintf(stderr, "zotune: error (rank %d of %d): %s\n", rank_, world_, why.c_str());

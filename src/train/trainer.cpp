@@ -327,24 +327,14 @@ int Trainer::agreed_signal(int mine) {
 
 int Trainer::run() {
   set_compute_threads(opt_.threads);
-  if (opt_.dry_run || opt_.memory_budget > 0) {
-    // The plan needs only config.json: --dry-run works on a directory without weights.
+  if (opt_.memory_budget > 0) {
+    // --memory-budget picks the tier and resident blocks from sizes alone
+    // (--dry-run is planned by the CLI: cli/cmd_train.cpp, train/layout_plan.h).
     auto arch = load_architecture(opt_.model);
-    // --dry-run estimates time from this machine's measured constants (~0.5 s;
-    // for the disk tier the disk the working copy would go to); choosing a tier
-    // needs sizes only.
-    const bool disk = opt_.store.offload == Offload::Disk || opt_.memory_budget > 0;
-    const MachineConstants mc = opt_.dry_run ? probe_machine(disk ? existing_directory_of(opt_.out) : fs::path{})
-                                             : assumed_machine_constants();
-    const MemoryPlan plan = plan_run(*arch, opt_.store, opt_.batch_size, opt_.max_length, opt_.memory_budget, mc,
-                                     "zotune train", !opt_.dry_run);
-    if (opt_.dry_run) {
-      if (!lead_) return 0;
-      std::printf("%s", plan_table(plan).c_str());
-      std::printf("%s\n", plan_json(plan).dump().c_str());
-      return 0;
-    }
+    plan_run(*arch, opt_.store, opt_.batch_size, opt_.max_length, opt_.memory_budget, assumed_machine_constants(),
+             "zotune train", true);
   }
+  check(!opt_.dry_run, "run_training: --dry-run is planned by the CLI (train/layout_plan.h), not run");
   StopSignals signals;  // from here on the first SIGINT/SIGTERM stops at a safe point
   if (!fs::is_directory(opt_.model)) fail("--model ", opt_.model.string(), ": not a model directory");
   check_train_options(opt_, load_architecture(opt_.model)->config());  // before anything is created

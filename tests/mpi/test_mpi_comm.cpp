@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
   expect(W == want, "world " + std::to_string(W) + " != " + std::to_string(want), r);
   expect(&c == zotune::started_process_comm(), "started_process_comm is not process_comm", r);
 
-  // Rank k contributes k + 1 values 100k + i.
+  // Rank k contributes k + 1 values 100k + i: it counts them and their length.
+  c.reset_counters();
   std::vector<double> mine;
   for (int i = 0; i <= r; ++i) mine.push_back(100.0 * r + i);
   const std::vector<double> all = c.allgather(mine);
@@ -38,6 +39,10 @@ int main(int argc, char** argv) {
   for (int k = 0; k < W; ++k)
     for (int i = 0; i <= k; ++i) expected.push_back(100.0 * k + i);
   expect(all == expected, "allgather: not every rank's values in rank order", r);
+  expect(c.counters().bytes_sent == sizeof(int) + 8u * static_cast<unsigned>(r + 1) && c.counters().collectives == 1,
+         "counters: an allgather of " + std::to_string(r + 1) + " doubles counted " +
+             std::to_string(c.counters().bytes_sent) + " bytes",
+         r);
 
   // Every rank gets the sum added in rank order (large terms of both signs, so
   // rounding is involved), the same value as this loop computes locally.
@@ -56,7 +61,11 @@ int main(int argc, char** argv) {
     blob.resize(1000);
     for (std::size_t i = 0; i < blob.size(); ++i) blob[i] = static_cast<uint8_t>(i * 31 + 7);
   }
+  c.reset_counters();
   c.broadcast(blob, W - 1);
+  // The root sends its blob and its size; the receivers send nothing.
+  expect(c.counters().bytes_sent == (r == W - 1 ? 1000u + 8u : 0u) && c.counters().collectives == 1,
+         "counters: a broadcast counted " + std::to_string(c.counters().bytes_sent) + " bytes", r);
   bool same = blob.size() == 1000;
   for (std::size_t i = 0; same && i < blob.size(); ++i) same = blob[i] == static_cast<uint8_t>(i * 31 + 7);
   expect(same, "broadcast: the root's blob did not arrive", r);

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The scaling table of issue #12 on one machine: `zotune bench` on a model
+# (default: the gpt2-124m preset of bench/perf_guard.sh) as
+#   1x1      1 rank x 1 thread            (the reference)
+#   1x2      1 rank x 2 threads
+#   ddp      2 ranks x 1 thread, --data-parallel 2
+#   pertp    2 ranks x 1 thread, --pert-parallel 2
+#   2d       4 ranks x 1 thread, --data-parallel 2 --pert-parallel 2 (oversubscribed on 2 cores)
+#   1x1-k2   1 rank x 1 thread, --directions 2 (the reference of the next)
+#   groups   2 ranks x 1 thread, --directions 2 --direction-groups 2
+# run in interleaved rounds (every case once per round, so machine noise hits
+# all of them), then medians of tokens/s (the global batch's), sec/step, bytes
+# sent per rank per step and peak RSS per rank and per node, with ratios
+# against 1x1 (groups against 1x1-k2), and the bytes per step of the tiny
+# preset beside the model's (they do not depend on model size).
+#   bash bench/dist_scaling.sh [ROUNDS] [MODEL_DIR]
+# BATCH (default 4), SEQ (64) and STEPS (2) set each bench run; the load
+# average is printed, since on a shared machine it moves every figure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-2}
+Z=$PWD/build/zotune
+tok=${ZOTUNE_TOKENIZER_DATA:-.cache/tokenizer-data}/gpt2
+model=${2:-${ZOTUNE_GUARD_MODEL:-${TMPDIR:-/tmp}/zotune-guard-gpt2-124m}}
+tiny=${TMPDIR:-/tmp}/zotune-dist-tiny
+[ -f "$model/config.json" ] ||
+  "$Z" init --arch gpt2 --preset gpt2-124m --tokenizer "$tok" --seed 1 --out "$model" >/dev/null
+[ -f "$tiny/config.json" ] || "$Z" init --arch gpt2 --preset tiny --seed 1 --out "$tiny" >/dev/null
+export OMPI_MCA_btl=self,vader OMPI_MCA_plm_rsh_agent= OMPI_MCA_rmaps_base_oversubscribe=1
+args=(--batch-size "${BATCH:-4}" --seq-len "${SEQ:-64}" --steps "${STEPS:-2}")
+mpi() { mpirun --allow-run-as-root --oversubscribe -np "$@"; }
+run() {  # CASE NP THREADS MODEL [FLAGS...]
+  local case=$1 np=$2 threads=$3 m=$4; shift 4
+  if [ "$np" = 1 ]; then
+    "$Z" bench --model "$m" "${args[@]}" --threads "$threads" "$@"
+  else
+    mpi "$np" "$Z" bench --model "$m" "${args[@]}" --threads "$threads" "$@"
+  fi | sed "s/^{/{\"case\": \"$case\", /"
+}
+for i in $(seq "$rounds"); do
+  echo "load $(cut -d' ' -f1-3 /proc/loadavg)"
+  run 1x1 1 1 "$model"
+  run 1x2 1 2 "$model"
+  run ddp 2 1 "$model" --data-parallel 2
+  run pertp 2 1 "$model" --pert-parallel 2
+  run 2d 4 1 "$model" --data-parallel 2 --pert-parallel 2
+  run 1x1-k2 1 1 "$model" --directions 2
+  run groups 2 1 "$model" --directions 2 --direction-groups 2
+  run tiny-ddp 2 1 "$tiny" --data-parallel 2
+done | python3 -c '
+import json, statistics, sys
+rows, loads = {}, []
+for l in sys.stdin:
+    if l.startswith("load"): loads.append(l.split()[1]); continue
+    if l.startswith("{"):
+        r = json.loads(l); rows.setdefault(r["case"], []).append(r)
+med = lambda case, key: statistics.median(r[key] for r in rows[case])
+print("load averages at the start of each round: %s" % ", ".join(loads))
+r0 = rows["1x1"][0]
+print("model %s: %d parameters, batch %d x %d, %d steps per run, %d rounds" % (r0["model"], r0["parameters"],
+      r0["batch_size"], r0["seq_len"], r0["steps"], len(rows["1x1"])))
+print("%-9s %5s %7s %10s %8s %9s %8s %11s %11s %10s" % ("case", "ranks", "threads", "tokens/s", "x 1x1", "s/step",
+      "planned", "bytes/step", "RSS/rank", "RSS/node"))
+for case in rows:
+    if case.startswith("tiny"): continue
+    ref = "1x1-k2" if case == "groups" else "1x1"
+    rss = max(max(r["peak_rss_mb_ranks"]) for r in rows[case])
+    node = max(max(r["peak_rss_mb_nodes"]) for r in rows[case])
+    print("%-9s %5d %7d %10.1f %8.2f %9.3f %8.3f %11d %8.0f MB %7.0f MB" % (case, rows[case][0]["ranks"],
+          rows[case][0]["threads"], med(case, "tokens_per_sec"), med(case, "tokens_per_sec") / med(ref, "tokens_per_sec"),
+          med(case, "sec_per_step_median"), med(case, "planned_sec_per_step"), med(case, "bytes_sent_per_rank_per_step"), rss, node))
+print("ddp (2x1) / 1x2 tokens/s: %.2f; pertp (2x1) / 1x2: %.2f" % (med("ddp", "tokens_per_sec") / med("1x2", "tokens_per_sec"),
+      med("pertp", "tokens_per_sec") / med("1x2", "tokens_per_sec")))
+t = rows["tiny-ddp"][0]
+print("bytes per rank per step, --data-parallel 2: %d on the tiny preset (%d parameters), %d on the model (%d parameters)" % (
+      med("tiny-ddp", "bytes_sent_per_rank_per_step"), t["parameters"], med("ddp", "bytes_sent_per_rank_per_step"), r0["parameters"]))'
