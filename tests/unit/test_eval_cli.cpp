@@ -48,6 +48,19 @@ class EvalCli : public ::testing::Test {
     if (r.exit_code != 0) return Json::object();
     return Json::parse(r.output.substr(0, r.output.find('\n')));
   }
+  static std::string bytes_of(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    EXPECT_TRUE(in.good()) << p;
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  }
+  // `zotune replay` of the first `steps` updates of run `out` (all if < 0) into a new directory.
+  static fs::path replayed(const fs::path& out, int64_t steps, const std::string& name) {
+    const fs::path to = tmp(name);
+    const auto r = run_zotune("replay --model " + quote(model()) + " --log " + quote(out / "updates.jsonl") + " --out " +
+                              quote(to) + (steps >= 0 ? " --steps " + std::to_string(steps) : std::string()));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return to;
+  }
   static std::vector<Json> read_lines(const fs::path& p) {
     std::ifstream in(p);
     std::vector<Json> out;
@@ -170,6 +183,26 @@ TEST_F(EvalCli, MultipleChoiceInContextAndCalibrated) {
   const double calib = forward_score("It was", cand["text"], "sfc_cal");  // the SST-2 calibration prompt
   EXPECT_NEAR(cand["calibration"].get<double>(), calib * static_cast<double>(tokens), 1e-5);
   EXPECT_NEAR(cand["score"].get<double>(), mean * static_cast<double>(tokens) - calib * static_cast<double>(tokens), 1e-5);
+
+  // --icl-sfc (MeZO --icl_sfc): the calibration prompt follows the demonstrations.
+  const fs::path icl_cal = tmp("sst2_icl_sfc.jsonl");
+  const Json ic = run_eval("--task sst2 --data-dir " + quote(eval_data() / "hf" / "sst2") +
+                           " --mode icl --demos 2 --seed 5 --icl-sfc --num-test 2 --predictions " + quote(icl_cal));
+  EXPECT_EQ(ic["calibrate"], true);
+  EXPECT_EQ(ic["icl_sfc"], true);
+  const Json q = read_lines(icl_cal)[0];
+  const std::string q_prompt = q["prompt"], q_cal = q["calibration_prompt"];
+  const std::string demos = q_prompt.substr(0, q_prompt.rfind("\n\n") + 2);
+  EXPECT_EQ(std::count(demos.begin(), demos.end(), '\n'), 4) << q_prompt;
+  EXPECT_EQ(q_cal, demos + "It was");
+  const Json& qc = q["candidates"][0];
+  const auto q_tokens = static_cast<double>(qc["tokens"].get<int64_t>());
+  const double q_calib = forward_score(q_cal, qc["text"], "icl_sfc_cal");
+  EXPECT_NEAR(qc["calibration"].get<double>(), q_calib * q_tokens, 1e-5);
+  EXPECT_NEAR(qc["score"].get<double>(), (forward_score(q_prompt, qc["text"], "icl_sfc_main") - q_calib) * q_tokens, 1e-5);
+  const auto bad = run_zotune("eval --model " + quote(model()) + " --task sst2 --data-dir " + quote(eval_data() / "hf" / "sst2") + " --icl-sfc");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("--icl-sfc puts the demonstrations before the calibration prompt: it needs --mode icl"), std::string::npos) << bad.output;
 }
 
 TEST_F(EvalCli, RecordCountsAnyCorrectEntity) {
@@ -262,21 +295,113 @@ TEST_F(EvalCli, TrainOnMezoSampleSelectsBestDevModel) {
   EXPECT_EQ(test["best_step"], first_top);
   EXPECT_TRUE(fs::exists(out / "best" / "model.safetensors"));
   EXPECT_TRUE(fs::exists(out / "best" / "tokenizer.json"));
+  // The output model is the best step's: replaying the log up to it gives its
+  // bytes; last/ holds the last step's, the full replay.
+  const Json state = Json::parse(bytes_of(out / "trainer_state.json"));
+  EXPECT_EQ(state["best_step"], first_top);
+  EXPECT_EQ(state["last_model"], "last");
+  EXPECT_EQ(state["weights"], "last");
+  const std::string top_bytes = bytes_of(out / "model.safetensors");
+  EXPECT_EQ(top_bytes, bytes_of(out / "best" / "model.safetensors"));
+  EXPECT_EQ(top_bytes, bytes_of(replayed(out, first_top, "rte_replay_best") / "model.safetensors"));
+  EXPECT_EQ(bytes_of(out / "last" / "model.safetensors"), bytes_of(replayed(out, -1, "rte_replay_all") / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(out / "last" / "tokenizer.json"));
+  EXPECT_TRUE(fs::exists(out / "tokenizer.json"));
   const Json direct = run_eval_on(out / "best", "--task rte --data-dir " + quote(eval_data() / "hf" / "rte") + " --num-test 3 --seed 1");
   EXPECT_EQ(direct["value"], test["value"]);
   EXPECT_EQ(direct["test_ids"], test["test_ids"]);
+}
 
-  // A generation task: dev loss selects, the test metric is F1.
-  const fs::path gen = tmp("run_squad");
-  const auto g = run_zotune("train --model " + quote(model()) + " --task squad --data-dir " + quote(eval_data() / "squad") +
-                            " --num-train 2 --num-dev 1 --out " + quote(gen) +
-                            " --steps 2 --batch-size 1 --lr 1e-3 --eps 1e-3 --max-length 128 --select-best --threads 1 --progress log");
-  ASSERT_EQ(g.exit_code, 0) << g.output;
-  const Json last = read_lines(gen / "metrics.jsonl").back();
-  EXPECT_EQ(last["type"], "test");
-  EXPECT_EQ(last["metric"], "f1");
-  EXPECT_TRUE(last.contains("em"));
-  EXPECT_EQ(last["n"], 2);
+// SQuAD with model selection: every dev evaluation generates greedily through
+// the weights of that step, in every tier, and selects by F1. The fixture's
+// train answers are replaced by the base model's own greedy answers, so the
+// step-0 dev F1 of the fp32 tiers is known exactly (and is not 0).
+TEST_F(EvalCli, TrainGenerationSelectsByDevF1InEveryTier) {
+  const fs::path data = tmp("squad_own"), base_pred = tmp("squad_own_pred.jsonl");
+  fs::create_directories(data);
+  fs::copy_file(eval_data() / "hf" / "squad" / "validation.jsonl", data / "validation.jsonl");
+  const Json base = run_eval("--task squad --data " + quote(eval_data() / "hf" / "squad" / "train.jsonl") +
+                             " --num-test 3 --predictions " + quote(base_pred));
+  ASSERT_EQ(base["n"], 3);
+  std::vector<std::string> own(3);
+  for (const Json& p : read_lines(base_pred)) own.at(p["id"].get<std::size_t>()) = p["prediction"];
+  std::vector<Json> records;
+  {
+    std::ifstream in(eval_data() / "hf" / "squad" / "train.jsonl");
+    std::string line;
+    while (std::getline(in, line)) records.push_back(Json::parse(line));
+  }
+  ASSERT_EQ(records.size(), 3u);
+  std::ofstream train(data / "train.jsonl");
+  for (std::size_t i = 0; i < 3; ++i) {
+    records[i]["answers"] = {{"text", {own[i]}}, {"answer_start", {0}}};
+    train << records[i].dump() << "\n";
+  }
+  train.close();
+  const MezoSample sample = mezo_sample(3, 2, 1, 2, 2, 0);
+  std::ofstream dev(tmp("squad_own_dev.jsonl"));
+  double want_f1 = 0;
+  for (int64_t id : sample.dev) {
+    dev << records[static_cast<std::size_t>(id)].dump() << "\n";
+    const std::string& answer = own[static_cast<std::size_t>(id)];
+    want_f1 += max_f1(answer, std::vector<std::string>{answer}) / 2;
+  }
+  dev.close();
+  ASSERT_GT(want_f1, 0.0);
+  // The dev set scored by `zotune eval` on a model directory.
+  const auto dev_f1 = [&](const fs::path& m) {
+    return run_eval_on(m, "--task squad --data " + quote(tmp("squad_own_dev.jsonl")) + " --num-test 2")["value"].get<double>();
+  };
+
+  for (const std::string tier : {"--offload none", "--offload ram --storage-dtype bf16", "--offload disk"}) {
+    SCOPED_TRACE(tier);
+    const fs::path out = tmp("run_squad_" + std::to_string(std::hash<std::string>{}(tier)));
+    const auto g = run_zotune("train --model " + quote(model()) + " --task squad --data-dir " + quote(data) +
+                              " --num-train 1 --num-dev 2 --num-test 2 --out " + quote(out) + " " + tier +
+                              " --steps 3 --eval-every 1 --batch-size 1 --lr 2e-1 --eps 1e-2 --max-length 128"
+                              " --select-best --threads 1 --progress log");
+    ASSERT_EQ(g.exit_code, 0) << g.output;
+    std::vector<Json> evals;
+    Json test;
+    for (const Json& j : read_lines(out / "metrics.jsonl")) {
+      if (j["type"] == "eval") evals.push_back(j);
+      if (j["type"] == "test") test = j;
+    }
+    ASSERT_EQ(evals.size(), 4u);  // steps 0..3
+    double top = -1;
+    int64_t best_step = -1;
+    for (const Json& e : evals) {
+      EXPECT_EQ(e["metric"], "f1");
+      EXPECT_EQ(e["generated"], 2);
+      ASSERT_TRUE(e.contains("em"));
+      if (e["f1"].get<double>() > top) {
+        top = e["f1"];
+        best_step = e["step"];
+      }
+      EXPECT_EQ(e.value("best", false), e["step"] == best_step) << e.dump();
+    }
+    if (tier != "--offload ram --storage-dtype bf16") {
+      EXPECT_DOUBLE_EQ(evals[0]["f1"].get<double>(), want_f1);
+    }
+    // The last evaluation is the last step's model's, the best one the output model's.
+    EXPECT_DOUBLE_EQ(evals.back()["f1"].get<double>(), dev_f1(out / "last"));
+    EXPECT_DOUBLE_EQ(top, dev_f1(out));
+    EXPECT_EQ(bytes_of(out / "model.safetensors"), bytes_of(out / "best" / "model.safetensors"));
+    const Json state = Json::parse(bytes_of(out / "trainer_state.json"));
+    EXPECT_EQ(state["best_step"], best_step);
+    EXPECT_EQ(test["metric"], "f1");
+    EXPECT_EQ(test["best_step"], best_step);
+    EXPECT_TRUE(test.contains("em"));
+    EXPECT_EQ(test["n"], 2);
+    EXPECT_TRUE(fs::exists(out / "f1.svg"));
+    EXPECT_NE(bytes_of(out / "f1.svg").find("eval F1"), std::string::npos);
+    if (tier == "--offload none") {
+      EXPECT_EQ(bytes_of(out / "model.safetensors"),
+                bytes_of(replayed(out, best_step, "squad_replay_best") / "model.safetensors"));
+      EXPECT_EQ(bytes_of(out / "last" / "model.safetensors"),
+                bytes_of(replayed(out, -1, "squad_replay_all") / "model.safetensors"));
+    }
+  }
 }
 
 // Every task: zero-shot from its official files, in-context from the Hugging
