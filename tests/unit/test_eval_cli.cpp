@@ -26,6 +26,14 @@ using testing::TempDir;
 
 fs::path eval_data() { return testing::source_dir() / "tests" / "data" / "eval"; }
 
+constexpr const char* kTasks[] = {"sst2", "rte", "cb", "boolq", "wsc", "wic", "multirc", "copa", "record", "squad", "drop"};
+// The task's fixture in its official format (GLUE TSV, SuperGLUE JSONL, SQuAD / DROP JSON).
+fs::path official_dir(const std::string& task) {
+  if (task == "sst2") return eval_data() / "glue" / "sst2";
+  if (task == "squad" || task == "drop") return eval_data() / task;
+  return eval_data() / "superglue" / task;
+}
+
 class EvalCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -425,13 +433,11 @@ TEST_F(EvalCli, TrainGenerationSelectsByDevF1InEveryTier) {
 
 // Every task: zero-shot from its official files, in-context from the Hugging
 // Face export (the same examples, so the same test ids). Fine-tuning on every
-// task's MeZO sample: EvalFiles.MezoTaskDataForEveryTask and the train test above.
+// task: EveryTaskTrainsWithModelSelection.
 TEST_F(EvalCli, EveryTaskEveryModeEndToEnd) {
-  for (const std::string task : {"sst2", "rte", "cb", "boolq", "wsc", "wic", "multirc", "copa", "record", "squad", "drop"}) {
+  for (const std::string task : kTasks) {
     SCOPED_TRACE(task);
-    const fs::path official = task == "sst2" ? eval_data() / "glue" / "sst2"
-                              : task == "squad" || task == "drop" ? eval_data() / task
-                                                                  : eval_data() / "superglue" / task;
+    const fs::path official = official_dir(task);
     const bool generation = task == "squad" || task == "drop";
     const std::string gen = generation ? " --max-new-tokens 3" : "";
     const Json z = run_eval("--task " + task + " --data-dir " + quote(official) + " --num-test 2" + gen);
@@ -442,6 +448,84 @@ TEST_F(EvalCli, EveryTaskEveryModeEndToEnd) {
     EXPECT_EQ(i["mode"], "icl");
     EXPECT_EQ(i["test_ids"], z["test_ids"]);
     EXPECT_EQ(i["demo_ids"].size(), 2u);
+  }
+}
+
+// Every task: `train --task --data-dir --select-best` end to end from its
+// official files (one step, dev evaluations at steps 0 and 1, the test metric
+// of the output model), the output model and last/ in place.
+TEST_F(EvalCli, EveryTaskTrainsWithModelSelection) {
+  for (const std::string task : kTasks) {
+    SCOPED_TRACE(task);
+    const fs::path official = official_dir(task);
+    const bool generation = task == "squad" || task == "drop";
+    const fs::path out = tmp("every_" + task);
+    const auto r = run_zotune("train --model " + quote(model()) + " --task " + task + " --data-dir " + quote(official) +
+                              " --num-train 1 --num-dev 1 --num-test 1 --out " + quote(out) +
+                              " --steps 1 --batch-size 1 --lr 1e-3 --eps 1e-3 --max-length 256 --select-best --threads 1 --progress log");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    std::vector<Json> evals;
+    Json test;
+    for (const Json& j : read_lines(out / "metrics.jsonl")) {
+      if (j["type"] == "eval") evals.push_back(j);
+      if (j["type"] == "test") test = j;
+    }
+    ASSERT_EQ(evals.size(), 2u);
+    for (const Json& e : evals) EXPECT_EQ(e["metric"], generation ? "f1" : "accuracy");
+    EXPECT_EQ(test["metric"], generation ? "f1" : "accuracy");
+    EXPECT_EQ(test["n"], 1);
+    EXPECT_EQ(test["model"], "best");
+    EXPECT_EQ(bytes_of(out / "model.safetensors"), bytes_of(out / "best" / "model.safetensors"));
+    EXPECT_TRUE(fs::exists(out / "last" / "model.safetensors"));
+    EXPECT_TRUE(fs::exists(out / (generation ? "f1.svg" : "accuracy.svg")));
+  }
+}
+
+// The Python of docs/evaluation.md recomputes the reported metrics from --predictions.
+TEST_F(EvalCli, DocsPythonRecomputesTheMetricsFromPredictions) {
+  const fs::path driver = tmp("recompute.py");
+  std::ofstream(driver) << "import json, sys\n"
+                           "doc = open(sys.argv[1], encoding='utf-8').read()\n"
+                           "src = doc.split('Recomputing the reported metrics:')[1].split('```python\\n')[1].split('```')[0]\n"
+                           "src = src.replace('\"pred.jsonl\"', repr(sys.argv[2]))\n"
+                           "if sys.argv[3] == 'classification':\n"
+                           "    src = src.split('# generation')[0]\n"
+                           "env = {}\n"
+                           "exec(src, env)\n"
+                           "print(json.dumps({'value': env['acc'] if sys.argv[3] == 'classification' else env['f1_value'],\n"
+                           "                  'em': env.get('em_value')}))\n";
+  const auto recompute = [&](const fs::path& pred, const std::string& kind) {
+    const auto cmd = "python3 " + quote(driver) + " " + quote(testing::source_dir() / "docs" / "evaluation.md") + " " +
+                     quote(pred) + " " + kind + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    std::size_t n;
+    while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    EXPECT_EQ(p ? pclose(p) : -1, 0) << out;
+    return Json::parse(out, nullptr, false);
+  };
+  struct Case {
+    std::string args, kind;
+  };
+  const Case cases[] = {
+      {"--task sst2 --data-dir " + quote(eval_data() / "glue" / "sst2"), "classification"},
+      {"--task copa --data-dir " + quote(eval_data() / "hf" / "copa") + " --mode icl --demos 2 --calibrate", "classification"},
+      {"--task record --data-dir " + quote(eval_data() / "superglue" / "record"), "classification"},
+      {"--task squad --data-dir " + quote(eval_data() / "squad") + " --max-new-tokens 8", "generation"},
+      {"--task drop --data-dir " + quote(eval_data() / "drop") + " --max-new-tokens 4", "generation"},
+  };
+  int k = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.args);
+    const fs::path pred = tmp("doc_pred_" + std::to_string(k++) + ".jsonl");
+    const Json s = run_eval(c.args + " --predictions " + quote(pred));
+    const Json r = recompute(pred, c.kind);
+    ASSERT_TRUE(r.is_object());
+    EXPECT_NEAR(r["value"].get<double>(), s["value"].get<double>(), 1e-12);
+    if (c.kind == "generation") {
+      EXPECT_NEAR(r["em"].get<double>(), s["em"].get<double>(), 1e-12);
+    }
   }
 }
 
