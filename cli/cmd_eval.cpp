@@ -1,5 +1,5 @@
 // zotune eval --model DIR --task NAME --data-dir D [--mode zero-shot|icl] [--demos K] [--demo-sets shared|per-example] [--num-test N]
-//             [--seed S] [--predictions FILE] [--calibrate] [--max-length T] [--max-new-tokens N]
+//             [--seed S] [--predictions FILE] [--calibrate [--icl-sfc]] [--max-length T] [--max-new-tokens N]
 // zotune eval --model DIR --data FILE.jsonl [--task NAME] ...
 // Prints one JSON line {"task", "mode", "metric", "value", "n", ...}; with
 // --predictions writes one JSON line per test example (docs/evaluation.md).
@@ -26,7 +26,7 @@ struct EvalArgs {
   std::string model, task, data_dir, data, mode = "zero-shot", predictions, demo_sets = "shared";
   int64_t demos = 32, num_test = kDefaultNumTest, max_length = 0, max_new_tokens = 50;
   uint32_t seed = 0;
-  bool calibrate = false;
+  bool calibrate = false, icl_sfc = false;
   int threads = 0;
 };
 
@@ -48,6 +48,9 @@ void run_eval(const EvalArgs& a) {
   if (icl && a.data_dir.empty()) fail("--mode icl samples demonstrations from the train split: it needs --data-dir");
   if (icl && a.demos < 1) fail("--demos must be >= 1 with --mode icl");
   if (a.num_test < 1) fail("--num-test must be >= 1");
+  if (a.icl_sfc && !icl) fail("--icl-sfc puts the demonstrations before the calibration prompt: it needs --mode icl");
+  const bool calibrate = a.calibrate || a.icl_sfc;
+  const Calibration calibration = !calibrate ? Calibration::None : a.icl_sfc ? Calibration::IclSfc : Calibration::Sfc;
   if (!a.data_dir.empty() && a.task.empty()) fail("--data-dir needs --task (", "sst2, rte, cb, boolq, wsc, wic, multirc, copa, record, squad, drop)");
   const std::string task = a.task.empty() ? "" : canonical_task_name(a.task);
   if (!a.task.empty() && task.empty()) render_task(a.task, Json::object());  // throws, listing the tasks
@@ -62,7 +65,7 @@ void run_eval(const EvalArgs& a) {
     pool = read_plain_eval_file(a.data);
     source = a.data;
     test_ids = sample_subset(static_cast<int64_t>(pool.size()), a.num_test, a.seed);
-    if (a.calibrate) fail("--calibrate needs a task's templates (--task)");
+    if (calibrate) fail("--calibrate needs a task's templates (--task)");
   } else {
     const TaskSplit valid = a.data.empty() ? read_task_split(task, a.data_dir, SplitKind::Validation)
                                            : read_task_file(task, a.data, /*train=*/false);
@@ -85,7 +88,7 @@ void run_eval(const EvalArgs& a) {
       std::vector<const TaskRender*> demos;
       for (int64_t id : ids) demos.push_back(&train->examples[static_cast<std::size_t>(id)]);
       try {
-        pool[i] = make_eval_example(task, valid.examples[i], demos, a.calibrate);
+        pool[i] = make_eval_example(task, valid.examples[i], demos, calibration);
       } catch (const Error& e) {
         fail(valid.origin[i], ": ", e.what());
       }
@@ -104,8 +107,9 @@ void run_eval(const EvalArgs& a) {
   std::string lines;
   const EvalTotals totals = evaluate_model(a.model, chosen, s, [&](const EvalExample& e, const EvalResult& r) {
     if (a.predictions.empty()) return;
-    OJson p = {{"id", e.id}, {"source", e.origin}, {"prompt", e.ex.prompt}, {"candidates", candidates_json(r, a.calibrate)}};
+    OJson p = {{"id", e.id}, {"source", e.origin}, {"prompt", e.ex.prompt}, {"candidates", candidates_json(r, calibrate)}};
     if (icl) p["demo_ids"] = e.demo_ids;
+    if (calibrate) p["calibration_prompt"] = e.sfc.prompt;
     if (generation) {
       p["prediction"] = r.prediction;
       p["gold"] = e.answers;
@@ -130,7 +134,8 @@ void run_eval(const EvalArgs& a) {
   out["seed"] = a.seed;
   out["num_test"] = a.num_test;
   if (icl) out["demos"] = a.demos;
-  out["calibrate"] = a.calibrate;
+  out["calibrate"] = calibrate;
+  if (a.icl_sfc) out["icl_sfc"] = true;
   out["max_length"] = totals.max_length;
   out["truncated"] = totals.truncated;
   out["data"] = source;
@@ -157,6 +162,8 @@ void register_eval(CLI::App& app) {
   c->add_option("--seed", a->seed, "sampling seed (MeZO's train_set_seed)")->capture_default_str();
   c->add_option("--predictions", a->predictions, "write one JSON line per example to this new file");
   c->add_flag("--calibrate", a->calibrate, "SFC calibration: subtract the candidate's log-likelihood after the template's calibration prompt");
+  c->add_flag("--icl-sfc", a->icl_sfc,
+              "with --mode icl: calibrate (as --calibrate) after the demonstrations and the calibration prompt (MeZO --icl_sfc)");
   c->add_option("--max-length", a->max_length, "tokens per sequence (default: the model's context, at most 2048)");
   c->add_option("--max-new-tokens", a->max_new_tokens, "generation tasks: tokens to generate at most")->capture_default_str();
   c->add_option("--threads", a->threads, "compute threads (default: all cores)");

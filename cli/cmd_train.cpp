@@ -188,7 +188,7 @@ void register_train(CLI::App& app) {
   c->add_option("--num-train", a->o.num_train, "--data-dir: training examples sampled")->capture_default_str();
   c->add_option("--num-dev", a->o.num_dev, "--data-dir: dev examples (default 500; CB, COPA 100)");
   c->add_option("--num-test", a->o.num_test, "--data-dir: test examples from the validation split")->capture_default_str();
-  c->add_flag("--select-best", a->o.select_best, "keep the best dev evaluation's model in <out>/best (tested at the end)");
+  c->add_flag("--select-best", a->o.select_best, "the output model is the best dev evaluation's (also in <out>/best; the last step's in <out>/last)");
   c->add_option("--save-dtype", a->save_dtype, "dtype of the saved model (default: the input's)");
   c->add_option("--resume", a->resume, "continue an earlier run's output or checkpoint directory");
   c->add_option("--threads", a->o.threads, "compute threads (default: all cores, shared by the ranks on a node)")

@@ -90,25 +90,31 @@ std::string demonstrations(std::span<const TaskRender* const> demos) {
   return std::string(data::py_strip(out)) + std::string(kSeparator);
 }
 
+// MeZO's encode_prompt for classification: (head + s.strip(' ')).lstrip().strip(' ')
+// for the encoded and each verbalized string, split into prompt and candidates.
+TaskExample after_demonstrations(std::string_view task, const std::string& head, const std::string& encoded,
+                                 const std::vector<std::string>& verbalized_strings, const std::vector<int32_t>& correct) {
+  std::vector<std::string> verbalized;
+  for (const std::string& v : verbalized_strings) verbalized.push_back(head + std::string(data::strip_spaces(v)));
+  TaskExample ex = split_candidates(task, head + std::string(data::strip_spaces(encoded)), verbalized);
+  ex.correct = correct;
+  return ex;
+}
+
 }  // namespace
 
 TaskExample with_demonstrations(std::string_view task, const TaskRender& r, std::span<const TaskRender* const> demos) {
   const std::string head = demonstrations(demos);
-  if (r.objective == Objective::Classification) {
-    std::vector<std::string> verbalized;
-    for (const std::string& v : r.verbalized) verbalized.push_back(head + std::string(data::strip_spaces(v)));
-    TaskExample ex = split_candidates(task, head + std::string(data::strip_spaces(r.encoded)), verbalized);
-    ex.correct = r.correct;
-    return ex;
-  }
+  if (r.objective == Objective::Classification) return after_demonstrations(task, head, r.encoded, r.verbalized, r.correct);
   TaskExample ex;
   ex.objective = Objective::Completion;
   ex.prompt = std::string(data::py_lstrip(data::strip_spaces(head + std::string(data::strip_spaces(r.encoded)))));
   return ex;
 }
 
-TaskExample calibration_example(std::string_view task, const TaskRender& r) {
+TaskExample calibration_example(std::string_view task, const TaskRender& r, std::span<const TaskRender* const> demos) {
   check(r.objective == Objective::Classification, "task ", task, ": calibration (SFC) is for classification tasks");
+  if (!demos.empty()) return after_demonstrations(task, demonstrations(demos), r.sfc_encoded, r.sfc_verbalized, r.correct);
   TaskExample ex = split_candidates(task, r.sfc_encoded, r.sfc_verbalized, /*lstrip_prompt=*/false);
   ex.correct = r.correct;
   return ex;
@@ -119,15 +125,15 @@ TaskExample calibration_example(std::string_view task, const TaskRender& r) {
 namespace zotune {
 
 EvalExample make_eval_example(std::string_view task, const TaskRender& r, std::span<const TaskRender* const> demos,
-                              bool calibrate) {
+                              Calibration calibration) {
   EvalExample e;
   e.ex = with_demonstrations(task, r, demos);
   if (r.objective == Objective::Completion) {
-    check(!calibrate, "task ", task, ": calibration (SFC) is for classification tasks, not generation");
+    check(calibration == Calibration::None, "task ", task, ": calibration (SFC) is for classification tasks, not generation");
     e.answers = r.answers;
-  } else if (calibrate) {
+  } else if (calibration != Calibration::None) {
     e.calibrate = true;
-    e.sfc = calibration_example(task, r);
+    e.sfc = calibration_example(task, r, calibration == Calibration::IclSfc ? demos : std::span<const TaskRender* const>{});
   }
   return e;
 }

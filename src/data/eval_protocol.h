@@ -15,7 +15,9 @@
 // "\n\n"; the whole is .lstrip()ped. With no demonstrations this is the
 // zero-shot prompt. SFC calibration (Holtzman et al. 2021; MeZO --sfc) scores
 // each candidate again after the template's calibration prompt, without
-// demonstrations.
+// demonstrations; MeZO's --icl_sfc puts the demonstrations before the
+// calibration prompt in the same layout (its encode_prompt with
+// encode_sfc/verbalize_sfc).
 #pragma once
 #include <cstdint>
 #include <span>
@@ -52,8 +54,11 @@ MezoSample mezo_sample(int64_t train_size, int64_t validation_size, int64_t num_
 // The test example `r` after the demonstrations: Classification gives the
 // prompt and candidates (correct copied), Completion the prompt (completion empty).
 TaskExample with_demonstrations(std::string_view task, const TaskRender& r, std::span<const TaskRender* const> demos);
-// The SFC calibration prompt and candidates of `r` (Classification only).
-TaskExample calibration_example(std::string_view task, const TaskRender& r);
+// The SFC calibration prompt and candidates of `r` (Classification only):
+// without `demos`, sfc_encoded.strip(' ') and the rest of each
+// sfc_verbalized[k].strip(' ') (MeZO --sfc); with `demos` (MeZO --icl_sfc) the
+// layout of with_demonstrations() over the calibration strings.
+TaskExample calibration_example(std::string_view task, const TaskRender& r, std::span<const TaskRender* const> demos = {});
 
 }  // namespace zotune
 
@@ -67,12 +72,17 @@ struct EvalExample {
   TaskExample ex;          // Classification: prompt, candidates, correct; Completion: prompt
   std::vector<std::string> answers;  // Completion: the gold answers
   std::vector<int64_t> demo_ids;  // the demonstrations' indices in the train split
-  bool calibrate = false;  // Classification: score against `sfc` (MeZO --sfc)
+  bool calibrate = false;  // Classification: score against `sfc` (MeZO --sfc / --icl_sfc)
   TaskExample sfc;
 };
 
-// Example `r` of a task after `demos`; with `calibrate`, its SFC prompts too.
+enum class Calibration {
+  None,
+  Sfc,      // the calibration prompt alone (MeZO --sfc)
+  IclSfc,   // the demonstrations, then the calibration prompt (MeZO --icl_sfc)
+};
+// Example `r` of a task after `demos`, with its calibration prompts if asked.
 EvalExample make_eval_example(std::string_view task, const TaskRender& r, std::span<const TaskRender* const> demos,
-                              bool calibrate);
+                              Calibration calibration);
 
 }  // namespace zotune

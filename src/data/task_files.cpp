@@ -490,13 +490,17 @@ MezoTaskData mezo_task_data(std::string_view task, const std::filesystem::path& 
   d.test_ids = s.test;
   d.train_jsonl = own_shape_jsonl(task, train, s.train);
   d.dev_jsonl = own_shape_jsonl(task, train, s.dev);
-  for (int64_t id : s.test) {
-    const auto i = static_cast<std::size_t>(id);
-    EvalExample e = make_eval_example(task, valid.examples[i], {}, false);
-    e.id = id;
-    e.origin = valid.origin[i];
-    d.test.push_back(std::move(e));
-  }
+  const auto zero_shot = [&](const TaskSplit& split, const std::vector<int64_t>& ids, std::vector<EvalExample>& out) {
+    for (int64_t id : ids) {
+      const auto i = static_cast<std::size_t>(id);
+      EvalExample e = make_eval_example(task, split.examples[i], {}, Calibration::None);
+      e.id = id;
+      e.origin = split.origin[i];
+      out.push_back(std::move(e));
+    }
+  };
+  zero_shot(valid, s.test, d.test);
+  zero_shot(train, s.dev, d.dev);
   return d;
 }
 

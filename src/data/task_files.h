@@ -70,12 +70,13 @@ namespace zotune {
 // from the validation split (eval_protocol.h). Train and dev come as JSONL in
 // zotune's own shapes ({"prompt", "candidates", "label": [correct...]} or
 // {"prompt", "completion"}, the strings of tasks.h's training examples), the
-// test set as zero-shot evaluation examples.
+// test set (and the dev set again) as zero-shot evaluation examples.
 struct MezoTaskData {
   std::string train_file, validation_file;
   std::vector<int64_t> train_ids, dev_ids, test_ids;
   std::string train_jsonl, dev_jsonl;
   std::vector<EvalExample> test;
+  std::vector<EvalExample> dev;  // the dev_ids' examples, as `test` (generation: scored by F1 in training)
 };
 MezoTaskData mezo_task_data(std::string_view task, const std::filesystem::path& dir, int64_t num_train,
                             int64_t num_dev, int64_t num_test, uint32_t seed);

@@ -97,6 +97,16 @@ std::vector<std::string> save_checkpoint(const Architecture& arch, const TensorR
   return written;
 }
 
+TensorReader checkpoint_reader(const Architecture& arch, const Checkpoint& ckpt) {
+  std::vector<TensorView> views;
+  for (const auto& spec : arch.tensors()) views.push_back(checked_view(arch, ckpt, spec));
+  return [views = std::move(views)](int id, int64_t first, int64_t count, float* out) {
+    const TensorView& v = views[static_cast<std::size_t>(id)];
+    const auto* base = static_cast<const char*>(v.data) + static_cast<std::size_t>(first) * dtype_size(v.dtype);
+    upcast_to_f32(TensorView{v.dtype, {count}, base}, out);
+  };
+}
+
 void check_weights_finite(const Architecture& arch, const TensorReader& read, const std::string& what) {
   constexpr int64_t kPiece = int64_t{1} << 20;
   std::vector<float> buf;

@@ -37,6 +37,11 @@ using TensorReader = std::function<void(int id, int64_t first, int64_t count, fl
 std::vector<std::string> save_checkpoint(const Architecture& arch, const TensorReader& read, DType dtype,
                                          const std::filesystem::path& out);
 
+// A reader of a checkpoint's weights as fp32 (every tensor checked once by
+// checked_view): saving it at the checkpoint's dtype writes the same bytes.
+// `ckpt` must outlive the reader.
+TensorReader checkpoint_reader(const Architecture& arch, const Checkpoint& ckpt);
+
 // Throws naming the tensor and flat index when a value `read` gives is NaN or
 // Inf; `what` says whose weights they are (e.g. "the replayed weights").
 void check_weights_finite(const Architecture& arch, const TensorReader& read, const std::string& what);

@@ -115,6 +115,10 @@ class ParamStore {
   // Stored value of elements [first, first + count) of tensor `id` as fp32
   // (all updates must have been flushed).
   virtual void read_range(int id, int64_t first, int64_t count, float* out) const = 0;
+  // Tensor `id`'s stored values in place, when the tier keeps them as one fp32
+  // array in RAM (readers such as a dev-set evaluation then need no copy);
+  // nullptr otherwise. Valid until the next acquire().
+  virtual const float* fp32_in_place(int /*id*/) const { return nullptr; }
   void read_tensor(int id, float* out) const {
     read_range(id, 0, arch_.tensors()[static_cast<std::size_t>(id)].numel(), out);
   }
@@ -179,6 +183,7 @@ class RamStore final : public ParamStore {
   RamStore(const Architecture& arch, const Checkpoint& ckpt);
   void stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) override;
   void read_range(int id, int64_t first, int64_t count, float* out) const override;
+  const float* fp32_in_place(int id) const override { return weights_[static_cast<std::size_t>(id)].data(); }
 
  private:
   void begin_block(int block, const BlockWork& work) override;

@@ -9,6 +9,7 @@
 #include "data/text.h"
 #include "model/generate.h"
 #include "model/model.h"
+#include "store/param_store.h"
 #include "tokenizer/tokenizer.h"
 
 namespace zotune {
@@ -135,19 +136,33 @@ int64_t default_eval_length(const Architecture& arch) {
   return context > 0 ? std::min<int64_t>(context, 2048) : 2048;
 }
 
-EvalTotals evaluate_model(const std::filesystem::path& model_dir, std::span<const EvalExample> examples,
-                          EvalSettings settings, const std::function<void(const EvalExample&, const EvalResult&)>& each) {
-  LoadedModel m = load_model(model_dir);
-  const Tokenizer tok = Tokenizer::load(model_dir);
-  const int64_t context = m.arch->config().max_positions;
-  if (settings.max_length <= 0) settings.max_length = default_eval_length(*m.arch);
+StoreWeights::StoreWeights(const ParamStore& store) {
+  const auto& tensors = store.arch().tensors();
+  for (std::size_t id = 0; id < tensors.size(); ++id) {
+    if (const float* p = store.fp32_in_place(static_cast<int>(id))) {
+      ptrs_.push_back(p);
+      continue;
+    }
+    owned_.emplace_back(static_cast<std::size_t>(tensors[id].numel()));
+    store.read_tensor(static_cast<int>(id), owned_.back().data());
+    ptrs_.push_back(owned_.back().data());
+  }
+}
+
+EvalTotals evaluate_weights(const Architecture& arch, ParamPtrs weights, const Tokenizer& tok,
+                            std::span<const EvalExample> examples, EvalSettings settings,
+                            const std::function<void(const EvalExample&, const EvalResult&)>& each,
+                            const std::function<bool()>& stop) {
+  const int64_t context = arch.config().max_positions;
+  if (settings.max_length <= 0) settings.max_length = default_eval_length(arch);
   if (context > 0 && settings.max_length > context)
     fail("--max-length ", settings.max_length, " exceeds the model's context of ", context, " tokens");
-  Evaluator ev(*m.arch, m.weights->ptrs(), tok, settings);
+  Evaluator ev(arch, weights, tok, settings);
   EvalTotals totals;
   totals.max_length = settings.max_length;
   totals.generation = !examples.empty() && examples.front().ex.objective == Objective::Completion;
   for (const EvalExample& e : examples) {
+    if (stop && stop()) break;
     EvalResult r;
     try {
       r = ev.run(e);
@@ -160,6 +175,13 @@ EvalTotals evaluate_model(const std::filesystem::path& model_dir, std::span<cons
     if (each) each(e, r);
   }
   return totals;
+}
+
+EvalTotals evaluate_model(const std::filesystem::path& model_dir, std::span<const EvalExample> examples,
+                          EvalSettings settings, const std::function<void(const EvalExample&, const EvalResult&)>& each) {
+  LoadedModel m = load_model(model_dir);
+  const Tokenizer tok = Tokenizer::load(model_dir);
+  return evaluate_weights(*m.arch, m.weights->ptrs(), tok, examples, settings, each);
 }
 
 }  // namespace zotune

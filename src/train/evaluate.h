@@ -29,6 +29,7 @@
 namespace zotune {
 
 class Tokenizer;
+class ParamStore;
 
 struct EvalSettings {
   int64_t max_length = 2048;    // tokens per scored sequence / prompt + generation
@@ -84,6 +85,29 @@ struct EvalTotals {
   double value() const { return n ? (generation ? f1 : accuracy) / static_cast<double>(n) : 0.0; }
   double mean_em() const { return n ? em / static_cast<double>(n) : 0.0; }
 };
+
+// A store's current weights as fp32 pointers for an Evaluator, so training can
+// score its dev set by generation with the weights as they are at that step:
+// read in place where the tier keeps fp32 arrays in RAM (--offload none),
+// otherwise copied to fp32 (the whole model, for the evaluation's life: the
+// 16-bit and disk tiers need that much more memory while it runs). The store's
+// pending update must have been flushed.
+class StoreWeights {
+ public:
+  explicit StoreWeights(const ParamStore& store);
+  ParamPtrs ptrs() const { return ptrs_; }
+
+ private:
+  std::vector<std::vector<float>> owned_;
+  std::vector<const float*> ptrs_;
+};
+
+// Scores `examples` with `weights`; stops early (the totals so far) when
+// `stop` returns true before an example.
+EvalTotals evaluate_weights(const Architecture& arch, ParamPtrs weights, const Tokenizer& tok,
+                            std::span<const EvalExample> examples, EvalSettings settings,
+                            const std::function<void(const EvalExample&, const EvalResult&)>& each = {},
+                            const std::function<bool()>& stop = {});
 
 // The default maximum length: the model's context, at most 2048 (MeZO's max_length).
 int64_t default_eval_length(const Architecture& arch);

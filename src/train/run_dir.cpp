@@ -101,7 +101,14 @@ void RunDir::open_journals(const Json& log_header, const std::vector<UpdateRecor
         eval_step_.push_back(j["step"].get<double>());
         eval_loss_.push_back(j["loss"].get<double>());
         if (j.contains("accuracy")) eval_acc_.push_back(j["accuracy"].get<double>());
-        if (j.value("best", false)) best_selection_ = j["selection_value"].get<double>();
+        if (j.contains("f1")) {
+          eval_f1_step_.push_back(j["step"].get<double>());
+          eval_f1_.push_back(j["f1"].get<double>());
+        }
+        if (j.value("best", false)) {
+          best_selection_ = j["selection_value"].get<double>();
+          best_step_ = j["step"].get<int64_t>();
+        }
       }
       kept += line + "\n";
     }
@@ -131,6 +138,10 @@ void RunDir::append_eval(const Json& record) {
   eval_step_.push_back(record["step"].get<double>());
   eval_loss_.push_back(record["loss"].get<double>());
   if (record.contains("accuracy")) eval_acc_.push_back(record["accuracy"].get<double>());
+  if (record.contains("f1")) {
+    eval_f1_step_.push_back(record["step"].get<double>());
+    eval_f1_.push_back(record["f1"].get<double>());
+  }
   append_metric(record);
 }
 
@@ -144,6 +155,7 @@ void RunDir::write_state(const fs::path& dir, int64_t step, bool finished, const
              {"updates", "updates.jsonl"},
              {"run", identity_},
              {"data", fs::absolute(data_).string()}};
+  for (auto& [k, v] : state_extra_.items()) st[k] = v;
   write_file_atomic(dir / "trainer_state.json", st.dump(2) + "\n");
 }
 
@@ -191,6 +203,9 @@ void RunDir::write_plots() const {
     write_file_atomic(out_ / "accuracy.svg",
                       render_svg_plot("zotune: evaluation accuracy", "step", "accuracy",
                                       {{"eval accuracy", "#2ca02c", eval_step_, eval_acc_, false, 1.0}}));
+  if (!eval_f1_.empty())
+    write_file_atomic(out_ / "f1.svg", render_svg_plot("zotune: evaluation F1", "step", "F1",
+                                                       {{"eval F1", "#9467bd", eval_f1_step_, eval_f1_, false, 1.0}}));
 }
 
 }  // namespace zotune

@@ -1,11 +1,13 @@
 // The output directory of `zotune train` and everything written into it:
-//   config.json, model.safetensors, tokenizer files   the fine-tuned model (HF layout)
+//   config.json, model.safetensors, tokenizer files   the fine-tuned model (HF layout): the last
+//                                                      step's, or with --select-best the best dev evaluation's
 //   trainer_state.json                                 where the run stands (resume reads it)
 //   updates.jsonl                                      header + (step, seed, lr, grad) per step
 //   metrics.jsonl                                      one record per step and per evaluation
-//   loss.svg, accuracy.svg                             train/eval curves of metrics.jsonl
+//   loss.svg, accuracy.svg, f1.svg                     train/eval curves of metrics.jsonl
 //   checkpoint-<step>/                                 exact (storage-precision) weights + state + log
 //   best/                                              --select-best: the best dev evaluation's model (trainer.cpp)
+//   last/                                              --select-best, finished: the last step's model
 // RunDir checks --out (never the input model or inside it; empty, a run of ours
 // stopped before its first step, or the run being resumed), holds its lock,
 // keeps the two journals (rewritten atomically up to the resumed step, then
@@ -70,6 +72,9 @@ class RunDir {
   // --select-best: the selection value of the best evaluation kept from the
   // resumed metrics.jsonl (its record carries "best": true), if any.
   const std::optional<double>& best_selection() const { return best_selection_; }
+  int64_t best_step() const { return best_step_; }  // its step, -1 if none
+  // Fields added to every trainer_state.json written from now on (e.g. best_step).
+  void set_state_extra(Json extra) { state_extra_ = std::move(extra); }
 
   // trainer_state.json of `dir` (the run's or a checkpoint's).
   void write_state(const std::filesystem::path& dir, int64_t step, bool finished, const std::string& weights);
@@ -93,8 +98,10 @@ class RunDir {
   std::vector<UpdateRecord> records_;  // every update of the run so far
   std::unique_ptr<UpdateLogAppender> updates_;
   std::FILE* metrics_ = nullptr;
-  std::vector<double> train_step_, train_loss_, eval_step_, eval_loss_, eval_acc_;
+  std::vector<double> train_step_, train_loss_, eval_step_, eval_loss_, eval_acc_, eval_f1_step_, eval_f1_;
   std::optional<double> best_selection_;
+  int64_t best_step_ = -1;
+  Json state_extra_ = Json::object();
 };
 
 }  // namespace zotune

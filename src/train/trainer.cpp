@@ -27,6 +27,7 @@
 #include "store/param_store.h"
 #include "tokenizer/tokenizer.h"
 #include "train/engine.h"
+#include "train/evaluate.h"
 #include "train/options_check.h"
 #include "train/planner.h"
 #include "train/replica_check.h"
@@ -78,7 +79,8 @@ class Trainer {
   void log_step(const StepResult& r, double step_sec);
   void progress(int64_t step, bool final);
   void save_checkpoint_dir(int64_t step);
-  void save_final();
+  // The output model; returns where the last step's model is, relative to --out.
+  std::string save_final();
   void save_best(Json& rec, double value);
   // The signal that stops the run, agreed by every rank (the largest received).
   int agreed_signal(int mine);
@@ -95,12 +97,14 @@ class Trainer {
   std::unique_ptr<ZoEngine> engine_;
   std::optional<Tokenizer> tok_;
   std::unique_ptr<Dataset> train_, eval_;
+  std::vector<EvalExample> dev_generation_;  // --data-dir, SQuAD/DROP: the dev set, scored by greedy decoding + F1
   std::unique_ptr<DataLoader> loader_;
   DType input_dtype_ = DType::F32;
   int64_t start_step_ = 0;
   std::vector<UpdateRecord> resumed_records_;
   std::unique_ptr<RunDir> dir_;
-  std::optional<double> best_;  // --select-best: the best dev value so far (accuracy, or -loss)
+  std::optional<double> best_;  // --select-best: the best dev value so far (F1, accuracy, or -loss)
+  int64_t best_step_ = -1;      // its step
   Stopwatch clock_;
   double tokens_since_start_ = 0;
   double last_log_time_ = -1e9;
@@ -172,6 +176,10 @@ void Trainer::load_data() {
     d.task.clear();  // the sample is in zotune's own shapes
     train_ = std::make_unique<Dataset>(Dataset::parse_jsonl(m.train_jsonl, m.train_file + " (MeZO train sample)", d, tok_ ? &*tok_ : nullptr));
     eval_ = std::make_unique<Dataset>(Dataset::parse_jsonl(m.dev_jsonl, m.train_file + " (MeZO dev sample)", d, tok_ ? &*tok_ : nullptr));
+    if (!m.dev.empty() && m.dev.front().ex.objective == Objective::Completion) {
+      check(tok_.has_value(), base_model_.string(), ": no tokenizer; the dev set of ", opt_.task, " is scored by generation");
+      dev_generation_ = m.dev;
+    }
   } else {
     train_ = std::make_unique<Dataset>(Dataset::load_jsonl(opt_.data, d, tok_ ? &*tok_ : nullptr));
   }
@@ -220,11 +228,30 @@ void Trainer::evaluate(int64_t step) {
   Json rec = {{"type", "eval"}, {"step", step}, {"loss", weight > 0 ? loss_sum / weight : 0.0}, {"examples", counted},
               {"elapsed_sec", clock_.seconds()}};
   if (eval_->objective() == Objective::Classification) rec["accuracy"] = accuracy.accuracy();
-  if (opt_.select_best) save_best(rec, rec.contains("accuracy") ? rec["accuracy"].get<double>() : -rec["loss"].get<double>());
+  if (!dev_generation_.empty()) {
+    // MeZO's metric for SQuAD/DROP: greedy decoding through this step's weights.
+    engine_->flush();
+    store_->sync();
+    const StoreWeights weights(*store_);
+    std::span<const EvalExample> dev(dev_generation_);
+    if (opt_.max_eval_examples > 0 && static_cast<int64_t>(dev.size()) > opt_.max_eval_examples)
+      dev = dev.first(static_cast<std::size_t>(opt_.max_eval_examples));
+    const EvalTotals t = evaluate_weights(*arch_, weights.ptrs(), *tok_, dev, EvalSettings{0, 50}, {}, stop_requested);
+    if (stop_requested()) return;
+    rec["f1"] = t.value();
+    rec["em"] = t.mean_em();
+    rec["generated"] = t.n;
+  }
+  rec["metric"] = rec.contains("f1") ? "f1" : rec.contains("accuracy") ? "accuracy" : "loss";
+  if (opt_.select_best) {
+    const std::string metric = rec["metric"];
+    save_best(rec, metric == "loss" ? -rec["loss"].get<double>() : rec[metric].get<double>());
+  }
   dir_->append_eval(rec);
   if (tty_) std::fprintf(stderr, "\r\033[K");
   std::fprintf(stderr, "eval  step %lld: loss %.4f", static_cast<long long>(step), rec["loss"].get<double>());
   if (rec.contains("accuracy")) std::fprintf(stderr, ", accuracy %.2f%%", 100.0 * rec["accuracy"].get<double>());
+  if (rec.contains("f1")) std::fprintf(stderr, ", F1 %.2f, EM %.2f", 100.0 * rec["f1"].get<double>(), 100.0 * rec["em"].get<double>());
   std::fprintf(stderr, " (%lld examples)\n", static_cast<long long>(counted));
 }
 
@@ -233,6 +260,7 @@ void Trainer::evaluate(int64_t step) {
 void Trainer::save_best(Json& rec, double value) {
   if (best_ && value <= *best_) return;
   best_ = value;
+  best_step_ = rec["step"].get<int64_t>();
   rec["best"] = true;
   rec["selection_value"] = value;
   const fs::path dir = opt_.out / "best", tmp = opt_.out / "best.tmp";
@@ -311,10 +339,27 @@ void Trainer::save_checkpoint_dir(int64_t step) {
   });
 }
 
-void Trainer::save_final() {
+std::string Trainer::save_final() {
   const DType dtype = opt_.save_dtype.value_or(input_dtype_);
-  replace_checkpoint(*arch_, flushed_weights(), dtype, opt_.out);
-  copy_tokenizer_files(base_model_, opt_.out);
+  const fs::path best = opt_.out / "best";
+  if (!opt_.select_best || best_step_ < 0 || !fs::exists(best / "config.json")) {
+    replace_checkpoint(*arch_, flushed_weights(), dtype, opt_.out);
+    copy_tokenizer_files(base_model_, opt_.out);
+    return ".";
+  }
+  // MeZO's load_best_model_at_end: the output model is the best dev
+  // evaluation's (best/'s bytes); the last step's, which updates.jsonl and
+  // --resume continue from, goes to last/.
+  const fs::path last = opt_.out / "last";
+  fs::create_directories(last);
+  replace_checkpoint(*arch_, flushed_weights(), dtype, last);
+  copy_tokenizer_files(base_model_, last);
+  const Checkpoint best_ckpt(best);
+  const DType best_dtype = checked_view(*arch_, best_ckpt, arch_->tensors().front()).dtype;
+  replace_checkpoint(*arch_, checkpoint_reader(*arch_, best_ckpt), best_dtype, opt_.out);
+  copy_tokenizer_files(best, opt_.out);
+  dir_->set_state_extra({{"best_step", best_step_}, {"last_model", "last"}});
+  return "last";
 }
 
 int Trainer::agreed_signal(int mine) {
@@ -363,6 +408,7 @@ int Trainer::run() {
     dir_->open_journals(log_header, resumed_records_, start_step_, opt_.resume, base_model_,
                         opt_.data_dir.empty() ? opt_.data : opt_.data_dir, opt_.steps);
     best_ = dir_->best_selection();
+    best_step_ = dir_->best_step();
   }
 
   if (lead_)
@@ -420,10 +466,10 @@ int Trainer::run() {
                  "Finish with --resume %s\n", sig, opt_.out.c_str());
     return 128 + sig;
   }
-  save_final();
+  const std::string last_model = save_final();
   const DType saved = opt_.save_dtype.value_or(input_dtype_);
   dir_->sync_updates();
-  if (saved == store_->storage_dtype()) dir_->write_state(opt_.out, opt_.steps, true, ".");
+  if (saved == store_->storage_dtype()) dir_->write_state(opt_.out, opt_.steps, true, last_model);
   else save_checkpoint_dir(opt_.steps);
   dir_->write_plots();
   std::fprintf(stderr, "zotune train: done; model, metrics.jsonl, updates.jsonl and loss.svg in %s\n", opt_.out.c_str());

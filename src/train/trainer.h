@@ -39,8 +39,9 @@ struct TrainOptions {
   // the task's train split (data/task_files.h mezo_task_data), dev as the eval set.
   std::filesystem::path data_dir;
   int64_t num_train = 1000, num_dev = -1, num_test = 1000;  // num_dev -1: MeZO's default for the task
-  // Export the weights of the best dev evaluation (highest accuracy, else
-  // lowest loss) to <out>/best/ (Hugging Face layout).
+  // Export the weights of the best dev evaluation (highest F1 for SQuAD/DROP,
+  // accuracy, else lowest loss) to <out>/best/ (Hugging Face layout); at the
+  // end they become the output model and the last step's go to <out>/last/.
   bool select_best = false;
   std::optional<DType> save_dtype;
   int threads = 0;

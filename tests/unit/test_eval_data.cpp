@@ -354,7 +354,37 @@ TEST(EvalPrompts, HandCheckedIclLayout) {
             "Title: Bakery\nContext: The bakery in Köln sells rye bread, pretzels and cakes. It opens at 7 a.m.\n"
             "Question: When does it open?\nAnswer:");
   EXPECT_EQ(sv.examples[1].answers, (std::vector<std::string>{"7 a.m.", "at 7 a.m.", "7 a.m."}));
-  EXPECT_HAS(error_of([&] { make_eval_example("squad", sv.examples[1], {}, true); }), "calibration (SFC) is for classification");
+  EXPECT_HAS(error_of([&] { make_eval_example("squad", sv.examples[1], {}, Calibration::Sfc); }), "calibration (SFC) is for classification");
+}
+
+// MeZO --icl_sfc: the calibration prompt after the demonstrations, in the
+// ICL layout (encode_prompt with encode_sfc / verbalize_sfc); --sfc without them.
+TEST(EvalPrompts, HandCheckedIclSfcCalibration) {
+  const TaskSplit train = read_task_split("copa", eval_data() / "hf" / "copa", SplitKind::Train);
+  const TaskSplit valid = read_task_split("copa", eval_data() / "hf" / "copa", SplitKind::Validation);
+  const TaskRender* demos[] = {&train.examples[0], &train.examples[1]};
+  const EvalExample icl_sfc = make_eval_example("copa", valid.examples[0], demos, Calibration::IclSfc);
+  EXPECT_TRUE(icl_sfc.calibrate);
+  EXPECT_EQ(icl_sfc.sfc.prompt,
+            "My body cast a shadow over the grass because the sun was rising.\n\n"
+            "The man turned on the faucet so water flowed from the spout.\n\n"
+            "so");
+  EXPECT_EQ(icl_sfc.sfc.candidates,
+            (std::vector<std::string>{" she told her friend to leave her alone.", " she gave her friend a hug."}));
+  // The scored prompt is the ICL one either way; --sfc calibrates without demonstrations.
+  EXPECT_EQ(icl_sfc.ex.prompt, with_demonstrations("copa", valid.examples[0], demos).prompt);
+  const EvalExample sfc = make_eval_example("copa", valid.examples[0], demos, Calibration::Sfc);
+  EXPECT_EQ(sfc.sfc.prompt, "so");
+  EXPECT_EQ(sfc.sfc.candidates, icl_sfc.sfc.candidates);
+  EXPECT_FALSE(make_eval_example("copa", valid.examples[0], demos, Calibration::None).calibrate);
+
+  const TaskSplit st = read_task_split("sst2", eval_data() / "hf" / "sst2", SplitKind::Train);
+  const TaskSplit sv = read_task_split("sst2", eval_data() / "hf" / "sst2", SplitKind::Validation);
+  const TaskRender* sd[] = {&st.examples[1], &st.examples[0]};
+  const TaskExample cal = calibration_example("sst2", sv.examples[0], sd);
+  EXPECT_EQ(cal.prompt, "the plot goes nowhere It was terrible\n\na warm , funny and moving film It was great\n\nIt was");
+  EXPECT_EQ(cal.candidates, (std::vector<std::string>{" terrible", " great"}));
+  EXPECT_EQ(calibration_example("sst2", sv.examples[0]).prompt, "It was");
 }
 
 }  // namespace
