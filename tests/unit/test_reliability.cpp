@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "base/error.h"
+#include "child_run.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "kernels/finite.h"
@@ -658,6 +659,110 @@ TEST(Reliability, ARunKilledBeforeItsFirstStateIsRestartable) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(contains(r.output, "is not empty")) << r.output;
   EXPECT_FALSE(fs::exists(tmp / "mine" / ".zotune-run"));
+}
+
+// ---- 7. replay reproduces runs with 16-bit storage bit for bit (the log
+// records the storage dtype; replay rounds with the run's stream).
+TEST(Reliability, ReplayReproducesSixteenBitStorageBitForBit) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 21);
+  const std::pair<const char*, const char*> runs[] = {{"gpt2", "--offload ram --storage-dtype bf16"},
+                                                      {"qwen3", "--offload disk --storage-dtype fp16"}};
+  for (const auto& [model, tier] : runs) {
+    const fs::path run = tmp / (std::string(model) + "_run"), out = tmp / (std::string(model) + "_replay");
+    auto r = run_zotune(train_cmd(golden(model), tmp / "d.jsonl", run, 4, tier));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(read_update_log(run / "updates.jsonl").header["storage_dtype"],
+              std::string(tier).find("bf16") != std::string::npos ? "BF16" : "F16");
+    r = run_zotune("replay --model " + quote(golden(model)) + " --log " + quote(run / "updates.jsonl") + " --out " +
+                   quote(out));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(slurp(out / "model.safetensors"), slurp(run / "model.safetensors")) << model << " " << tier;
+  }
+}
+
+// ---- 11. The storage dtype is part of the run identity; the tier is not (same bits).
+TEST(Reliability, StorageDtypeIsPartOfTheRunIdentity) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 22);
+  const fs::path run = tmp / "run";
+  ASSERT_EQ(run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", run, 2, "--offload ram --storage-dtype bf16")).exit_code, 0);
+  auto r = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", run, 4, "--resume " + quote(run)));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "the run used --storage-dtype \"bf16\", this command gives \"fp32\"")) << r.output;
+  // Another tier with the same dtype continues the same arithmetic.
+  r = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", run, 4, "--offload disk --storage-dtype bf16 --resume " + quote(run)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_EQ(run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", tmp / "ref", 4, "--offload ram --storage-dtype bf16")).exit_code, 0);
+  EXPECT_EQ(slurp(run / "model.safetensors"), slurp(tmp / "ref" / "model.safetensors"));
+}
+
+// ---- 9. Resume starts from the newest intact checkpoint, also after a resume
+// killed before its first checkpoint; a changed base model is an error.
+TEST(Reliability, ResumeStartsFromTheNewestIntactCheckpoint) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 23);
+  const fs::path run = tmp / "run", d = tmp / "d.jsonl";
+  ASSERT_EQ(run_zotune(train_cmd(golden("gpt2"), d, tmp / "ref", 6)).exit_code, 0);
+  ASSERT_EQ(run_zotune(train_cmd(golden("gpt2"), d, run, 3, "--save-every 1")).exit_code, 0);
+  ASSERT_TRUE(fs::exists(run / "checkpoint-000002"));
+  // What a resume killed before its first checkpoint used to leave: no weights named.
+  Json st = read_json_file(run / "trainer_state.json");
+  st["weights"] = "";
+  spit(run / "trainer_state.json", st.dump());
+  // A resume, killed before it writes a checkpoint, keeps naming the weights it started from.
+  std::vector<std::string> args = {"train", "--model", golden("gpt2").string(), "--data", d.string(), "--out", run.string(),
+                                   "--steps", "1000000", "--batch-size", "4", "--lr", "1e-3", "--eps", "1e-3", "--seed", "5",
+                                   "--progress", "log", "--resume", run.string()};
+  const auto stop = testing::stop_zotune_after(args, run / "metrics.jsonl", 6, SIGKILL);
+  ASSERT_TRUE(stop.running_at_signal && stop.killed_by(SIGKILL)) << stop.marker_lines;
+  st = read_json_file(run / "trainer_state.json");
+  EXPECT_EQ(st["weights"], "checkpoint-000002") << st.dump();
+  EXPECT_EQ(st["step"], 2);
+  auto r = run_zotune(train_cmd(golden("gpt2"), d, run, 6, "--resume " + quote(run)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "resuming at step 2 from " + (run / "checkpoint-000002").string())) << r.output;
+  EXPECT_EQ(slurp(run / "model.safetensors"), slurp(tmp / "ref" / "model.safetensors"));
+  // A damaged checkpoint gives way to an older intact one.
+  ASSERT_EQ(run_zotune(train_cmd(golden("gpt2"), d, tmp / "run2", 3, "--save-every 1")).exit_code, 0);
+  st = read_json_file(tmp / "run2" / "trainer_state.json");
+  st["weights"] = "checkpoint-000002";
+  st["step"] = 2;
+  spit(tmp / "run2" / "trainer_state.json", st.dump());
+  fs::remove(tmp / "run2" / "checkpoint-000002" / "model.safetensors");
+  r = run_zotune(train_cmd(golden("gpt2"), d, tmp / "run2", 6, "--resume " + quote(tmp / "run2")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "resuming at step 1 from " + (tmp / "run2" / "checkpoint-000001").string())) << r.output;
+  EXPECT_EQ(slurp(tmp / "run2" / "model.safetensors"), slurp(tmp / "ref" / "model.safetensors"));
+}
+
+TEST(Reliability, AChangedBaseModelIsRefusedByResumeAndReplay) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 24);
+  fs::copy(golden("gpt2"), tmp / "base");
+  const fs::path run = tmp / "run";
+  ASSERT_EQ(run_zotune(train_cmd(tmp / "base", tmp / "d.jsonl", run, 2)).exit_code, 0);
+  EXPECT_TRUE(read_json_file(run / "trainer_state.json")["base_model_identity"].is_object());
+  // A copy elsewhere is the same model.
+  auto r = run_zotune("replay --model " + quote(golden("gpt2")) + " --log " + quote(run / "updates.jsonl") + " --out " +
+                      quote(tmp / "rep"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // One mantissa byte of the last weight changed.
+  {
+    std::fstream f(tmp / "base" / "model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-4, std::ios::end);
+    const char c = static_cast<char>(f.get() ^ 0x01);
+    f.seekp(-4, std::ios::end);
+    f.put(c);
+  }
+  r = run_zotune(train_cmd(tmp / "base", tmp / "d.jsonl", run, 4, "--resume " + quote(run)));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "is not the base model the run started from")) << r.output;
+  r = run_zotune("replay --model " + quote(tmp / "base") + " --log " + quote(run / "updates.jsonl") + " --out " +
+                 quote(tmp / "rep2"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "--model " + (tmp / "base").string() + ": this is not the base model")) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "rep2" / "model.safetensors"));
 }
 
 }  // namespace
