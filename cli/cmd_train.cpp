@@ -122,7 +122,7 @@ void register_train(CLI::App& app) {
   c->add_option("--save-dtype", a->save_dtype, "dtype of the saved model (default: the input's)");
   c->add_option("--resume", a->resume, "continue an earlier run's output or checkpoint directory");
   c->add_option("--threads", a->o.threads, "compute threads (default: all cores)")->check(kNonNegative);
-  add_store_options(*c, a->offload, a->storage_dtype, a->o.store.resident_blocks, a->overlap);
+  add_store_options(*c, a->offload, a->storage_dtype, a->o.store, a->overlap);
   c->add_option("--memory-budget", a->memory_budget, "pick the tier and resident blocks to fit SIZE (e.g. 4G, 512M)");
   c->add_flag("--dry-run", a->o.dry_run, "print the planned peak memory of each tier and the time per step; train nothing");
   c->add_option("--progress", a->progress, "auto (bar on a terminal), bar or log")->capture_default_str();

@@ -26,6 +26,7 @@
 #include "model/architecture.h"
 #include "test_util.h"
 #include "train/plot.h"
+#include "train/run_lock.h"
 #include "train/update_log.h"
 
 extern char** environ;
@@ -763,6 +764,85 @@ TEST(Reliability, AChangedBaseModelIsRefusedByResumeAndReplay) {
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(contains(r.output, "--model " + (tmp / "base").string() + ": this is not the base model")) << r.output;
   EXPECT_FALSE(fs::exists(tmp / "rep2" / "model.safetensors"));
+}
+
+// ---- 13 and 16. Flipped bytes in the disk tier's working copy fail the resume,
+// naming the file and the checkpoint to resume from instead.
+TEST(Reliability, DamagedDiskWorkingCopyNamesTheFileAndTheCheckpoint) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 25);
+  const fs::path run = tmp / "run", d = tmp / "d.jsonl";
+  std::vector<std::string> args = {"train", "--model", golden("gpt2").string(), "--data", d.string(), "--out", run.string(),
+                                   "--steps", "1000000", "--batch-size", "4", "--lr", "1e-3", "--eps", "1e-3", "--seed", "5",
+                                   "--progress", "log", "--offload", "disk", "--save-every", "2"};
+  const auto stop = testing::stop_zotune_after(args, run / "metrics.jsonl", 5, SIGKILL);
+  ASSERT_TRUE(stop.running_at_signal && stop.killed_by(SIGKILL)) << stop.marker_lines;
+  const std::string ckpt = read_json_file(run / "trainer_state.json")["weights"].get<std::string>();
+  ASSERT_EQ(ckpt.rfind("checkpoint-", 0), 0u) << ckpt;
+  const fs::path rows = run / "disk-weights" / "rows-00000.bin";
+  {
+    std::fstream f(rows, std::ios::in | std::ios::out | std::ios::binary);
+    for (int i = 0; i < 4; ++i) {
+      f.seekg(4096 + 200 + i);
+      const char c = static_cast<char>(f.get() ^ 0x10);
+      f.seekp(4096 + 200 + i);
+      f.put(c);
+    }
+  }
+  auto r = run_zotune(train_cmd(golden("gpt2"), d, run, 8, "--offload disk --resume " + quote(run)));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, rows.string() + ": checksum mismatch")) << r.output;
+  EXPECT_TRUE(contains(r.output, "--resume " + (run / ckpt).string() + " --out NEW_DIR")) << r.output;
+  // The advice works.
+  r = run_zotune(train_cmd(golden("gpt2"), d, tmp / "new", 8, "--offload disk --resume " + quote(run / ckpt)));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_EQ(run_zotune(train_cmd(golden("gpt2"), d, tmp / "ref", 8)).exit_code, 0);
+  EXPECT_EQ(slurp(tmp / "new" / "model.safetensors"), slurp(tmp / "ref" / "model.safetensors"));
+}
+
+// ---- 12. bench --work-dir only uses directories it created (or empty ones it marks).
+TEST(Reliability, BenchWorkDirRefusesDirectoriesItDidNotCreate) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 26);
+  ASSERT_EQ(run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", tmp / "run", 2, "--offload disk")).exit_code, 0);
+  const fs::path weights = tmp / "run" / "disk-weights";
+  const std::string before = slurp(weights / "block-00000.bin");
+  fs::copy(golden("gpt2"), tmp / "m");
+  auto bench = [&](const fs::path& work) {
+    return run_zotune("bench --model " + quote(golden("gpt2")) + " --batch-size 1 --seq-len 4 --steps 1 --offload disk --work-dir " +
+                      quote(work));
+  };
+  auto r = bench(weights);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "inside the training run")) << r.output;
+  EXPECT_EQ(slurp(weights / "block-00000.bin"), before);
+  r = bench(tmp / "run" / "scratch");  // a new folder inside a run
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "run" / "scratch"));
+  fs::create_directories(tmp / "copy");
+  fs::copy(weights, tmp / "copy");  // a working copy elsewhere
+  r = bench(tmp / "copy");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "not empty and zotune bench did not create it (it holds a disk-tier working copy")) << r.output;
+  r = bench(tmp / "m");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "(it holds a model)")) << r.output;
+  r = bench(golden("gpt2") / "work");  // inside the --model directory
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_FALSE(fs::exists(golden("gpt2") / "work"));
+  // A new directory: created, marked, and removed after.
+  r = bench(tmp / "fresh");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "fresh"));
+  // An empty directory is marked and used; so is one an earlier bench marked
+  // (killed before its clean-up).
+  fs::create_directories(tmp / "empty");
+  EXPECT_FALSE(claim_bench_work_dir(tmp / "empty", golden("gpt2")));
+  EXPECT_TRUE(fs::exists(tmp / "empty" / kBenchMarkFile));
+  spit(tmp / "empty" / "block-00000.bin", "stale");
+  EXPECT_FALSE(claim_bench_work_dir(tmp / "empty", golden("gpt2")));
+  EXPECT_TRUE(claim_bench_work_dir(tmp / "new" / "work", golden("gpt2")));
+  EXPECT_TRUE(fs::exists(tmp / "new" / "work" / kBenchMarkFile));
 }
 
 }  // namespace
