@@ -139,7 +139,9 @@ const PassLosses& ZoEngine::run_passes(int64_t t, const Batch& batch) {
   work.seed = step_seed(run_seed_, t);
   work.eps = opt_.eps;
   work.weight_decay = opt_.weight_decay;
+  const bool may_stop = stop_check_ && comm_.world() == 1;
   for (int b = 0; b < N; ++b) {
+    if (may_stop && stop_check_()) abandon_step(t, b);
     if (b + 1 < N) store_.prefetch(b + 1);
     BlockSession session = acquire_block(b, work);
     if (b + 1 < N) {
@@ -166,6 +168,21 @@ StepResult ZoEngine::commit(int64_t t, int64_t total, const PassLosses& global) 
   r.grad = projected_grad(opt_, r.loss_plus, r.loss_minus);
   pending_ = mezo_record(opt_, run_seed_, t, total, r.loss_plus, r.loss_minus);
   return r;
+}
+
+void ZoEngine::abandon_step(int64_t t, int b) {
+  if (pending_) {
+    // Units the passes finished (blocks before b, streamed tensors of those
+    // blocks) hold the update; the rest get it now.
+    std::vector<int64_t> from(static_cast<std::size_t>(arch_.num_blocks()), 0);
+    for (int u = 0; u < b; ++u) from[static_cast<std::size_t>(u)] = 1;
+    for (int id : store_.streamed_ids())
+      from.push_back(arch_.tensors()[static_cast<std::size_t>(id)].block < b ? 1 : 0);
+    store_.sync();  // the write-backs of the blocks before b first
+    replay(store_, opt_.dist, opt_.weight_decay, {*pending_}, from);
+    pending_.reset();
+  }
+  throw StepInterrupted{t + 1, b};
 }
 
 void ZoEngine::flush() {

@@ -350,6 +350,7 @@ int Trainer::run() {
     input_dtype_ = checked_view(*arch_, base, first).dtype;
   }
   engine_ = std::make_unique<ZoEngine>(*arch_, *store_, opt_.mezo, opt_.seed, comm_);
+  engine_->set_stop_check(stop_requested);  // the first signal ends a step at its next block boundary
   tty_ = opt_.progress == 1 || (opt_.progress == -1 && ::isatty(STDERR_FILENO));
 
   // Journals: rewritten to the resumed step, then appended.
@@ -381,7 +382,19 @@ int Trainer::run() {
   for (int64_t t = start_step_; t < opt_.steps; ++t) {
     loader_->fill(t, batch);
     Stopwatch sw;
-    StepResult r = engine_->step(t, opt_.steps, batch);
+    StepResult r;
+    try {
+      r = engine_->step(t, opt_.steps, batch);
+    } catch (const StepInterrupted& i) {  // the weights hold exactly the t steps done
+      if (tty_) std::fprintf(stderr, "\n");
+      if (t > start_step_) save_checkpoint_dir(t);
+      dir_->write_plots();
+      std::fprintf(stderr, "zotune train: stopped by signal %d in step %lld at block %d, which is dropped; %s. "
+                   "Continue with --resume %s\n", stop_signal(), static_cast<long long>(i.step), i.block,
+                   t > start_step_ ? "checkpoint of the steps done written" : "no step done since the start",
+                   opt_.out.c_str());
+      return 128 + stop_signal();
+    }
     log_step(r, sw.seconds());
     progress(r.step, r.step == opt_.steps);
     const bool last = r.step == opt_.steps;

@@ -25,6 +25,8 @@
 #include "kernels/finite.h"
 #include "model/architecture.h"
 #include "test_util.h"
+#include "store/lowbit_store.h"
+#include "train/engine.h"
 #include "train/plot.h"
 #include "train/run_lock.h"
 #include "train/update_log.h"
@@ -843,6 +845,67 @@ TEST(Reliability, BenchWorkDirRefusesDirectoriesItDidNotCreate) {
   EXPECT_FALSE(claim_bench_work_dir(tmp / "empty", golden("gpt2")));
   EXPECT_TRUE(claim_bench_work_dir(tmp / "new" / "work", golden("gpt2")));
   EXPECT_TRUE(fs::exists(tmp / "new" / "work" / kBenchMarkFile));
+}
+
+// ---- 5. The first signal ends a step at its next block boundary: the
+// abandoned step leaves the weights of the steps done, exactly.
+TEST(Reliability, AStepStoppedAtABlockBoundaryLeavesTheWeightsOfTheStepsDone) {
+  for (const char* name : {"gpt2", "llama"})  // tied and untied head
+    for (const DType storage : {DType::F32, DType::BF16}) {
+      SCOPED_TRACE(std::string(name) + " " + std::string(dtype_name(storage)));
+      auto arch = load_architecture(golden(name));
+      Checkpoint ckpt(golden(name));
+      auto store = [&]() -> std::unique_ptr<ParamStore> {
+        if (storage == DType::F32) return std::make_unique<RamStore>(*arch, ckpt);
+        return std::make_unique<LowBitRamStore>(*arch, ckpt, storage);
+      };
+      auto weights = [&](const ParamStore& s) {
+        std::vector<float> w;
+        for (std::size_t id = 0; id < arch->tensors().size(); ++id) {
+          std::vector<float> t(static_cast<std::size_t>(arch->tensors()[id].numel()));
+          s.read_tensor(static_cast<int>(id), t.data());
+          w.insert(w.end(), t.begin(), t.end());
+        }
+        return w;
+      };
+      MezoOptions mo;
+      mo.lr = 1e-3f;
+      mo.eps = 1e-3f;
+      mo.weight_decay = 0.1f;
+      const Batch batch = testing::random_lm_batch(arch->config().vocab_size, 2, 6, 3);
+      // The weights after 2 steps, and the third step and weights after it.
+      auto ra = store(), rb = store();
+      ZoEngine a(*arch, *ra, mo, 9), b(*arch, *rb, mo, 9);
+      for (int t = 0; t < 2; ++t) a.step(t, 4, batch);
+      a.flush();
+      for (int t = 0; t < 2; ++t) b.step(t, 4, batch);
+      const StepResult third = b.step(2, 4, batch);
+      b.flush();
+      const int N = arch->num_blocks();
+      for (const int stop_at : {1, N - 1}) {  // after the embedding's block; before the head's
+        auto rc = store();
+        ZoEngine c(*arch, *rc, mo, 9);
+        for (int t = 0; t < 2; ++t) c.step(t, 4, batch);
+        int calls = 0;
+        c.set_stop_check([&] { return calls++ == stop_at; });
+        try {
+          c.step(2, 4, batch);
+          ADD_FAILURE() << "the step was not stopped";
+        } catch (const StepInterrupted& i) {
+          EXPECT_EQ(i.step, 3);
+          EXPECT_EQ(i.block, stop_at);
+        }
+        EXPECT_FALSE(c.pending().has_value());
+        EXPECT_TRUE(weights(*rc) == weights(*ra)) << "stopped before block " << stop_at;
+        // Redoing the step continues the run exactly.
+        c.set_stop_check({});
+        const StepResult again = c.step(2, 4, batch);
+        EXPECT_EQ(again.loss_plus, third.loss_plus);
+        EXPECT_EQ(again.grad, third.grad);
+        c.flush();
+        EXPECT_TRUE(weights(*rc) == weights(*rb));
+      }
+    }
 }
 
 }  // namespace
