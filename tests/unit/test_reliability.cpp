@@ -247,6 +247,13 @@ TEST(Reliability, FuzzerFindingsAreCleanErrors) {
   }
   spit(tmp / "v.jsonl", "{\"format\": 5}\n");
   EXPECT_THROW(read_update_log(tmp / "v.jsonl"), Error);
+  // A token id of 1.5e9 in tokenizer.json sized a 12 GB id table (fuzz_tokenizer, long run).
+  fs::create_directories(tmp / "tok");
+  spit(tmp / "tok" / "tokenizer.json",
+       R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1500000000}, "merges": []}})");
+  auto r = run_zotune("tokenize --tokenizer " + quote(tmp / "tok") + " --text ab");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "token id 1500000000 is beyond zotune's limit of 16777215 token ids")) << r.output;
 }
 
 // ---- 6. Config sizes are checked (limits, then the checkpoint) before allocating.
