@@ -817,8 +817,8 @@ TEST(Reliability, BenchWorkDirRefusesDirectoriesItDidNotCreate) {
   const fs::path weights = tmp / "run" / "disk-weights";
   const std::string before = slurp(weights / "block-00000.bin");
   fs::copy(golden("gpt2"), tmp / "m");
-  auto bench = [&](const fs::path& work) {
-    return run_zotune("bench --model " + quote(golden("gpt2")) + " --batch-size 1 --seq-len 4 --steps 1 --offload disk --work-dir " +
+  auto bench = [&](const fs::path& work, const fs::path& model = golden("gpt2")) {
+    return run_zotune("bench --model " + quote(model) + " --batch-size 1 --seq-len 4 --steps 1 --offload disk --work-dir " +
                       quote(work));
   };
   auto r = bench(weights);
@@ -836,9 +836,9 @@ TEST(Reliability, BenchWorkDirRefusesDirectoriesItDidNotCreate) {
   r = bench(tmp / "m");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(contains(r.output, "(it holds a model)")) << r.output;
-  r = bench(golden("gpt2") / "work");  // inside the --model directory
+  r = bench(tmp / "m" / "work", tmp / "m");  // inside the --model directory
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_FALSE(fs::exists(golden("gpt2") / "work"));
+  EXPECT_FALSE(fs::exists(tmp / "m" / "work"));
   // A new directory: created, marked, and removed after.
   r = bench(tmp / "fresh");
   EXPECT_EQ(r.exit_code, 0) << r.output;
