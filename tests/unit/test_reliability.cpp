@@ -254,6 +254,19 @@ TEST(Reliability, FuzzerFindingsAreCleanErrors) {
   auto r = run_zotune("tokenize --tokenizer " + quote(tmp / "tok") + " --text ab");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(contains(r.output, "token id 1500000000 is beyond zotune's limit of 16777215 token ids")) << r.output;
+  // 50,000 added tokens: each used to rebuild the matching tries (quadratic: minutes).
+  {
+    std::string added;
+    for (int i = 0; i < 50000; ++i)
+      added += (i ? ", " : "") + std::string(R"({"id": )") + std::to_string(2 + i) + R"(, "content": "<|t)" +
+               std::to_string(i) + R"(|>", "special": true})";
+    spit(tmp / "tok" / "tokenizer.json", R"({"added_tokens": [)" + added +
+                                             R"(], "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []}})");
+  }
+  const pid_t pid = spawn_zotune({"tokenize", "--tokenizer", (tmp / "tok").string(), "--text", "a<|t49999|>b<|t7|>"},
+                                 tmp / "tok.log");
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(wait_exit(pid, 60), 0) << slurp(tmp / "tok.log");
 }
 
 // ---- 6. Config sizes are checked (limits, then the checkpoint) before allocating.
