@@ -35,6 +35,7 @@
 #include "kernels/fma_peak.h"
 #include "kernels/kernels.h"
 #include "model/architecture.h"
+#include "train/run_lock.h"
 #include "model/forward.h"
 #include "data/dataset.h"
 #include "data/loader.h"
@@ -133,6 +134,14 @@ void run_bench(BenchArgs a) {
   Checkpoint ckpt(a.model);
   StoreOptions so = a.store;
   apply_store_options(a.offload, a.storage_dtype, a.overlap, so);
+  // The working copy goes to a directory of the bench's own (a temp dir, or a
+  // --work-dir it created or marked: train/run_lock.h) and is removed after;
+  // --work-dir is checked before anything is measured.
+  std::filesystem::path tmp_work, work_files;
+  if (!a.work_dir.empty()) {
+    if (claim_bench_work_dir(a.work_dir, a.model)) tmp_work = a.work_dir;
+    else work_files = a.work_dir;
+  }
   // The plan's time estimate from this machine's constants (probed in ~0.5 s,
   // the disk where the working copy goes included), as --dry-run does.
   std::filesystem::path probe_dir = a.work_dir.empty() ? std::filesystem::temp_directory_path()
@@ -162,22 +171,20 @@ void run_bench(BenchArgs a) {
   node_mc.gemm_gflops *= ci.ranks_per_node;
   node_mc.zo_params_per_s *= ci.ranks_per_node;
   const ClusterPlan cplan = plan_cluster(*arch, plan_input(so, a.batch, a.seq_len, compute_threads()), ci, node_mc);
-  std::filesystem::path tmp_work;
-  if (so.offload == Offload::Disk) {
-    if (a.work_dir.empty()) {
-      tmp_work = std::filesystem::temp_directory_path() / ("zotune-bench-" + std::to_string(::getpid()));
-      so.work_dir = tmp_work;
-    } else {
-      so.work_dir = a.work_dir;
-    }
+  if (so.offload == Offload::Disk && !a.work_dir.empty()) so.work_dir = a.work_dir;
+  if (so.offload == Offload::Disk && a.work_dir.empty()) {
+    tmp_work = std::filesystem::temp_directory_path() / ("zotune-bench-" + std::to_string(::getpid()));
+    so.work_dir = tmp_work;
   }
   struct Cleanup {
-    std::filesystem::path p;
+    std::filesystem::path dir, contents;
     ~Cleanup() {
       std::error_code ec;
-      if (!p.empty()) std::filesystem::remove_all(p, ec);
+      if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+      if (!contents.empty())
+        for (const auto& e : std::filesystem::directory_iterator(contents, ec)) std::filesystem::remove_all(e.path(), ec);
     }
-  } cleanup{tmp_work};
+  } cleanup{tmp_work, work_files};
   std::unique_ptr<ParamStore> store_ptr = make_store(*arch, ckpt, so);
   ParamStore& store = *store_ptr;
   MezoOptions opt;
@@ -321,7 +328,7 @@ void register_bench(CLI::App& app) {
   add_network_options(*cmd, args->net);
   cmd->add_option("--seed", args->seed, "seed of the random tokens and perturbations")->capture_default_str();
   cmd->add_option("--perturbation", args->perturbation, "gaussian, rademacher or ones")->capture_default_str();
-  add_store_options(*cmd, args->offload, args->storage_dtype, args->store.resident_blocks, args->overlap);
+  add_store_options(*cmd, args->offload, args->storage_dtype, args->store, args->overlap);
   cmd->add_option("--work-dir", args->work_dir, "disk tier: where the working copy goes (default: a temp dir)");
   cmd->add_option("--memory-budget", args->memory_budget,
                   "pick the tier and resident blocks to fit SIZE (e.g. 4G, 512M), as train does");

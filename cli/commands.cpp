@@ -83,14 +83,16 @@ Comm& layout_comm(const RankLayout& layout, int& threads) {
   return comm;
 }
 
-void add_store_options(CLI::App& cmd, std::string& offload, std::string& storage_dtype, int& resident_blocks,
+void add_store_options(CLI::App& cmd, std::string& offload, std::string& storage_dtype, StoreOptions& store,
                        std::string& overlap) {
   cmd.add_option("--offload", offload, "where weights live: none (fp32 RAM), ram (storage dtype in RAM), disk")
       ->capture_default_str();
   cmd.add_option("--storage-dtype", storage_dtype, "fp32, bf16 or fp16 (bf16/fp16 round stochastically)")
       ->capture_default_str();
-  cmd.add_option("--resident-blocks", resident_blocks, "blocks resident in the working tier at once")
+  cmd.add_option("--resident-blocks", store.resident_blocks, "blocks resident in the working tier at once")
       ->capture_default_str();
+  cmd.add_flag("--verify-reads", store.verify_reads,
+               "disk tier: check each file's checksum on every read (always checked when a working copy is reopened)");
   cmd.add_option("--overlap", overlap, "on: prefetch and write-back overlap compute; off: for measuring")
       ->capture_default_str();
 }

@@ -22,7 +22,7 @@ void register_all(CLI::App& app);
 int run_selected(CLI::App& app);
 
 // Shared options of the parameter tiers (train, bench).
-void add_store_options(CLI::App& cmd, std::string& offload, std::string& storage_dtype, int& resident_blocks,
+void add_store_options(CLI::App& cmd, std::string& offload, std::string& storage_dtype, StoreOptions& store,
                        std::string& overlap);
 void apply_store_options(const std::string& offload, const std::string& storage_dtype, const std::string& overlap,
                          StoreOptions& out);

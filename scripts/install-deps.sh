@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev
   libhwy-dev                 # SIMD with run-time ISA dispatch
   libicu-dev libpcre2-dev    # Unicode normalization and regex for tokenizers
+  libxxhash-dev              # XXH3: disk-tier checksums, the base model's identity
   libgtest-dev libgmock-dev libbenchmark-dev
   python3                    # stdlib only: cross-checks in tests
   openmpi-bin libopenmpi-dev # multi-process runs (src/dist/mpi_comm.cpp; optional at build time)

@@ -38,7 +38,13 @@ struct UnitHeader {
   int64_t numel;
   int64_t updates;
   char dtype[8];  // "F32", "BF16", "F16"
+  // XXH3-64 of the file's bytes after this header page (payload and its zero
+  // padding), written with them; kind 0 (files of older versions): none.
+  uint64_t payload_hash;
+  uint32_t hash_kind;  // kHashXxh3 or 0
+  uint32_t reserved;
 };
+inline constexpr uint32_t kHashXxh3 = 1;
 
 inline uint64_t page_floor(uint64_t b) { return b / kPage * kPage; }
 inline uint64_t page_ceil(uint64_t b) { return (b + kPage - 1) / kPage * kPage; }

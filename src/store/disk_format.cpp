@@ -49,6 +49,7 @@ void DiskStore::create_rows_file(int id, const Checkpoint& ckpt) {
     uint8_t* page = header_page_.ensure(kPage);
     fill_header(page, u, opt_.initial_updates);
     if (int e = pwrite_all(f.fd, page, kPage, 0)) write_failed(path, "write", e);
+    Hasher hash;
     uint8_t* buf = stages_[0]->buf.ensure(static_cast<uint64_t>(std::min(n, kLoadChunk)) * elem_);
     AlignedBuffer<float> scratch;
     for (int64_t b = 0; b < n; b += kLoadChunk) {
@@ -60,7 +61,11 @@ void DiskStore::create_rows_file(int id, const Checkpoint& ckpt) {
       std::memset(buf + bytes, 0, page_ceil(bytes) - bytes);  // only the last slice is not whole pages
       if (int e = pwrite_all(f.fd, buf, page_ceil(bytes), kPage + static_cast<uint64_t>(b) * elem_))
         write_failed(path, "write", e);
+      hash.update(buf, page_ceil(bytes));
     }
+    const uint64_t h = hash.digest();
+    fill_header(page, u, opt_.initial_updates, &h);
+    if (int e = pwrite_all(f.fd, page, kPage, 0)) write_failed(path, "write", e);
     if (::fdatasync(f.fd) != 0) write_failed(path, "fdatasync", errno);
     ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
     if (::close(std::exchange(f.fd, -1)) != 0) write_failed(path, "close", errno);
@@ -75,7 +80,10 @@ void DiskStore::create_rows_file(int id, const Checkpoint& ckpt) {
 std::unique_ptr<DiskStore> DiskStore::open_existing(const Architecture& arch, DiskStoreOptions opt) {
   std::unique_ptr<DiskStore> s(new DiskStore(arch, std::move(opt), true));
   s->load_manifest();
-  for (int u = 0; u < s->num_units(); ++u) s->updates_[static_cast<std::size_t>(u)] = s->read_header(u);
+  for (int u = 0; u < s->num_units(); ++u) {
+    s->updates_[static_cast<std::size_t>(u)] = s->read_header(u);
+    s->verify_unit(u);
+  }
   if (s->opt_.overlap) s->io_ = std::thread([p = s.get()] { p->io_loop(); });
   return s;
 }
@@ -111,7 +119,7 @@ fs::path DiskStore::unit_path(int unit) const {
   return opt_.work_dir / name;
 }
 
-void DiskStore::fill_header(uint8_t* page, int unit, int64_t updates) const {
+void DiskStore::fill_header(uint8_t* page, int unit, int64_t updates, const uint64_t* hash) const {
   const int N = arch_.num_blocks();
   UnitHeader h{};
   std::memcpy(h.magic, unit < N ? kBlockMagic : kRowsMagic, sizeof h.magic);
@@ -120,6 +128,10 @@ void DiskStore::fill_header(uint8_t* page, int unit, int64_t updates) const {
   h.updates = updates;
   const std::string_view name = dtype_name(opt_.storage_dtype);
   std::memcpy(h.dtype, name.data(), std::min(name.size(), sizeof h.dtype));
+  if (hash) {
+    h.payload_hash = *hash;
+    h.hash_kind = kHashXxh3;
+  }
   std::memset(page, 0, kPage);
   std::memcpy(page, &h, sizeof h);
 }
@@ -229,6 +241,39 @@ int64_t DiskStore::read_header(int unit) const {
   UnitHeader h{};
   std::memcpy(&h, page.data(), sizeof h);
   return h.updates;
+}
+
+std::optional<uint64_t> DiskStore::header_hash(const uint8_t* page) {
+  UnitHeader h{};
+  std::memcpy(&h, page, sizeof h);
+  if (h.hash_kind != kHashXxh3) return std::nullopt;
+  return h.payload_hash;
+}
+
+void DiskStore::checksum_mismatch(int unit, uint64_t want, uint64_t got) const {
+  fail(unit_path(unit).string(), ": checksum mismatch (the header records ", hash_hex(want), ", the bytes hash to ",
+       hash_hex(got), "): the file changed after zotune wrote it (disk corruption or another program)");
+}
+
+void DiskStore::verify_unit(int unit) const {
+  const fs::path path = unit_path(unit);
+  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  check(f.fd >= 0, path.string(), ": cannot open: ", errno_text(errno));
+  std::vector<uint8_t> page(kPage);
+  pread_all(f.fd, page.data(), kPage, 0, path);
+  const std::optional<uint64_t> want = header_hash(page.data());
+  if (!want) return;  // written by a version without checksums
+  const uint64_t total = unit_file_bytes(unit) - kPage;
+  constexpr uint64_t kPiece = uint64_t{8} << 20;
+  std::vector<uint8_t> buf(std::min(total, kPiece));
+  Hasher h;
+  for (uint64_t off = 0; off < total; off += kPiece) {
+    const uint64_t n = std::min(kPiece, total - off);
+    pread_all(f.fd, buf.data(), n, kPage + off, path);
+    h.update(buf.data(), n);
+  }
+  ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
+  if (h.digest() != *want) checksum_mismatch(unit, *want, h.digest());
 }
 
 }  // namespace zotune

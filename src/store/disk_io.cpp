@@ -42,6 +42,11 @@ void DiskStore::read_block(Stage& s) {
   pread_all(f.fd, buf, bytes, 0, path);
   ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
   check_header(buf, s.block, s.updates, path);
+  if (opt_.verify_reads)
+    if (const auto want = header_hash(buf)) {
+      const uint64_t got = hash64(buf + kPage, bytes - kPage);
+      if (got != *want) checksum_mismatch(s.block, *want, got);
+    }
   std::lock_guard lk(mu_);
   io_totals_.read += bytes;
   io_totals_.read_s += seconds_since(t0);
@@ -51,7 +56,8 @@ void DiskStore::write_block(Stage& s, int64_t updates) {
   const auto t0 = std::chrono::steady_clock::now();
   const fs::path path = unit_path(s.block), tmp = tmp_of(path);
   const uint64_t bytes = unit_file_bytes(s.block);
-  fill_header(s.buf.data(), s.block, updates);
+  const uint64_t hash = hash64(s.buf.data() + kPage, bytes - kPage);
+  fill_header(s.buf.data(), s.block, updates, &hash);
   // A simulated crash (the hook throws) leaves the temp file behind, as a kill would.
   if (int e = inject(DiskIoPoint::WriteTmp, s.block)) write_failed(path, "write", e);
   {
@@ -89,6 +95,10 @@ void DiskStore::finish_rows(RowsWrite& w) {
     if (is_io_error(w.error)) ::unlink(tmp.c_str());
     std::rethrow_exception(std::exchange(w.error, nullptr));
   }
+  // The header goes last: only now is the payload's checksum known.
+  uint8_t* page = w.header.ensure(kPage);
+  fill_header(page, w.unit, w.updates, &w.hash);
+  if (int e = pwrite_all(f.fd, page, kPage, 0)) write_failed(path, "write", e);
   commit_tmp(f, path, tmp, [&] { return inject(DiskIoPoint::BeforeRename, w.unit); });
   std::lock_guard lk(mu_);
   io_totals_.write_s += seconds_since(t0);
@@ -166,6 +176,9 @@ void DiskStore::stream_unit(int id, const BlockWork& work, int64_t chunk_rows, c
   };
 
   Fd in;
+  std::optional<uint64_t> want_hash;  // --verify-reads: the file's checksum
+  read_hash_.reset();
+  write_hash_.reset();
   try {
     if (int e = inject(DiskIoPoint::Read, u)) fail(path.string(), ": read failed: ", errno_text(e));
     in.fd = open_file(path, O_RDONLY, opt_.direct_io);
@@ -175,6 +188,7 @@ void DiskStore::stream_unit(int id, const BlockWork& work, int64_t chunk_rows, c
       const auto t0 = std::chrono::steady_clock::now();
       pread_all(in.fd, page, kPage, 0, path);
       check_header(page, u, updates_[ui], path);
+      want_hash = opt_.verify_reads ? header_hash(page) : std::nullopt;
       std::lock_guard lk(mu_);
       io_totals_.read += kPage;
       io_totals_.read_s += seconds_since(t0);
@@ -198,12 +212,17 @@ void DiskStore::stream_unit(int id, const BlockWork& work, int64_t chunk_rows, c
     for (int64_t k = 0; k < nchunks; ++k) {
       ChunkBuf& c = chunks_[k % 3];
       await(c.io);
+      const auto [b0, b1] = byte_range(k);
+      const uint64_t p0 = page_floor(b0);
+      const bool last = k + 1 == nchunks;
+      // Bytes [p0, end) of the payload: each chunk's own pages, as read and as
+      // written (the carried partial page belongs to the next chunk).
+      const uint64_t end = last ? page_ceil(b1) : page_floor(b1);
+      if (want_hash && end > p0) read_hash_.update(c.buf.data(), end - p0);
       if (k + 1 < nchunks) {
         await(chunks_[(k + 1) % 3].io);  // the write of chunk k - 2 left that buffer
         read_chunk(k + 1);
       }
-      const auto [b0, b1] = byte_range(k);
-      const uint64_t p0 = page_floor(b0);
       uint8_t* data = c.buf.data() + (b0 - p0);
       const int64_t r0 = k * chunk_rows, nr = std::min(chunk_rows, rows - r0), e0 = r0 * cols, n = nr * cols;
       count_draws(zo_apply(work, slice(id, data, e0, n), cp, cm, ct));
@@ -214,17 +233,19 @@ void DiskStore::stream_unit(int id, const BlockWork& work, int64_t chunk_rows, c
       // bytes (this buffer read them before the update); its own partial last
       // page goes on to the next chunk.
       std::memcpy(c.buf.data(), carry_.data(), b0 - p0);
-      const bool last = k + 1 == nchunks;
-      const uint64_t end = last ? page_ceil(b1) : page_floor(b1);
       if (last) std::memset(c.buf.data() + (b1 - p0), 0, page_ceil(b1) - b1);
       else std::memcpy(carry_.data(), c.buf.data() + (page_floor(b1) - p0), b1 - page_floor(b1));
       if (end > p0) {
+        write_hash_.update(c.buf.data(), end - p0);
         c.io = io_request(true, rw.fd, u, c.buf.data(), kPage + p0, end - p0, &rw);
         submit(c.io);
       }
     }
+    if (want_hash && read_hash_.digest() != *want_hash) checksum_mismatch(u, *want_hash, read_hash_.digest());
     if (writing) {
       ++updates_[ui];
+      rw.updates = updates_[ui];
+      rw.hash = write_hash_.digest();
       if (opt_.overlap) {
         std::lock_guard lk(mu_);
         rw.finishing = true;

@@ -63,10 +63,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "base/aligned_buffer.h"
+#include "base/hash.h"
 #include "kernels/zo_lowbit.h"
 #include "store/param_store.h"
 
@@ -96,6 +98,9 @@ struct DiskStoreOptions {
   int64_t initial_updates = 0;  // updates the input checkpoint already holds (its step)
   DiskFaultHook fault;          // tests: simulate errors / crashes
   DType storage_dtype = DType::F32;  // F32, BF16 or F16
+  // Check every file's checksum each time it is read (not only when a working
+  // copy is opened again): one XXH3 pass over the bytes read.
+  bool verify_reads = false;
 };
 
 // Page-aligned (4096) owning byte storage: O_DIRECT needs block alignment.
@@ -125,7 +130,8 @@ class DiskStore final : public ParamStore {
   DiskStore(const Architecture& arch, const Checkpoint& ckpt, DiskStoreOptions opt);
   // The working copy already in opt.work_dir (resume). Throws naming the file if
   // the manifest is missing, belongs to another model or storage dtype, or a
-  // unit's file is missing, truncated or corrupt.
+  // unit's file is missing, truncated or corrupt: every file is read whole and
+  // its bytes checked against the checksum in its header.
   static std::unique_ptr<DiskStore> open_existing(const Architecture& arch, DiskStoreOptions opt);
   // True if `work_dir` holds a complete working copy (manifest present).
   static bool has_working_copy(const std::filesystem::path& work_dir);
@@ -166,6 +172,9 @@ class DiskStore final : public ParamStore {
     int fd = -1;
     bool finishing = false;  // fdatasync + rename queued or running
     std::exception_ptr error;
+    int64_t updates = 0;     // the new file's header: update count and payload checksum
+    uint64_t hash = 0;
+    PageBuffer header;       // its final header page (written last, before the rename)
   };
   // One pread / pwrite of a streamed tensor's pages.
   struct IoRequest {
@@ -202,7 +211,13 @@ class DiskStore final : public ParamStore {
   void load_manifest();
   int64_t read_header(int unit) const;
   void check_header(const uint8_t* page, int unit, int64_t expect_updates, const std::filesystem::path& path) const;
-  void fill_header(uint8_t* page, int unit, int64_t updates) const;
+  // `hash`: the payload's checksum (null: none yet, a rows file being streamed).
+  void fill_header(uint8_t* page, int unit, int64_t updates, const uint64_t* hash = nullptr) const;
+  // The checksum a header page records, if any.
+  static std::optional<uint64_t> header_hash(const uint8_t* page);
+  // Reads unit u's file whole and checks its payload against its header's checksum.
+  void verify_unit(int unit) const;
+  [[noreturn]] void checksum_mismatch(int unit, uint64_t want, uint64_t got) const;
   int rows_unit(int tensor_id) const;
   int64_t unit_numel(int unit) const;
   uint64_t unit_file_bytes(int unit) const;
@@ -255,6 +270,7 @@ class DiskStore final : public ParamStore {
   std::vector<uint8_t> carry_;
   AlignedBuffer<float> chunk_theta_, chunk_plus_, chunk_minus_;
   std::vector<std::unique_ptr<RowsWrite>> rows_writes_;
+  Hasher read_hash_, write_hash_;  // of the rows file being streamed
 
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;

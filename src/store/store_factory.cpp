@@ -14,6 +14,7 @@ DiskStoreOptions disk_store_options(const StoreOptions& opt) {
   d.overlap = opt.overlap;
   d.initial_updates = opt.initial_updates;
   d.storage_dtype = opt.storage_dtype;
+  d.verify_reads = opt.verify_reads;
   return d;
 }
 

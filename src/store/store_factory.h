@@ -26,6 +26,7 @@ struct StoreOptions {
   std::filesystem::path work_dir;   // disk: the working copy (inside the run's --out)
   // disk: updates the input checkpoint already holds (the step it was saved at)
   int64_t initial_updates = 0;
+  bool verify_reads = false;        // disk: check file checksums on every read (--verify-reads)
 };
 
 struct DiskStoreOptions;

@@ -60,13 +60,20 @@ void AddedVocab::add(AddedToken token, FunctionRef<std::string(std::string_view)
     old = std::move(token);
     patterns_[it->second] = std::move(pattern);
     by_id_[old.id] = it->second;
-  } else {
-    by_content_[token.content] = tokens_.size();
-    by_id_[token.id] = tokens_.size();
-    tokens_.push_back(std::move(token));
-    patterns_.push_back(std::move(pattern));
+    rebuild_tries();  // the old pattern must leave the trie
+    return;
   }
-  rebuild_tries();
+  // A new token goes into its trie as a rebuild would insert it (in index
+  // order, so a later equal pattern wins): linear in the added tokens where a
+  // rebuild per token was quadratic (fuzz_tokenizer: 256 added tokens took 0.7 s
+  // under ASan; 50,000 took minutes).
+  const std::size_t i = tokens_.size();
+  by_content_[token.content] = i;
+  by_id_[token.id] = i;
+  tokens_.push_back(std::move(token));
+  patterns_.push_back(std::move(pattern));
+  const AddedToken& t = tokens_.back();
+  if (!(split_special_ && t.special)) (t.normalized ? normalized_ : raw_).insert(patterns_[i], static_cast<int32_t>(i));
 }
 
 void AddedVocab::set_split_special_tokens(bool split) {

@@ -50,8 +50,10 @@ AddedToken parse_added_token(const Json& j, const Where& where, bool default_spe
 }
 
 int32_t parse_id(const Json& v, const Where& where) {
-  ZOTUNE_TOK_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX, where.str(),
+  ZOTUNE_TOK_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0, where.str(),
         ": expected a token id (integer >= 0), got ", json_excerpt(v));
+  ZOTUNE_TOK_CHECK(v.get<int64_t>() <= kMaxTokenId, where.str(), ": token id ", json_excerpt(v),
+        " is beyond zotune's limit of ", kMaxTokenId, " token ids");
   return v.get<int32_t>();
 }
 
@@ -60,7 +62,7 @@ Vocab parse_vocab(const Json& j, const Where& where) {
         j.is_null() ? std::string("null") : std::string(j.type_name()));
   Vocab v;
   for (const auto& [token, id] : j.items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX) parse_id(id, where.at(token));
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > kMaxTokenId) parse_id(id, where.at(token));
     v.add(token, id.get<int32_t>());
   }
   return v;
@@ -277,7 +279,8 @@ void add_tokens_from_settings(Pipeline& p, const Settings& s) {
       AddedToken t = parse_added_token(v, w.at(key), false);
       char* end = nullptr;
       const long id = std::strtol(key.c_str(), &end, 10);
-      ZOTUNE_TOK_CHECK(!key.empty() && *end == '\0' && id >= 0 && id <= INT32_MAX, w.str(), ": key '", key, "' is not a token id");
+      ZOTUNE_TOK_CHECK(!key.empty() && *end == '\0' && id >= 0 && id <= kMaxTokenId, w.str(), ": key '", key,
+                       "' is not a token id (0 ..", kMaxTokenId, ")");
       t.id = static_cast<int32_t>(id);
       if (p.added.by_id(t.id)) continue;
       add_if_missing(std::move(t));

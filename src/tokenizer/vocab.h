@@ -15,6 +15,11 @@ struct StringHash {
   std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
+// The largest token id zotune accepts: ids index tables (Vocab's id -> token),
+// so an id of 2^31 - 1 in a tokenizer.json would cost 16 GB before any check
+// (a fuzzer finding). Real vocabularies stay below 300,000 ids.
+inline constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
+
 class Vocab {
  public:
   // Several strings may share an id (HF allows it); id_to_token returns the last one set.

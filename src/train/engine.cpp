@@ -195,18 +195,21 @@ const std::vector<PassLosses>& ZoEngine::run_passes(int64_t t, const Batch& batc
     // The deferred update rides on the first sweep; the others read θ as it is.
     work.update = i == 0 ? pending_ : std::nullopt;
     work.seed = direction_seed(seed, first_dir_ + static_cast<int>(i));
-    sweep(work, batch, local_[i]);
+    sweep(t, i == 0, work, batch, local_[i]);
   }
   return local_;
 }
 
-void ZoEngine::sweep(const BlockWork& work, const Batch& batch, PassLosses& out) {
+void ZoEngine::sweep(int64_t t, bool carries_update, const BlockWork& work, const Batch& batch, PassLosses& out) {
   out.tokens = batch.num_tokens();
   const int N = arch_.num_blocks();
   const bool two = half_ < 0;
   const int first = half_ == 1 ? 1 : 0;  // a minus-only rank's one pass reads copy 1
+  const bool may_stop = stop_check_ && comm_.world() == 1;
   start_passes(batch, two);
   for (int b = 0; b < N; ++b) {
+    // A later direction's sweep runs after the first has applied the whole update.
+    if (may_stop && stop_check_()) abandon_step(t, carries_update ? b : N);
     if (b + 1 < N) store_.prefetch(b + 1);
     BlockSession session = acquire_block(b, work, first);
     if (b + 1 < N) {
@@ -245,6 +248,21 @@ StepResult ZoEngine::commit(int64_t t, int64_t total, const std::vector<PassLoss
   r.grad /= K;
   pending_ = mezo_record(opt_, run_seed_, t, total, r.loss_plus_k, r.loss_minus_k);
   return r;
+}
+
+void ZoEngine::abandon_step(int64_t t, int b) {
+  if (pending_) {
+    // Units the passes finished (blocks before b, streamed tensors of those
+    // blocks) hold the update; the rest get it now.
+    std::vector<int64_t> from(static_cast<std::size_t>(arch_.num_blocks()), 0);
+    for (int u = 0; u < b; ++u) from[static_cast<std::size_t>(u)] = 1;
+    for (int id : store_.streamed_ids())
+      from.push_back(arch_.tensors()[static_cast<std::size_t>(id)].block < b ? 1 : 0);
+    store_.sync();  // the write-backs of the blocks before b first
+    replay(store_, opt_.dist, opt_.weight_decay, {*pending_}, from);
+    pending_.reset();
+  }
+  throw StepInterrupted{t + 1, b};
 }
 
 void ZoEngine::flush() {

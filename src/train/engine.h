@@ -29,6 +29,7 @@
 // drawn, so this is the same W+ / W- as perturbing whole tensors.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <vector>
@@ -99,6 +100,16 @@ class ZoEngine {
   // pending update stays pending): the timing reference of `zotune bench`.
   BatchLoss forward_unflushed(const Batch& batch);
 
+  // Polled before each block of a step's passes (one process only: ranks must
+  // agree on where a step ends). When it returns true the step is abandoned at
+  // that block boundary: the pending update of the previous step is applied to
+  // the units the passes had not reached yet (blocks b.., streamed tensors of
+  // later blocks), so every unit holds exactly the updates of the steps done —
+  // what flush() after the previous step leaves — and StepInterrupted is
+  // thrown. Nothing of the abandoned step remains (its perturbation lived in
+  // the working copies only); redoing it gives the same step.
+  void set_stop_check(std::function<bool()> check) { stop_check_ = std::move(check); }
+
   const std::optional<UpdateRecord>& pending() const { return pending_; }
   const MezoOptions& options() const { return opt_; }
   uint64_t run_seed() const { return run_seed_; }
@@ -109,7 +120,9 @@ class ZoEngine {
   void start_passes(const Batch& batch, bool two);
   // One sweep over every block with `work`: this rank's passes (both, or its
   // half's) into `out`.
-  void sweep(const BlockWork& work, const Batch& batch, PassLosses& out);
+  // `carries_update`: work.update is applied on the way (the stop check then
+  // knows which blocks already hold it).
+  void sweep(int64_t t, bool carries_update, const BlockWork& work, const Batch& batch, PassLosses& out);
   // acquire(b) plus, for block 0, the streamed embedding; fills ptrs_plus_ with
   // working copy `first` (0, or 1 for a minus-only rank) and ptrs_minus_ where
   // the copies do not depend on the order they are asked for.
@@ -119,6 +132,8 @@ class ZoEngine {
   // The head block's streamed lm_head: log p(target) of each scored row for the
   // first pass (copy `first`) and the minus pass when `two`.
   void head_logprobs(BlockSession& session, const BlockWork& work, const Batch& batch, bool two, int first = 0);
+  // The stop check said yes before block b of step t: finish the pending update, throw.
+  [[noreturn]] void abandon_step(int64_t t, int b);
 
   const Architecture& arch_;
   ParamStore& store_;
@@ -130,12 +145,21 @@ class ZoEngine {
   int first_dir_ = 0;             // this rank's directions: [first_dir_, first_dir_ + local_.size())
   std::vector<PassLosses> local_, global_;
   std::optional<UpdateRecord> pending_;
+  std::function<bool()> stop_check_;
   ForwardPass plus_, minus_;
   std::vector<const float*> ptrs_plus_, ptrs_minus_;
   std::vector<int32_t> tokens_, remapped_;
   AlignedBuffer<float> rows_plus_, rows_minus_, chunk_logits_;
   LogProbAccumulator acc_plus_, acc_minus_;
   std::vector<float> lp_plus_, lp_minus_;
+};
+
+// Thrown by ZoEngine::step / run_passes when the stop check said yes at a block
+// boundary: the step was abandoned and the weights are consistent (see
+// set_stop_check).
+struct StepInterrupted {
+  int64_t step = 0;  // 1-based: the step that was abandoned
+  int block = 0;     // the block it had reached
 };
 
 // Bytes a ZoEngine allocates for B x T tokens (at most B*T scored rows): its two

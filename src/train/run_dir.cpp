@@ -1,11 +1,14 @@
 #include "train/run_dir.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
+#include <optional>
 
 #include "base/error.h"
 #include "base/fs.h"
 #include "base/paths.h"
+#include "io/model_identity.h"
 #include "train/plot.h"
 #include "train/trainer_state.h"
 
@@ -22,6 +25,45 @@ std::string checkpoint_name(int64_t step) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "checkpoint-%06lld", static_cast<long long>(step));
   return buf;
+}
+
+// The option of a run identity field, for error messages.
+std::string option_of(const std::string& key) {
+  if (key == "run_seed") return "--seed";
+  std::string o = "--" + key;
+  std::replace(o.begin(), o.end(), '_', '-');
+  return o;
+}
+
+// `dir`/`name` holds a checkpoint that loads: its state (at step `step` when
+// given), its update log and its weights.
+bool intact_checkpoint(const fs::path& dir, const std::string& name, std::optional<int64_t> step = std::nullopt) {
+  const fs::path c = dir / name;
+  std::error_code ec;
+  if (!fs::is_regular_file(c / "trainer_state.json", ec) || !fs::is_regular_file(c / "updates.jsonl", ec)) return false;
+  if (!fs::is_regular_file(c / "model.safetensors", ec) && !fs::is_regular_file(c / "model.safetensors.index.json", ec))
+    return false;
+  try {
+    const TrainerState st = read_trainer_state(c / "trainer_state.json");
+    return !step || st.step == *step;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+// The newest intact checkpoint-N of run directory `dir` with N <= `step`: its name and N.
+std::optional<std::pair<std::string, int64_t>> newest_checkpoint(const fs::path& dir, int64_t step) {
+  std::optional<std::pair<std::string, int64_t>> best;
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("checkpoint-", 0) != 0 || n.find(".tmp") != std::string::npos) continue;
+    char* end = nullptr;
+    const long long k = std::strtoll(n.c_str() + 11, &end, 10);
+    if (!end || *end != '\0' || k < 0 || k > step || (best && best->second >= k)) continue;
+    if (intact_checkpoint(dir, n, k)) best = std::make_pair(n, static_cast<int64_t>(k));
+  }
+  return best;
 }
 
 }  // namespace
@@ -44,10 +86,24 @@ ResumePoint read_resume_point(const fs::path& dir, const Json& identity) {
   p.step = st.step;
   for (auto& [k, v] : identity.items())
     if (st.run.contains(k) && st.run[k] != v)
-      fail("--resume: the run used ", k, " = ", json_excerpt(st.run[k]), ", this command gives ", v.dump(),
+      fail("--resume: the run used ", option_of(k), " ", json_excerpt(st.run[k]), ", this command gives ", v.dump(),
            " (", state_file.string(), " field 'run.", k, "'); pass the same options to continue it");
   p.base_model = st.base_model;
+  check_model_identity(st.base_identity, p.base_model, "--resume: base model", state_file.string());
   p.weights = st.weights;
+  // Exact weights beat a rebuild from the base model: the state names them
+  // unless a resume was stopped before its first checkpoint; a named
+  // checkpoint that is gone or damaged gives way to the newest intact one.
+  const bool named_ok = p.weights == "." ? fs::is_regular_file(dir / "model.safetensors") ||
+                                               fs::is_regular_file(dir / "model.safetensors.index.json")
+                                         : !p.weights.empty() && intact_checkpoint(dir, p.weights);
+  if (!named_ok) {
+    p.weights.clear();
+    if (const auto c = newest_checkpoint(dir, st.step)) {
+      p.weights = c->first;
+      p.step = c->second;
+    }
+  }
   p.update_log = dir / "updates.jsonl";
   if (!fs::exists(p.update_log) && !st.updates.empty()) p.update_log = dir / st.updates;
   return p;
@@ -117,7 +173,12 @@ void RunDir::open_journals(const Json& log_header, const std::vector<UpdateRecor
   updates_ = std::make_unique<UpdateLogAppender>(out_ / "updates.jsonl");
   metrics_ = std::fopen((out_ / "metrics.jsonl").c_str(), "ab");
   if (!metrics_) fail("cannot open ", (out_ / "metrics.jsonl").string());
-  write_state(out_, start_step, false, "");
+  // A resume keeps pointing at the exact weights it started from until its
+  // first checkpoint (a kill before that must not fall back to the base model).
+  std::error_code ec;
+  const std::string start = checkpoint_name(start_step);
+  const bool in_place = !resume.empty() && fs::equivalent(out_, resume, ec);
+  write_state(out_, start_step, false, in_place && start_step > 0 && intact_checkpoint(out_, start, start_step) ? start : "");
 }
 
 void RunDir::append_metric(const Json& j) {
@@ -151,6 +212,7 @@ void RunDir::write_state(const fs::path& dir, int64_t step, bool finished, const
              {"total_steps", total_steps_},
              {"finished", finished},
              {"base_model", fs::absolute(base_model_).string()},
+             {"base_model_identity", log_header_.value("base_model_identity", Json())},
              {"weights", weights},
              {"updates", "updates.jsonl"},
              {"run", identity_},

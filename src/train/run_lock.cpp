@@ -9,6 +9,8 @@
 #include <string>
 
 #include "base/error.h"
+#include "base/fs.h"
+#include "base/paths.h"
 
 namespace zotune {
 namespace fs = std::filesystem;
@@ -64,6 +66,40 @@ bool clear_unstarted_run(const fs::path& dir) {
   for (auto& e : fs::directory_iterator(dir))
     if (e.path().filename() != kRunMarkFile) fs::remove_all(e.path());
   return true;
+}
+
+}  // namespace zotune
+
+namespace zotune {
+
+bool claim_bench_work_dir(const fs::path& dir, const fs::path& model) {
+  check_output_apart(dir, "--work-dir", model, "--model");
+  // Inside a training run (its disk-weights, or a new folder beside them): the
+  // run would later take a bench's files for its own.
+  for (fs::path p = fs::absolute(dir).lexically_normal(); p.has_relative_path(); p = p.parent_path()) {
+    const fs::path up = p.parent_path();
+    if (fs::exists(up / kRunMarkFile) || fs::exists(up / "trainer_state.json"))
+      fail("--work-dir ", dir.string(), " is inside the training run ", up.string(),
+           "; the bench's working copy would be taken for the run's. Choose a directory outside it");
+    if (up == p) break;
+  }
+  std::error_code ec;
+  if (!fs::exists(dir)) {
+    fs::create_directories(dir);
+    write_file_atomic(dir / kBenchMarkFile, "zotune bench working copy\n");
+    return true;
+  }
+  if (!fs::is_directory(dir)) fail("--work-dir ", dir.string(), " is not a directory");
+  if (!fs::is_empty(dir) && !fs::exists(dir / kBenchMarkFile)) {
+    const bool working_copy = fs::exists(dir / "disk-manifest.json"), model_dir = fs::exists(dir / "config.json");
+    fail("--work-dir ", dir.string(), " is not empty and zotune bench did not create it",
+         working_copy ? " (it holds a disk-tier working copy, e.g. a training run's disk-weights)"
+         : model_dir  ? " (it holds a model)"
+                      : "",
+         "; its files would be overwritten. Choose a new or empty directory");
+  }
+  write_file_atomic(dir / kBenchMarkFile, "zotune bench working copy\n");
+  return false;
 }
 
 }  // namespace zotune

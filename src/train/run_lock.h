@@ -29,6 +29,14 @@ class RunLock {
   int fd_ = -1;
 };
 
+// `zotune bench --work-dir DIR`: DIR must be new, empty or one an earlier bench
+// marked (DIR/.zotune-bench-work); a non-empty directory of anything else (a
+// run's disk-weights, a model folder, the user's files), or one inside a
+// training run's directory or the --model directory, is refused untouched.
+// Creates DIR if needed, marks it, and returns true when it created it.
+inline constexpr const char* kBenchMarkFile = ".zotune-bench-work";
+bool claim_bench_work_dir(const std::filesystem::path& dir, const std::filesystem::path& model);
+
 // True when `dir` holds nothing but the run mark (a fresh run may use it).
 bool run_dir_is_empty(const std::filesystem::path& dir);
 

@@ -21,6 +21,7 @@
 #include "data/task_files.h"
 #include "data/loader.h"
 #include "io/json_file.h"
+#include "io/model_identity.h"
 #include "io/safetensors.h"
 #include "model/model.h"
 #include "store/disk_store.h"
@@ -60,9 +61,24 @@ Json run_identity(const TrainOptions& o) {
           {"warmup_steps", o.mezo.warmup_steps},
           {"batch_size", o.batch_size},
           {"max_length", o.max_length},
-          {"task", o.task}};
+          {"task", o.task},
+          // 16-bit storage rounds every update stochastically: another dtype is
+          // another run. The tier (ram / disk) is not: both give the same bits.
+          {"storage_dtype", o.store.storage_dtype == DType::F32 ? "fp32" : o.store.storage_dtype == DType::BF16 ? "bf16" : "fp16"}};
   if (o.mezo.directions != 1) id["directions"] = o.mezo.directions;  // absent: MeZO's one (older runs)
   return id;
+}
+
+// What to do when the disk tier's working copy of run `out` cannot be used:
+// `weights` is where the run's state says exact weights are (read_resume_point).
+std::string disk_resume_advice(const fs::path& out, const std::string& weights) {
+  const std::string from = weights.rfind("checkpoint-", 0) == 0 ? (out / weights).string() : std::string();
+  return "The working copy in " + (out / "disk-weights").string() + " cannot be trusted. " +
+         (from.empty() ? "The run has no intact checkpoint; move " + (out / "disk-weights").string() +
+                             " away and --resume " + out.string() + " rebuilds the weights from the base model and the update log"
+                       : "Resume from the newest intact checkpoint: --resume " + from +
+                             " --out NEW_DIR (or move " + (out / "disk-weights").string() + " away and --resume " +
+                             out.string() + ")");
 }
 
 class Trainer {
@@ -136,14 +152,20 @@ void Trainer::load_starting_weights() {
           ", beyond --steps ", opt_.steps);
     start_step_ = static_cast<int64_t>(log.records.size());
     resumed_records_ = log.records;
-    auto disk = DiskStore::open_existing(*arch_, disk_store_options(opt_.store));
-    disk->catch_up(opt_.mezo.dist, opt_.mezo.weight_decay, resumed_records_);
-    store_ = std::move(disk);
+    try {
+      auto disk = DiskStore::open_existing(*arch_, disk_store_options(opt_.store));
+      disk->catch_up(opt_.mezo.dist, opt_.mezo.weight_decay, resumed_records_);
+      store_ = std::move(disk);
+    } catch (const Error& e) {
+      fail(e.what(), "\n", disk_resume_advice(opt_.out, weights));
+    }
     ckpt_ = std::make_unique<Checkpoint>(base_model_);
     std::fprintf(stderr, "zotune train: continuing the disk working copy at step %lld\n",
                  static_cast<long long>(start_step_));
     return;
   }
+  std::fprintf(stderr, "zotune train: resuming at step %lld from %s\n", static_cast<long long>(start_step_),
+               weights.empty() ? "the base model and the update log" : (opt_.resume / weights).c_str());
   if (!weights.empty()) {
     // Exact weights saved by the run (storage precision) at `step`.
     ckpt_ = std::make_unique<Checkpoint>(opt_.resume / weights);
@@ -396,11 +418,14 @@ int Trainer::run() {
     input_dtype_ = checked_view(*arch_, base, first).dtype;
   }
   engine_ = std::make_unique<ZoEngine>(*arch_, *store_, opt_.mezo, opt_.seed, comm_, opt_.layout);
+  engine_->set_stop_check(stop_requested);  // the first signal ends a step at its next block boundary (one process)
   tty_ = opt_.progress == 1 || (opt_.progress == -1 && ::isatty(STDERR_FILENO));
 
   // Journals: rewritten to the resumed step, then appended.
   const Json log_header = {{"format", "zotune-updates"}, {"version", 1}, {"base_model", fs::absolute(base_model_).string()},
+                           {"base_model_identity", model_identity(base_model_)},
                            {"model_type", arch_->config().model_type}, {"parameters", store_->total_params()},
+                           {"storage_dtype", dtype_name(store_->storage_dtype())},
                            {"run_seed", opt_.seed}, {"perturbation", zdist_name(opt_.mezo.dist)},
                            {"weight_decay", static_cast<double>(opt_.mezo.weight_decay)},
                            {"eps", static_cast<double>(opt_.mezo.eps)}, {"one_sided", opt_.mezo.one_sided}};
@@ -429,7 +454,19 @@ int Trainer::run() {
   for (int64_t t = start_step_; t < opt_.steps; ++t) {
     loader_->fill(t, batch);
     Stopwatch sw;
-    StepResult r = engine_->step(t, opt_.steps, batch);
+    StepResult r;
+    try {
+      r = engine_->step(t, opt_.steps, batch);
+    } catch (const StepInterrupted& i) {  // the weights hold exactly the t steps done
+      if (tty_) std::fprintf(stderr, "\n");
+      if (t > start_step_) save_checkpoint_dir(t);
+      dir_->write_plots();
+      std::fprintf(stderr, "zotune train: stopped by signal %d in step %lld at block %d, which is dropped; %s. "
+                   "Continue with --resume %s\n", stop_signal(), static_cast<long long>(i.step), i.block,
+                   t > start_step_ ? "checkpoint of the steps done written" : "no step done since the start",
+                   opt_.out.c_str());
+      return 128 + stop_signal();
+    }
     log_step(r, sw.seconds());
     progress(r.step, r.step == opt_.steps);
     const bool last = r.step == opt_.steps;
@@ -489,8 +526,15 @@ void replay_updates(const fs::path& base_model, const fs::path& log_path, const 
   UpdateLog log = read_update_log(log_path);
   auto arch = load_architecture(base_model);
   Checkpoint ckpt(base_model);
-  RamStore store(*arch, ckpt);
+  // The run's codec: 16-bit storage rounds each update stochastically (keyed by
+  // the update's seed), so replaying in it gives the run's bits.
+  StoreOptions so;
+  so.storage_dtype = *log_storage_dtype(log.header);  // read_update_log checked it
+  so.offload = so.storage_dtype == DType::F32 ? Offload::None : Offload::Ram;
+  const std::unique_ptr<ParamStore> stored = make_store(*arch, ckpt, so);
+  ParamStore& store = *stored;
   check_log_for_model(log, log_path, arch->config().model_type, store.total_params(), steps);
+  check_model_identity(log.header.value("base_model_identity", Json()), base_model, "--model", log_path.string());
   const auto dist = zdist_from_name(log.header.value("perturbation", "gaussian"));
   if (!dist) fail(log_path.string(), ":1: field 'perturbation': unknown value");
   const auto wd = static_cast<float>(log.header.value("weight_decay", 0.0));

@@ -27,6 +27,10 @@ TrainerState parse_trainer_state(const Json& j, const std::string& file) {
     if (!j["run"].is_object()) fail(file, ": field 'run' must be an object");
     s.run = j["run"];
   }
+  if (f.has("base_model_identity")) {
+    if (!j["base_model_identity"].is_object()) fail(file, ": field 'base_model_identity' must be an object");
+    s.base_identity = j["base_model_identity"];
+  }
   return s;
 }
 

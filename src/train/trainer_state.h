@@ -16,6 +16,7 @@ struct TrainerState {
   std::string weights;       // "" (rebuild from base_model + log), "." or "checkpoint-N": a plain name in the run dir
   std::string updates;       // "" or a plain name in the run dir
   Json run = Json::object(); // the run identity (options that must match on resume)
+  Json base_identity;        // model_identity of base_model (io/model_identity.h); null in older runs
 };
 
 // Errors name the file and field (a missing or mistyped field, a negative step,

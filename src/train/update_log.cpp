@@ -26,6 +26,14 @@ Json update_record_json(const UpdateRecord& r) {
   return j;
 }
 
+std::optional<DType> log_storage_dtype(const Json& header) {
+  if (!header.contains("storage_dtype")) return DType::F32;  // logs written before 16-bit storage was recorded
+  if (!header["storage_dtype"].is_string()) return std::nullopt;
+  const auto d = dtype_from_name(header["storage_dtype"].get<std::string>());
+  if (!d || !is_float_storage(*d)) return std::nullopt;
+  return d;
+}
+
 UpdateLog read_update_log(const std::filesystem::path& path) {
   std::string text = read_file(path);
   UpdateLog log;
@@ -50,12 +58,16 @@ UpdateLog read_update_log(const std::filesystem::path& path) {
       if (!j.is_object() || !j.contains("format") || j["format"] != "zotune-updates")
         fail(path.string(), ":1: not a zotune update log (field 'format' must be \"zotune-updates\")");
       // The fields replay and resume read, with their types.
-      for (const char* k : {"base_model", "model_type", "perturbation"})
+      for (const char* k : {"base_model", "model_type", "perturbation", "storage_dtype"})
         if (j.contains(k) && !j[k].is_string()) fail(path.string(), ":1: field '", k, "' must be a string");
       for (const char* k : {"weight_decay", "eps"})
         if (j.contains(k) && !j[k].is_number()) fail(path.string(), ":1: field '", k, "' must be a number");
       for (const char* k : {"parameters", "run_seed", "version"})
         if (j.contains(k) && !j[k].is_number_integer()) fail(path.string(), ":1: field '", k, "' must be an integer");
+      if (j.contains("storage_dtype") && !log_storage_dtype(j))
+        fail(path.string(), ":1: field 'storage_dtype' = ", json_excerpt(j["storage_dtype"]), " is not F32, BF16 or F16");
+      if (j.contains("base_model_identity") && !j["base_model_identity"].is_object())
+        fail(path.string(), ":1: field 'base_model_identity' must be an object");
       if (j.contains("one_sided") && !j["one_sided"].is_boolean())
         fail(path.string(), ":1: field 'one_sided' must be true or false");
       log.header = j;

@@ -9,15 +9,23 @@
 #include <vector>
 
 #include "io/json_file.h"
+#include "tensor/dtype.h"
 #include "zo/mezo.h"
 
 namespace zotune {
 
 struct UpdateLog {
-  Json header;  // format, base_model, run_seed, perturbation, weight_decay, ...
+  // format, base_model, base_model_identity, model_type, parameters, storage_dtype,
+  // run_seed, perturbation, weight_decay, eps, one_sided
+  Json header;
   std::vector<UpdateRecord> records;
   int64_t torn_line = 0;  // > 0: the line number of an incomplete last line (not in records)
 };
+
+// The storage dtype a log's run kept θ in (header field "storage_dtype": F32,
+// BF16 or F16; F32 when absent): replay must use the same codec, whose
+// stochastic rounding is part of the arithmetic. nullopt for another value.
+std::optional<DType> log_storage_dtype(const Json& header);
 
 // Every record must have the next step number, a finite lr >= 0 and a finite
 // grad (as float32); errors name the file, line and field.

@@ -273,6 +273,72 @@ TEST(DiskStore, CorruptRowsFileIsRejectedNamingTheFile) {
   EXPECT_NE(msg.find(rows.filename().string()), std::string::npos) << msg;
 }
 
+// Flips `n` bytes of `file` at `offset` (xor 0x5a): what a bad disk or another program does.
+void flip_bytes(const fs::path& file, uint64_t offset, int n = 4) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  for (int i = 0; i < n; ++i) {
+    f.seekg(static_cast<std::streamoff>(offset + static_cast<uint64_t>(i)));
+    const char c = static_cast<char>(f.get() ^ 0x5a);
+    f.seekp(static_cast<std::streamoff>(offset + static_cast<uint64_t>(i)));
+    f.put(c);
+  }
+}
+
+// Every file's header holds a checksum of its payload, written with it (on
+// creation, by each block write-back and each rows rewrite): reopening a working
+// copy reads every file whole and checks it; --verify-reads checks on every read.
+TEST(DiskStore, FlippedBytesFailTheChecksumNamingTheFile) {
+  Model m("llama");  // untied: two rows files
+  const Batch batch = random_lm_batch(m.arch->config().vocab_size, 2, 7, 42);
+  for (const auto& [overlap, storage] : {std::pair{true, DType::F32}, std::pair{false, DType::BF16}}) {
+    SCOPED_TRACE(std::string(overlap ? "overlap " : "inline ") + std::string(dtype_name(storage)));
+    testing::TempDir tmp;
+    fs::path rows, block;
+    {
+      DiskStore disk(*m.arch, *m.ckpt, disk_options(tmp.path(), storage, overlap));
+      ZoEngine e(*m.arch, disk, mezo(), 7);
+      run(e, batch, 0, 2, 2);  // every file rewritten since its creation
+      e.flush();
+      disk.sync();
+      rows = disk.rows_path(m.arch->head_weight_id());
+      block = disk.block_path(1);
+    }
+    auto reopen = [&](bool verify) {
+      DiskStoreOptions o = disk_options(tmp.path(), storage, overlap);
+      o.verify_reads = verify;
+      return DiskStore::open_existing(*m.arch, o);
+    };
+    EXPECT_NO_THROW(reopen(false));
+    for (const fs::path& f : {rows, block}) {
+      flip_bytes(f, 4096 + 100);
+      const std::string msg = error_of([&] { reopen(false); });
+      EXPECT_NE(msg.find(f.string() + ": checksum mismatch"), std::string::npos) << msg;
+      flip_bytes(f, 4096 + 100);  // restored
+    }
+    // Damaged while a store has it open: found by the next read with verify_reads only.
+    const fs::path good = tmp / "good";
+    fs::create_directories(good);
+    for (const auto& e : fs::directory_iterator(tmp.path()))
+      if (e.path() != good) fs::copy(e.path(), good / e.path().filename());
+    for (const fs::path& f : {rows, block}) {
+      for (const bool verify : {false, true}) {
+        for (const auto& e : fs::directory_iterator(good)) fs::copy_file(e.path(), tmp / e.path().filename(),
+                                                                         fs::copy_options::overwrite_existing);
+        auto disk = reopen(verify);
+        ZoEngine e(*m.arch, *disk, mezo(), 7);
+        flip_bytes(f, 4096 + 100, 1);  // a low mantissa byte: the values stay finite
+        const std::string msg = error_of([&] {
+          run(e, batch, 2, 3, 3);
+          e.flush();
+          disk->sync();
+        });
+        if (verify) EXPECT_NE(msg.find(f.string() + ": checksum mismatch"), std::string::npos) << msg;
+        else EXPECT_EQ(msg, "(no error)") << "without verify_reads the bytes are used as read";
+      }
+    }
+  }
+}
+
 TEST(DiskStore, UnwritableWorkDirNamesThePath) {
   Model m("gpt2");
   testing::TempDir tmp;

@@ -19,12 +19,16 @@
 #include <thread>
 
 #include "base/error.h"
+#include "child_run.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "kernels/finite.h"
 #include "model/architecture.h"
 #include "test_util.h"
+#include "store/lowbit_store.h"
+#include "train/engine.h"
 #include "train/plot.h"
+#include "train/run_lock.h"
 #include "train/update_log.h"
 
 extern char** environ;
@@ -243,6 +247,26 @@ TEST(Reliability, FuzzerFindingsAreCleanErrors) {
   }
   spit(tmp / "v.jsonl", "{\"format\": 5}\n");
   EXPECT_THROW(read_update_log(tmp / "v.jsonl"), Error);
+  // A token id of 1.5e9 in tokenizer.json sized a 12 GB id table (fuzz_tokenizer, long run).
+  fs::create_directories(tmp / "tok");
+  spit(tmp / "tok" / "tokenizer.json",
+       R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1500000000}, "merges": []}})");
+  auto r = run_zotune("tokenize --tokenizer " + quote(tmp / "tok") + " --text ab");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "token id 1500000000 is beyond zotune's limit of 16777215 token ids")) << r.output;
+  // 50,000 added tokens: each used to rebuild the matching tries (quadratic: minutes).
+  {
+    std::string added;
+    for (int i = 0; i < 50000; ++i)
+      added += (i ? ", " : "") + std::string(R"({"id": )") + std::to_string(2 + i) + R"(, "content": "<|t)" +
+               std::to_string(i) + R"(|>", "special": true})";
+    spit(tmp / "tok" / "tokenizer.json", R"({"added_tokens": [)" + added +
+                                             R"(], "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []}})");
+  }
+  const pid_t pid = spawn_zotune({"tokenize", "--tokenizer", (tmp / "tok").string(), "--text", "a<|t49999|>b<|t7|>"},
+                                 tmp / "tok.log");
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(wait_exit(pid, 60), 0) << slurp(tmp / "tok.log");
 }
 
 // ---- 6. Config sizes are checked (limits, then the checkpoint) before allocating.
@@ -658,6 +682,250 @@ TEST(Reliability, ARunKilledBeforeItsFirstStateIsRestartable) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(contains(r.output, "is not empty")) << r.output;
   EXPECT_FALSE(fs::exists(tmp / "mine" / ".zotune-run"));
+}
+
+// ---- 7. replay reproduces runs with 16-bit storage bit for bit (the log
+// records the storage dtype; replay rounds with the run's stream).
+TEST(Reliability, ReplayReproducesSixteenBitStorageBitForBit) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 21);
+  const std::pair<const char*, const char*> runs[] = {{"gpt2", "--offload ram --storage-dtype bf16"},
+                                                      {"qwen3", "--offload disk --storage-dtype fp16"}};
+  for (const auto& [model, tier] : runs) {
+    const fs::path run = tmp / (std::string(model) + "_run"), out = tmp / (std::string(model) + "_replay");
+    auto r = run_zotune(train_cmd(golden(model), tmp / "d.jsonl", run, 4, tier));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(read_update_log(run / "updates.jsonl").header["storage_dtype"],
+              std::string(tier).find("bf16") != std::string::npos ? "BF16" : "F16");
+    r = run_zotune("replay --model " + quote(golden(model)) + " --log " + quote(run / "updates.jsonl") + " --out " +
+                   quote(out));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(slurp(out / "model.safetensors"), slurp(run / "model.safetensors")) << model << " " << tier;
+  }
+}
+
+// ---- 11. The storage dtype is part of the run identity; the tier is not (same bits).
+TEST(Reliability, StorageDtypeIsPartOfTheRunIdentity) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 22);
+  const fs::path run = tmp / "run";
+  ASSERT_EQ(run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", run, 2, "--offload ram --storage-dtype bf16")).exit_code, 0);
+  auto r = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", run, 4, "--resume " + quote(run)));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "the run used --storage-dtype \"bf16\", this command gives \"fp32\"")) << r.output;
+  // Another tier with the same dtype continues the same arithmetic.
+  r = run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", run, 4, "--offload disk --storage-dtype bf16 --resume " + quote(run)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_EQ(run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", tmp / "ref", 4, "--offload ram --storage-dtype bf16")).exit_code, 0);
+  EXPECT_EQ(slurp(run / "model.safetensors"), slurp(tmp / "ref" / "model.safetensors"));
+}
+
+// ---- 9. Resume starts from the newest intact checkpoint, also after a resume
+// killed before its first checkpoint; a changed base model is an error.
+TEST(Reliability, ResumeStartsFromTheNewestIntactCheckpoint) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 23);
+  const fs::path run = tmp / "run", d = tmp / "d.jsonl";
+  ASSERT_EQ(run_zotune(train_cmd(golden("gpt2"), d, tmp / "ref", 6)).exit_code, 0);
+  ASSERT_EQ(run_zotune(train_cmd(golden("gpt2"), d, run, 3, "--save-every 1")).exit_code, 0);
+  ASSERT_TRUE(fs::exists(run / "checkpoint-000002"));
+  // What a resume killed before its first checkpoint used to leave: no weights named.
+  Json st = read_json_file(run / "trainer_state.json");
+  st["weights"] = "";
+  spit(run / "trainer_state.json", st.dump());
+  // A resume, killed before it writes a checkpoint, keeps naming the weights it started from.
+  std::vector<std::string> args = {"train", "--model", golden("gpt2").string(), "--data", d.string(), "--out", run.string(),
+                                   "--steps", "1000000", "--batch-size", "4", "--lr", "1e-3", "--eps", "1e-3", "--seed", "5",
+                                   "--progress", "log", "--resume", run.string()};
+  const auto stop = testing::stop_zotune_after(args, run / "metrics.jsonl", 6, SIGKILL);
+  ASSERT_TRUE(stop.running_at_signal && stop.killed_by(SIGKILL)) << stop.marker_lines;
+  st = read_json_file(run / "trainer_state.json");
+  EXPECT_EQ(st["weights"], "checkpoint-000002") << st.dump();
+  EXPECT_EQ(st["step"], 2);
+  auto r = run_zotune(train_cmd(golden("gpt2"), d, run, 6, "--resume " + quote(run)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "resuming at step 2 from " + (run / "checkpoint-000002").string())) << r.output;
+  EXPECT_EQ(slurp(run / "model.safetensors"), slurp(tmp / "ref" / "model.safetensors"));
+  // A damaged checkpoint gives way to an older intact one.
+  ASSERT_EQ(run_zotune(train_cmd(golden("gpt2"), d, tmp / "run2", 3, "--save-every 1")).exit_code, 0);
+  st = read_json_file(tmp / "run2" / "trainer_state.json");
+  st["weights"] = "checkpoint-000002";
+  st["step"] = 2;
+  spit(tmp / "run2" / "trainer_state.json", st.dump());
+  fs::remove(tmp / "run2" / "checkpoint-000002" / "model.safetensors");
+  r = run_zotune(train_cmd(golden("gpt2"), d, tmp / "run2", 6, "--resume " + quote(tmp / "run2")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "resuming at step 1 from " + (tmp / "run2" / "checkpoint-000001").string())) << r.output;
+  EXPECT_EQ(slurp(tmp / "run2" / "model.safetensors"), slurp(tmp / "ref" / "model.safetensors"));
+}
+
+TEST(Reliability, AChangedBaseModelIsRefusedByResumeAndReplay) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 24);
+  fs::copy(golden("gpt2"), tmp / "base");
+  const fs::path run = tmp / "run";
+  ASSERT_EQ(run_zotune(train_cmd(tmp / "base", tmp / "d.jsonl", run, 2)).exit_code, 0);
+  EXPECT_TRUE(read_json_file(run / "trainer_state.json")["base_model_identity"].is_object());
+  // A copy elsewhere is the same model.
+  auto r = run_zotune("replay --model " + quote(golden("gpt2")) + " --log " + quote(run / "updates.jsonl") + " --out " +
+                      quote(tmp / "rep"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // One mantissa byte of the last weight changed.
+  {
+    std::fstream f(tmp / "base" / "model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-4, std::ios::end);
+    const char c = static_cast<char>(f.get() ^ 0x01);
+    f.seekp(-4, std::ios::end);
+    f.put(c);
+  }
+  r = run_zotune(train_cmd(tmp / "base", tmp / "d.jsonl", run, 4, "--resume " + quote(run)));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "is not the base model the run started from")) << r.output;
+  r = run_zotune("replay --model " + quote(tmp / "base") + " --log " + quote(run / "updates.jsonl") + " --out " +
+                 quote(tmp / "rep2"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "--model " + (tmp / "base").string() + ": this is not the base model")) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "rep2" / "model.safetensors"));
+}
+
+// ---- 13 and 16. Flipped bytes in the disk tier's working copy fail the resume,
+// naming the file and the checkpoint to resume from instead.
+TEST(Reliability, DamagedDiskWorkingCopyNamesTheFileAndTheCheckpoint) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 25);
+  const fs::path run = tmp / "run", d = tmp / "d.jsonl";
+  std::vector<std::string> args = {"train", "--model", golden("gpt2").string(), "--data", d.string(), "--out", run.string(),
+                                   "--steps", "1000000", "--batch-size", "4", "--lr", "1e-3", "--eps", "1e-3", "--seed", "5",
+                                   "--progress", "log", "--offload", "disk", "--save-every", "2"};
+  const auto stop = testing::stop_zotune_after(args, run / "metrics.jsonl", 5, SIGKILL);
+  ASSERT_TRUE(stop.running_at_signal && stop.killed_by(SIGKILL)) << stop.marker_lines;
+  const std::string ckpt = read_json_file(run / "trainer_state.json")["weights"].get<std::string>();
+  ASSERT_EQ(ckpt.rfind("checkpoint-", 0), 0u) << ckpt;
+  const fs::path rows = run / "disk-weights" / "rows-00000.bin";
+  {
+    std::fstream f(rows, std::ios::in | std::ios::out | std::ios::binary);
+    for (int i = 0; i < 4; ++i) {
+      f.seekg(4096 + 200 + i);
+      const char c = static_cast<char>(f.get() ^ 0x10);
+      f.seekp(4096 + 200 + i);
+      f.put(c);
+    }
+  }
+  auto r = run_zotune(train_cmd(golden("gpt2"), d, run, 8, "--offload disk --resume " + quote(run)));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, rows.string() + ": checksum mismatch")) << r.output;
+  EXPECT_TRUE(contains(r.output, "--resume " + (run / ckpt).string() + " --out NEW_DIR")) << r.output;
+  // The advice works.
+  r = run_zotune(train_cmd(golden("gpt2"), d, tmp / "new", 8, "--offload disk --resume " + quote(run / ckpt)));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_EQ(run_zotune(train_cmd(golden("gpt2"), d, tmp / "ref", 8)).exit_code, 0);
+  EXPECT_EQ(slurp(tmp / "new" / "model.safetensors"), slurp(tmp / "ref" / "model.safetensors"));
+}
+
+// ---- 12. bench --work-dir only uses directories it created (or empty ones it marks).
+TEST(Reliability, BenchWorkDirRefusesDirectoriesItDidNotCreate) {
+  TempDir tmp;
+  write_data(tmp / "d.jsonl", 8, 26);
+  ASSERT_EQ(run_zotune(train_cmd(golden("gpt2"), tmp / "d.jsonl", tmp / "run", 2, "--offload disk")).exit_code, 0);
+  const fs::path weights = tmp / "run" / "disk-weights";
+  const std::string before = slurp(weights / "block-00000.bin");
+  fs::copy(golden("gpt2"), tmp / "m");
+  auto bench = [&](const fs::path& work, const fs::path& model = golden("gpt2")) {
+    return run_zotune("bench --model " + quote(model) + " --batch-size 1 --seq-len 4 --steps 1 --offload disk --work-dir " +
+                      quote(work));
+  };
+  auto r = bench(weights);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "inside the training run")) << r.output;
+  EXPECT_EQ(slurp(weights / "block-00000.bin"), before);
+  r = bench(tmp / "run" / "scratch");  // a new folder inside a run
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "run" / "scratch"));
+  fs::create_directories(tmp / "copy");
+  fs::copy(weights, tmp / "copy");  // a working copy elsewhere
+  r = bench(tmp / "copy");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "not empty and zotune bench did not create it (it holds a disk-tier working copy")) << r.output;
+  r = bench(tmp / "m");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "(it holds a model)")) << r.output;
+  r = bench(tmp / "m" / "work", tmp / "m");  // inside the --model directory
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "m" / "work"));
+  // A new directory: created, marked, and removed after.
+  r = bench(tmp / "fresh");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "fresh"));
+  // An empty directory is marked and used; so is one an earlier bench marked
+  // (killed before its clean-up).
+  fs::create_directories(tmp / "empty");
+  EXPECT_FALSE(claim_bench_work_dir(tmp / "empty", golden("gpt2")));
+  EXPECT_TRUE(fs::exists(tmp / "empty" / kBenchMarkFile));
+  spit(tmp / "empty" / "block-00000.bin", "stale");
+  EXPECT_FALSE(claim_bench_work_dir(tmp / "empty", golden("gpt2")));
+  EXPECT_TRUE(claim_bench_work_dir(tmp / "new" / "work", golden("gpt2")));
+  EXPECT_TRUE(fs::exists(tmp / "new" / "work" / kBenchMarkFile));
+}
+
+// ---- 5. The first signal ends a step at its next block boundary: the
+// abandoned step leaves the weights of the steps done, exactly.
+TEST(Reliability, AStepStoppedAtABlockBoundaryLeavesTheWeightsOfTheStepsDone) {
+  for (const char* name : {"gpt2", "llama"})  // tied and untied head
+    for (const DType storage : {DType::F32, DType::BF16}) {
+      SCOPED_TRACE(std::string(name) + " " + std::string(dtype_name(storage)));
+      auto arch = load_architecture(golden(name));
+      Checkpoint ckpt(golden(name));
+      auto store = [&]() -> std::unique_ptr<ParamStore> {
+        if (storage == DType::F32) return std::make_unique<RamStore>(*arch, ckpt);
+        return std::make_unique<LowBitRamStore>(*arch, ckpt, storage);
+      };
+      auto weights = [&](const ParamStore& s) {
+        std::vector<float> w;
+        for (std::size_t id = 0; id < arch->tensors().size(); ++id) {
+          std::vector<float> t(static_cast<std::size_t>(arch->tensors()[id].numel()));
+          s.read_tensor(static_cast<int>(id), t.data());
+          w.insert(w.end(), t.begin(), t.end());
+        }
+        return w;
+      };
+      MezoOptions mo;
+      mo.lr = 1e-3f;
+      mo.eps = 1e-3f;
+      mo.weight_decay = 0.1f;
+      const Batch batch = testing::random_lm_batch(arch->config().vocab_size, 2, 6, 3);
+      // The weights after 2 steps, and the third step and weights after it.
+      auto ra = store(), rb = store();
+      ZoEngine a(*arch, *ra, mo, 9), b(*arch, *rb, mo, 9);
+      for (int t = 0; t < 2; ++t) a.step(t, 4, batch);
+      a.flush();
+      for (int t = 0; t < 2; ++t) b.step(t, 4, batch);
+      const StepResult third = b.step(2, 4, batch);
+      b.flush();
+      const int N = arch->num_blocks();
+      for (const int stop_at : {1, N - 1}) {  // after the embedding's block; before the head's
+        auto rc = store();
+        ZoEngine c(*arch, *rc, mo, 9);
+        for (int t = 0; t < 2; ++t) c.step(t, 4, batch);
+        int calls = 0;
+        c.set_stop_check([&] { return calls++ == stop_at; });
+        try {
+          c.step(2, 4, batch);
+          ADD_FAILURE() << "the step was not stopped";
+        } catch (const StepInterrupted& i) {
+          EXPECT_EQ(i.step, 3);
+          EXPECT_EQ(i.block, stop_at);
+        }
+        EXPECT_FALSE(c.pending().has_value());
+        EXPECT_TRUE(weights(*rc) == weights(*ra)) << "stopped before block " << stop_at;
+        // Redoing the step continues the run exactly.
+        c.set_stop_check({});
+        const StepResult again = c.step(2, 4, batch);
+        EXPECT_EQ(again.loss_plus, third.loss_plus);
+        EXPECT_EQ(again.grad, third.grad);
+        c.flush();
+        EXPECT_TRUE(weights(*rc) == weights(*rb));
+      }
+    }
 }
 
 }  // namespace
