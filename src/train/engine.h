@@ -29,7 +29,7 @@
 
 #include "data/batch.h"
 #include "dist/comm.h"
-#include "model/forward.h"
+#include "model/shared_prefix.h"
 #include "store/param_store.h"
 #include "train/loss.h"
 #include "zo/mezo.h"
@@ -81,6 +81,12 @@ class ZoEngine {
   // pending update stays pending): the timing reference of `zotune bench`.
   BatchLoss forward_unflushed(const Batch& batch);
 
+  // Each prompt once (model/shared_prefix.h, train/prompt_sharing.h): the
+  // candidates of a classification example share the forward of their prompt,
+  // in both passes and in evaluation. On by default; off runs every sequence
+  // whole (the results differ by float rounding only).
+  void set_prompt_sharing(bool on) { share_prompts_ = on; }
+
   const std::optional<UpdateRecord>& pending() const { return pending_; }
   const MezoOptions& options() const { return opt_; }
   uint64_t run_seed() const { return run_seed_; }
@@ -105,7 +111,9 @@ class ZoEngine {
   Comm& comm_;
   PassLosses local_, global_;
   std::optional<UpdateRecord> pending_;
-  ForwardPass plus_, minus_;
+  SharedPrefixPass plus_, minus_;
+  PrefixLayout layout_;
+  bool share_prompts_ = true;
   std::vector<const float*> ptrs_plus_, ptrs_minus_;
   std::vector<int32_t> tokens_, remapped_;
   AlignedBuffer<float> rows_plus_, rows_minus_, chunk_logits_;
