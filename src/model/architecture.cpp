@@ -32,6 +32,15 @@ KVCache::KVCache(int64_t layers, int64_t B_, int64_t capacity_, int64_t kv_dim_)
   for (auto& b : v) b.reset(static_cast<std::size_t>(B * capacity * kv_dim));
 }
 
+void KVCache::reshape(int64_t B_, int64_t capacity_) {
+  B = B_;
+  capacity = capacity_;
+  length = 0;
+  const auto n = static_cast<std::size_t>(B * capacity * kv_dim);
+  for (auto* bufs : {&k, &v})
+    for (auto& b : *bufs) b.reset(n);  // reallocates only when growing
+}
+
 int Architecture::add_tensor(std::string name, Shape shape, int block, TensorRole role) {
   tensors_.push_back({std::move(name), std::move(shape), block, role});
   return static_cast<int>(tensors_.size()) - 1;

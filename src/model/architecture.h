@@ -61,12 +61,18 @@ struct ModelConfig {
 };
 
 // Per-layer K/V for incremental decoding: k[l], v[l] are [B, capacity, Hkv*D];
-// RoPE is already applied to cached keys.
+// RoPE is already applied to cached keys. A cache of one layer serves every
+// layer in turn (keys(l) is k[0]): for passes run block by block whose layer
+// l's keys are used before layer l + 1 runs (model/shared_prefix.h).
 struct KVCache {
   int64_t B = 0, capacity = 0, kv_dim = 0;
   int64_t length = 0;  // filled positions per sequence (same for every sequence)
   std::vector<AlignedBuffer<float>> k, v;
   KVCache(int64_t layers, int64_t B, int64_t capacity, int64_t kv_dim);
+  float* keys(int64_t layer) { return k[k.size() == 1 ? 0 : static_cast<std::size_t>(layer)].data(); }
+  float* values(int64_t layer) { return v[v.size() == 1 ? 0 : static_cast<std::size_t>(layer)].data(); }
+  // New shape, length 0; the buffers grow only when they are too small.
+  void reshape(int64_t B, int64_t capacity);
 };
 
 // One forward call: T new tokens per sequence.

@@ -49,8 +49,8 @@ void self_attention(const AttentionArgs& args, const float* q, int64_t q_stride,
     const int64_t kvd = c.kv_dim();
     check(kc.length + in.T <= kc.capacity, "KV cache full: ", kc.length, " + ", in.T,
           " tokens exceed its capacity of ", kc.capacity);
-    float* kd = kc.k[static_cast<std::size_t>(args.layer)].data();
-    float* vd = kc.v[static_cast<std::size_t>(args.layer)].data();
+    float* kd = kc.keys(args.layer);
+    float* vd = kc.values(args.layer);
     for (int64_t b = 0; b < in.B; ++b)
       for (int64_t t = 0; t < in.T; ++t) {
         const int64_t src = (b * in.T + t) * kv_stride;

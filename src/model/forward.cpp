@@ -25,13 +25,31 @@ void ForwardPass::start(const int32_t* ids, const uint8_t* mask, int64_t B, int6
 void ForwardPass::start_cached(const int32_t* ids, const uint8_t* mask, int64_t B, int64_t T, KVCache& cache) {
   check(cache.B == B, "KV cache holds ", cache.B, " sequences, the batch has ", B);
   check(cache.length + T <= cache.capacity, "KV cache full: ", cache.length, " + ", T, " > ", cache.capacity);
-  const int64_t R = B * T;
   if (cache.length == 0 || cache_ != &cache) {
     cache_valid_.assign(static_cast<std::size_t>(B * cache.capacity), 0);
     cache_seen_.assign(static_cast<std::size_t>(B), 0);
     check(cache.length == 0, "a KV cache must be filled by the pass that owns it");
   }
+  place_new_tokens(ids, mask, B, T, cache);
+}
+
+void ForwardPass::start_continuation(const int32_t* ids, const uint8_t* mask, int64_t B, int64_t T, KVCache& cache,
+                                     const int64_t* prefix_len) {
+  check(cache.B == B, "KV cache holds ", cache.B, " sequences, the batch has ", B);
+  check(cache.length + T <= cache.capacity, "KV cache full: ", cache.length, " + ", T, " > ", cache.capacity);
+  cache_valid_.assign(static_cast<std::size_t>(B * cache.capacity), 0);
+  cache_seen_.assign(prefix_len, prefix_len + B);
+  for (int64_t b = 0; b < B; ++b) {
+    check(prefix_len[b] >= 0 && prefix_len[b] <= cache.length, "sequence ", b, ": a prefix of ", prefix_len[b],
+          " tokens in a cache of ", cache.length);
+    std::fill_n(cache_valid_.begin() + b * cache.capacity, prefix_len[b], uint8_t{1});
+  }
+  place_new_tokens(ids, mask, B, T, cache);
+}
+
+void ForwardPass::place_new_tokens(const int32_t* ids, const uint8_t* mask, int64_t B, int64_t T, KVCache& cache) {
   cache_ = &cache;
+  const int64_t R = B * T;
   ids_.assign(ids, ids + R);
   if (mask) mask_.assign(mask, mask + R);
   else mask_.assign(static_cast<std::size_t>(R), 1);
@@ -80,10 +98,12 @@ const float* ForwardPass::head_hidden(ParamPtrs w, const int64_t* rows, int64_t 
 }
 
 void ForwardPass::logits(ParamPtrs w, const int64_t* rows, int64_t nrows, float* out) {
-  const int64_t Wd = arch_.head_width(), V = arch_.config().vocab_size;
-  const float* hidden = head_hidden(w, rows, nrows);
-  blocks::linear(hidden, nrows, Wd, w[static_cast<std::size_t>(arch_.head_weight_id())], V, nullptr, out,
-                 blocks::Layout::OutIn);
+  head_logits(arch_, w, head_hidden(w, rows, nrows), nrows, out);
+}
+
+void head_logits(const Architecture& arch, ParamPtrs w, const float* hidden, int64_t nrows, float* out) {
+  blocks::linear(hidden, nrows, arch.head_width(), w[static_cast<std::size_t>(arch.head_weight_id())],
+                 arch.config().vocab_size, nullptr, out, blocks::Layout::OutIn);
 }
 
 void ForwardPass::all_logits(ParamPtrs w, float* out) {

@@ -18,6 +18,12 @@ class ForwardPass {
   // Incremental decoding: T new tokens per sequence appended after cache->length.
   // `mask` covers the new tokens; positions continue each sequence's count of real tokens.
   void start_cached(const int32_t* ids, const uint8_t* mask, int64_t B, int64_t T, KVCache& cache);
+  // T new tokens per sequence after a prefix someone else put in the first
+  // cache.length slots of `cache` (model/shared_prefix.h): slots [0,
+  // prefix_len[b]) of sequence b are its real prefix tokens, the rest of those
+  // slots are padding; positions continue from prefix_len[b].
+  void start_continuation(const int32_t* ids, const uint8_t* mask, int64_t B, int64_t T, KVCache& cache,
+                          const int64_t* prefix_len);
 
   // Block 0 = embeddings, 1..L = layers. The head block is run by logits().
   void run_block(int block, ParamPtrs w);
@@ -43,6 +49,8 @@ class ForwardPass {
   void commit_cache();
 
  private:
+  void place_new_tokens(const int32_t* ids, const uint8_t* mask, int64_t B, int64_t T, KVCache& cache);
+
   const Architecture& arch_;
   ForwardInput in_;
   KVCache* cache_ = nullptr;
@@ -56,6 +64,9 @@ class ForwardPass {
   std::vector<int64_t> all_rows_;
   AlignedBuffer<float> hidden_;
 };
+
+// The lm_head GEMM: logits [nrows, V] of hidden rows [nrows, arch.head_width()].
+void head_logits(const Architecture& arch, ParamPtrs w, const float* hidden, int64_t nrows, float* out);
 
 // Bytes a ForwardPass allocates for B x T tokens and `head_rows` rows entering
 // the lm_head (start, run_block, head_hidden): its own residual stream and head

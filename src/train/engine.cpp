@@ -7,6 +7,7 @@
 #include "kernels/gemm.h"
 #include "kernels/kernels.h"
 #include "model/blocks.h"
+#include "train/prompt_sharing.h"
 #include "zo/replay.h"
 
 namespace zotune {
@@ -60,7 +61,7 @@ EngineFootprint engine_footprint(const Architecture& arch, int64_t B, int64_t T,
   const int64_t R = B * T, n = R, V = arch.config().vocab_size, Wd = arch.head_width();
   const auto& emb = arch.tensors()[static_cast<std::size_t>(arch.token_embedding_id())];
   const int64_t C = emb.numel() / emb.shape[0];
-  const PassFootprint pass = forward_pass_footprint(arch, B, T, n, threads);
+  const PassFootprint pass = shared_prefix_pass_footprint(arch, B, T, n, threads);
   EngineFootprint f;
   f.activations = 2 * pass.own + pass.shared;  // plus_, minus_ (minus_ shares plus_'s scratch)
   f.streaming = 2 * static_cast<uint64_t>(std::min(R, V) * C) * sizeof(float) +           // rows_plus_, rows_minus_
@@ -101,8 +102,9 @@ void ZoEngine::map_tokens(const Batch& batch) {
 
 void ZoEngine::start_passes(const Batch& batch, bool two) {
   map_tokens(batch);
-  plus_.start(remapped_.data(), batch.mask.data(), batch.B, batch.T);
-  if (two) minus_.start(remapped_.data(), batch.mask.data(), batch.B, batch.T);
+  prefix_layout_ = share_prompts_ ? prompt_layout(batch) : PrefixLayout{};
+  plus_.start(remapped_.data(), batch.mask.data(), batch.B, batch.T, &prefix_layout_);
+  if (two) minus_.start(remapped_.data(), batch.mask.data(), batch.B, batch.T, &prefix_layout_);
 }
 
 BlockSession ZoEngine::acquire_block(int b, const BlockWork& work, int first) {

@@ -38,6 +38,7 @@
 #include "dist/comm.h"
 #include "dist/layout.h"
 #include "model/forward.h"
+#include "model/shared_prefix.h"
 #include "store/param_store.h"
 #include "train/loss.h"
 #include "zo/mezo.h"
@@ -109,6 +110,11 @@ class ZoEngine {
   // thrown. Nothing of the abandoned step remains (its perturbation lived in
   // the working copies only); redoing it gives the same step.
   void set_stop_check(std::function<bool()> check) { stop_check_ = std::move(check); }
+  // Each prompt once (model/shared_prefix.h, train/prompt_sharing.h): the
+  // candidates of a classification example share the forward of their prompt,
+  // in both passes and in evaluation. On by default; off runs every sequence
+  // whole (the results differ by float rounding only).
+  void set_prompt_sharing(bool on) { share_prompts_ = on; }
 
   const std::optional<UpdateRecord>& pending() const { return pending_; }
   const MezoOptions& options() const { return opt_; }
@@ -146,7 +152,9 @@ class ZoEngine {
   std::vector<PassLosses> local_, global_;
   std::optional<UpdateRecord> pending_;
   std::function<bool()> stop_check_;
-  ForwardPass plus_, minus_;
+  SharedPrefixPass plus_, minus_;
+  PrefixLayout prefix_layout_;
+  bool share_prompts_ = true;
   std::vector<const float*> ptrs_plus_, ptrs_minus_;
   std::vector<int32_t> tokens_, remapped_;
   AlignedBuffer<float> rows_plus_, rows_minus_, chunk_logits_;

@@ -23,27 +23,57 @@ Evaluator::Evaluator(const Architecture& arch, ParamPtrs weights, const Tokenize
 
 std::vector<double> Evaluator::answer_logprobs(std::span<const int32_t> prompt, std::span<const int32_t> answer,
                                                bool& truncated) {
-  ids_.clear();
-  const int64_t from = append_prompt_answer(prompt, answer, s_.max_length, tok_.bos_id(), ids_, truncated);
-  const auto T = static_cast<int64_t>(ids_.size());
-  std::vector<double> out;
-  if (T <= from) return out;
+  const std::vector<int32_t> one(answer.begin(), answer.end());
+  return answers_logprobs(prompt, {&one, 1}, truncated).front();
+}
+
+std::vector<std::vector<double>> Evaluator::answers_logprobs(std::span<const int32_t> prompt,
+                                                             std::span<const std::vector<int32_t>> answers,
+                                                             bool& truncated) {
+  // One right-padded batch of prompt ++ answer k; the answers share the
+  // prompt's forward (model/shared_prefix.h).
+  const auto K = static_cast<int64_t>(answers.size());
+  std::vector<std::vector<int32_t>> seqs(answers.size());
+  std::vector<int64_t> from(answers.size());
+  int64_t T = 0;
+  for (std::size_t k = 0; k < answers.size(); ++k) {
+    bool cut = false;
+    from[k] = append_prompt_answer(prompt, answers[k], s_.max_length, tok_.bos_id(), seqs[k], cut);
+    truncated = truncated || cut;
+    T = std::max(T, static_cast<int64_t>(seqs[k].size()));
+  }
   const int64_t V = arch_.config().vocab_size;
-  for (int32_t id : ids_)
-    if (id < 0 || id >= V) fail("token id ", id, " is outside the model's vocabulary [0, ", V, ")");
+  ids_.assign(static_cast<std::size_t>(K * T), 0);
+  std::vector<uint8_t> mask(static_cast<std::size_t>(K * T), 0);
+  std::vector<int64_t> needed(answers.size(), 0);
   rows_.clear();
-  for (int64_t t = from; t < T; ++t) rows_.push_back(t - 1);
-  const auto n = static_cast<int64_t>(rows_.size());
-  logits_.resize(static_cast<std::size_t>(n * V));
-  pass_.start(ids_.data(), nullptr, 1, T);
+  for (int64_t k = 0; k < K; ++k) {
+    const auto& seq = seqs[static_cast<std::size_t>(k)];
+    const auto n = static_cast<int64_t>(seq.size());
+    for (int32_t id : seq)
+      if (id < 0 || id >= V) fail("token id ", id, " is outside the model's vocabulary [0, ", V, ")");
+    std::copy(seq.begin(), seq.end(), ids_.begin() + k * T);
+    std::fill_n(mask.begin() + k * T, n, uint8_t{1});
+    for (int64_t t = from[static_cast<std::size_t>(k)]; t < n; ++t) rows_.push_back(k * T + t - 1);
+    if (n > from[static_cast<std::size_t>(k)]) needed[static_cast<std::size_t>(k)] = n - 1;
+  }
+  std::vector<std::vector<double>> out(answers.size());
+  const auto nrows = static_cast<int64_t>(rows_.size());
+  if (nrows == 0) return out;
+  const std::vector<int32_t> group(answers.size(), 0);
+  const PrefixLayout layout = plan_prefix_sharing(ids_.data(), mask.data(), K, T, group.data(), needed.data());
+  logits_.resize(static_cast<std::size_t>(nrows * V));
+  pass_.start(ids_.data(), mask.data(), K, T, &layout);
   pass_.run_body(w_);
-  pass_.logits(w_, rows_.data(), n, logits_.data());
-  for (int64_t i = 0; i < n; ++i) {
+  pass_.logits(w_, rows_.data(), nrows, logits_.data());
+  for (int64_t i = 0; i < nrows; ++i) {
     const float* row = logits_.data() + i * V;
     const double top = *std::max_element(row, row + V);
     double sum = 0;
     for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v]) - top);
-    out.push_back(static_cast<double>(row[ids_[static_cast<std::size_t>(from + i)]]) - top - std::log(sum));
+    const int64_t r = rows_[static_cast<std::size_t>(i)];
+    out[static_cast<std::size_t>(r / T)].push_back(static_cast<double>(row[ids_[static_cast<std::size_t>(r + 1)]]) - top -
+                                                   std::log(sum));
   }
   return out;
 }
@@ -66,20 +96,25 @@ EvalResult Evaluator::classify(const EvalExample& e) {
   const std::vector<int32_t> prompt = tok_.encode(e.ex.prompt, true);
   std::vector<int32_t> sfc_prompt;
   if (e.calibrate) sfc_prompt = tok_.encode(e.sfc.prompt, true);
+  std::vector<std::vector<int32_t>> answers, sfc_answers;
+  for (std::size_t k = 0; k < e.ex.candidates.size(); ++k) {
+    answers.push_back(tok_.encode(e.ex.candidates[k], false));
+    if (answers.back().empty()) fail(e.origin, ": candidate ", k, " gives no tokens");
+    if (e.calibrate) sfc_answers.push_back(tok_.encode(e.sfc.candidates[k], false));
+  }
+  const std::vector<std::vector<double>> lps = answers_logprobs(prompt, answers, r.truncated);
+  std::vector<std::vector<double>> sfc_lps;
+  bool sfc_cut = false;
+  if (e.calibrate) sfc_lps = answers_logprobs(sfc_prompt, sfc_answers, sfc_cut);
   for (std::size_t k = 0; k < e.ex.candidates.size(); ++k) {
     CandidateScore c;
     c.text = e.ex.candidates[k];
-    const std::vector<int32_t> answer = tok_.encode(c.text, false);
-    if (answer.empty()) fail(e.origin, ": candidate ", k, " gives no tokens");
-    bool cut = false;
-    const std::vector<double> lp = answer_logprobs(prompt, answer, cut);
+    const std::vector<double>& lp = lps[k];
     if (lp.empty()) fail(e.origin, ": candidate ", k, " has nothing to score (an empty prompt and one token)");
-    r.truncated = r.truncated || cut;
     c.tokens = static_cast<int64_t>(lp.size());
     c.score = sum_of(lp) / static_cast<double>(lp.size());
     if (e.calibrate) {
-      const std::vector<int32_t> sfc_answer = tok_.encode(e.sfc.candidates[k], false);
-      c.calibration = sum_of(answer_logprobs(sfc_prompt, sfc_answer, cut));
+      c.calibration = sum_of(sfc_lps[k]);
       c.score = sum_of(lp) - c.calibration;
     }
     if (r.predicted < 0 || c.score > r.candidates[static_cast<std::size_t>(r.predicted)].score)

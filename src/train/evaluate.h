@@ -24,7 +24,7 @@
 
 #include "data/eval_protocol.h"
 #include "model/architecture.h"
-#include "model/forward.h"
+#include "model/shared_prefix.h"
 
 namespace zotune {
 
@@ -59,6 +59,10 @@ class Evaluator {
   // has no predictor if the prompt is empty and there is no BOS).
   std::vector<double> answer_logprobs(std::span<const int32_t> prompt, std::span<const int32_t> answer,
                                       bool& truncated);
+  // The same for several answers after one prompt, in one batch whose
+  // sequences share the prompt's forward (model/shared_prefix.h).
+  std::vector<std::vector<double>> answers_logprobs(std::span<const int32_t> prompt,
+                                                    std::span<const std::vector<int32_t>> answers, bool& truncated);
 
  private:
   EvalResult classify(const EvalExample& e);
@@ -68,7 +72,7 @@ class Evaluator {
   ParamPtrs w_;
   const Tokenizer& tok_;
   EvalSettings s_;
-  ForwardPass pass_;
+  SharedPrefixPass pass_;
   std::vector<int32_t> ids_;
   std::vector<int64_t> rows_;
   std::vector<float> logits_;
