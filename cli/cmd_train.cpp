@@ -133,6 +133,7 @@ void register_train(CLI::App& app) {
       ->capture_default_str();
   add_layout_options(*c, a->o.layout);
   add_store_options(*c, a->offload, a->storage_dtype, a->o.store.resident_blocks, a->overlap);
+  add_share_option(*c, a->o.store.share_node_weights);
   c->add_option("--memory-budget", a->memory_budget, "pick the tier and resident blocks to fit SIZE (e.g. 4G, 512M)");
   c->add_flag("--dry-run", a->o.dry_run, "print the planned peak memory of each tier and the time per step; train nothing");
   c->add_option("--progress", a->progress, "auto (bar on a terminal), bar or log")->capture_default_str();
