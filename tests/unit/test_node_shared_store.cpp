@@ -22,6 +22,7 @@
 #include "test_util.h"
 #include "thread_comm.h"
 #include "train/engine.h"
+#include "train/memory_plan.h"
 
 namespace zotune {
 namespace {
@@ -141,6 +142,27 @@ TEST(NodeSharedStore, BothRanksMapOneRegion) {
   EXPECT_GE(bytes[0], 2 * params);
   EXPECT_LE(bytes[0], 2 * params + 64 * arch->tensors().size());
   EXPECT_EQ(bytes[0], bytes[1]);
+}
+
+// The plan of a node of R ranks: the weights once with the flag, R times without.
+TEST(NodeSharedStore, PlanCountsSharedWeightsOncePerNode) {
+  auto arch = load_architecture(testing::golden_dir() / "gpt2");
+  PlanInput in;
+  in.batch = 2;
+  in.seq_len = 16;
+  in.threads = 1;
+  const MemoryPlan own = plan_memory(*arch, in, assumed_machine_constants());
+  in.share_node_weights = true;
+  const MemoryPlan shared = plan_memory(*arch, in, assumed_machine_constants());
+  EXPECT_EQ(shared.bytes.total(), own.bytes.total());  // a rank's own figures do not change
+  const uint64_t w = own.bytes.weights, rest = own.bytes.total() - w;
+  ASSERT_GT(w, 0u);
+  EXPECT_EQ(plan_node_bytes(own, 1), own.bytes.total());
+  EXPECT_EQ(plan_node_bytes(shared, 1), own.bytes.total());
+  EXPECT_EQ(plan_node_bytes(own, 4), 4 * w + 4 * rest);
+  EXPECT_EQ(plan_node_bytes(shared, 4), w + 4 * rest);
+  EXPECT_NE(plan_table(shared).find("weights (RAM, 1/node)"), std::string::npos);
+  EXPECT_EQ(plan_json(shared)["share_node_weights"], true);
 }
 
 }  // namespace
