@@ -185,7 +185,7 @@ void run_bench(BenchArgs a) {
         for (const auto& e : std::filesystem::directory_iterator(contents, ec)) std::filesystem::remove_all(e.path(), ec);
     }
   } cleanup{tmp_work, work_files};
-  std::unique_ptr<ParamStore> store_ptr = make_store(*arch, ckpt, so);
+  std::unique_ptr<ParamStore> store_ptr = make_store(*arch, ckpt, so, &comm);
   ParamStore& store = *store_ptr;
   MezoOptions opt;
   opt.dist = parse_perturbation(a.perturbation);
@@ -297,6 +297,7 @@ void run_bench(BenchArgs a) {
               {"storage_dtype", std::string(dtype_name(so.storage_dtype))},
               {"resident_blocks", so.resident_blocks},
               {"overlap", so.overlap},
+              {"share_node_weights", so.share_node_weights},
               {"compute_sec_per_step", compute_sec},
               {"io_sec_per_step", io_sec},
               {"io_wait_sec_per_step", streams ? c.io_wait_seconds / n : 0.0},
@@ -329,6 +330,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "seed of the random tokens and perturbations")->capture_default_str();
   cmd->add_option("--perturbation", args->perturbation, "gaussian, rademacher or ones")->capture_default_str();
   add_store_options(*cmd, args->offload, args->storage_dtype, args->store, args->overlap);
+  add_share_option(*cmd, args->store.share_node_weights);
   cmd->add_option("--work-dir", args->work_dir, "disk tier: where the working copy goes (default: a temp dir)");
   cmd->add_option("--memory-budget", args->memory_budget,
                   "pick the tier and resident blocks to fit SIZE (e.g. 4G, 512M), as train does");

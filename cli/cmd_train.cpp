@@ -203,6 +203,7 @@ void register_train(CLI::App& app) {
   c->add_flag("--assumed-machine", a->assumed_machine,
               "--dry-run: time with the assumed machine constants instead of probing this one (reproducible plans)");
   add_store_options(*c, a->offload, a->storage_dtype, a->o.store, a->overlap);
+  add_share_option(*c, a->o.store.share_node_weights);
   c->add_option("--memory-budget", a->memory_budget, "pick the tier and resident blocks to fit SIZE (e.g. 4G, 512M)");
   c->add_flag("--dry-run", a->o.dry_run, "print the planned peak memory and time per step (per rank and per node for a layout); train nothing");
   c->add_option("--progress", a->progress, "auto (bar on a terminal), bar or log")->capture_default_str();

@@ -97,6 +97,12 @@ void add_store_options(CLI::App& cmd, std::string& offload, std::string& storage
       ->capture_default_str();
 }
 
+void add_share_option(CLI::App& cmd, bool& share) {
+  cmd.add_flag("--share-node-weights", share,
+               "the ranks of a node keep one copy of the weights in shared memory, each with its own working "
+               "copies (RAM tiers; docs/architecture.md, Processes)");
+}
+
 void apply_store_options(const std::string& offload, const std::string& storage_dtype, const std::string& overlap,
                          StoreOptions& out) {
   if (offload == "none") out.offload = Offload::None;
@@ -111,6 +117,8 @@ void apply_store_options(const std::string& offload, const std::string& storage_
   else if (overlap == "off") out.overlap = false;
   else fail("--overlap: unknown value '", overlap, "' (on, off)");
   if (out.resident_blocks < 1) fail("--resident-blocks must be >= 1");
+  if (out.share_node_weights && out.offload == Offload::Disk)
+    fail("--share-node-weights keeps one copy of the weights in RAM per node; it does not combine with --offload disk");
 }
 
 kernels::ZDist parse_perturbation(const std::string& name) {

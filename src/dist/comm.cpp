@@ -1,5 +1,6 @@
 #include "dist/comm.h"
 
+#include "base/aligned_buffer.h"
 #include "base/error.h"
 
 namespace zotune {
@@ -22,6 +23,27 @@ void SingleProcessComm::broadcast(std::vector<uint8_t>& blob, int root) {
 }
 
 void SingleProcessComm::abort(const std::string& why) { fail(why); }
+
+namespace {
+
+class PrivateNodeShare final : public NodeShare {
+ public:
+  explicit PrivateNodeShare(std::size_t bytes) : mem_(bytes) {}
+  int node_rank() const override { return 0; }
+  int node_size() const override { return 1; }
+  void* data() override { return mem_.data(); }
+  std::size_t size() const override { return mem_.size(); }
+  void barrier() override {}
+
+ private:
+  AlignedBuffer<unsigned char> mem_;
+};
+
+}  // namespace
+
+std::unique_ptr<NodeShare> private_node_share(std::size_t bytes) { return std::make_unique<PrivateNodeShare>(bytes); }
+
+std::unique_ptr<NodeShare> Comm::share_node(std::size_t bytes) { return private_node_share(bytes); }
 
 Comm& single_process_comm() {
   static SingleProcessComm comm;

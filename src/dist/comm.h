@@ -12,10 +12,14 @@
 // process is `SingleProcessComm`; an MPI implementation is one more file
 // deriving from Comm (issue #12). The CLI creates the context and passes it down.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "dist/node_share.h"
 
 namespace zotune {
 
@@ -43,6 +47,11 @@ class Comm {
   virtual void barrier() = 0;
   // Ends every rank of the job with `why` (a single process: throws Error).
   [[noreturn]] virtual void abort(const std::string& why) = 0;
+  // `bytes` of memory shared by the ranks of this rank's node (dist/node_share.h).
+  // Collective: every rank of the world calls it with the same size. This
+  // default is a node of one rank (private memory): right for one process and
+  // for any context whose ranks share no memory.
+  virtual std::unique_ptr<NodeShare> share_node(std::size_t bytes);
 
   // values[i] = the sum over ranks of values[i], added in rank order (0, 1, ...)
   // on every rank; every rank passes the same length.

@@ -27,6 +27,59 @@ void mpi_check(int rc, const char* what) {
   fail("MPI: ", what, " failed: ", std::string(msg, static_cast<std::size_t>(len)));
 }
 
+// An MPI-3 shared-memory window over the ranks of one node
+// (MPI_COMM_TYPE_SHARED): node rank 0 allocates the whole region, the others
+// map it (MPI_Win_shared_query). One passive-target epoch (lock_all) spans the
+// window's life; barrier() is MPI_Win_sync + MPI_Barrier + MPI_Win_sync, the
+// standard pattern that orders plain loads and stores across the node's ranks.
+class MpiNodeShare final : public NodeShare {
+ public:
+  MpiNodeShare(std::size_t bytes, int world_rank) {
+    mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node_),
+              "MPI_Comm_split_type (node)");
+    MPI_Comm_rank(node_, &rank_);
+    MPI_Comm_size(node_, &size_);
+    void* mine = nullptr;
+    // 64 spare bytes: the region starts at the window's first 64-byte boundary.
+    const auto mine_bytes = static_cast<MPI_Aint>(rank_ == 0 ? bytes + 64 : 0);
+    mpi_check(MPI_Win_allocate_shared(mine_bytes, 1, MPI_INFO_NULL, node_, &mine, &win_),
+              "MPI_Win_allocate_shared (node weights)");
+    MPI_Aint got = 0;
+    int unit = 0;
+    void* window = nullptr;
+    mpi_check(MPI_Win_shared_query(win_, 0, &got, &unit, &window), "MPI_Win_shared_query");
+    check(static_cast<std::size_t>(got) >= bytes + 64, "MPI shared window: ", got, " bytes, asked for ", bytes + 64);
+    const auto at = reinterpret_cast<std::uintptr_t>(window);
+    base_ = static_cast<unsigned char*>(window) + (64 - at % 64) % 64;
+    bytes_ = bytes;
+    mpi_check(MPI_Win_lock_all(MPI_MODE_NOCHECK, win_), "MPI_Win_lock_all");
+  }
+  ~MpiNodeShare() override {
+    int done = 0;
+    MPI_Finalized(&done);
+    if (done) return;
+    MPI_Win_unlock_all(win_);
+    MPI_Win_free(&win_);
+    MPI_Comm_free(&node_);
+  }
+  int node_rank() const override { return rank_; }
+  int node_size() const override { return size_; }
+  void* data() override { return base_; }
+  std::size_t size() const override { return bytes_; }
+  void barrier() override {
+    mpi_check(MPI_Win_sync(win_), "MPI_Win_sync");
+    mpi_check(MPI_Barrier(node_), "MPI_Barrier (node)");
+    mpi_check(MPI_Win_sync(win_), "MPI_Win_sync");
+  }
+
+ private:
+  MPI_Comm node_ = MPI_COMM_NULL;
+  MPI_Win win_ = MPI_WIN_NULL;
+  int rank_ = 0, size_ = 1;
+  void* base_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
 class MpiComm final : public Comm {
  public:
   MpiComm() {
@@ -82,6 +135,10 @@ class MpiComm final : public Comm {
   void barrier() override {
     count(0);
     mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+  }
+
+  std::unique_ptr<NodeShare> share_node(std::size_t bytes) override {
+    return std::make_unique<MpiNodeShare>(bytes, rank_);
   }
 
   [[noreturn]] void abort(const std::string& why) override {

@@ -1,9 +1,11 @@
 #include "store/store_factory.h"
 
 #include "base/error.h"
+#include "dist/comm.h"
 #include "io/safetensors.h"
 #include "store/disk_store.h"
 #include "store/lowbit_store.h"
+#include "store/node_shared_store.h"
 
 namespace zotune {
 
@@ -18,7 +20,15 @@ DiskStoreOptions disk_store_options(const StoreOptions& opt) {
   return d;
 }
 
-std::unique_ptr<ParamStore> make_store(const Architecture& arch, const Checkpoint& ckpt, const StoreOptions& opt) {
+std::unique_ptr<ParamStore> make_store(const Architecture& arch, const Checkpoint& ckpt, const StoreOptions& opt,
+                                       Comm* comm) {
+  if (opt.share_node_weights) {
+    check(opt.offload != Offload::Disk,
+          "--share-node-weights keeps one copy of the weights in RAM per node; it does not combine with --offload disk");
+    check(opt.offload == Offload::Ram || opt.storage_dtype == DType::F32, "--offload none keeps fp32 weights; use --offload ram for --storage-dtype ",
+          dtype_name(opt.storage_dtype));
+    return std::make_unique<NodeSharedStore>(arch, ckpt, opt.storage_dtype, comm ? *comm : single_process_comm());
+  }
   if (opt.offload == Offload::None || (opt.offload == Offload::Ram && opt.storage_dtype == DType::F32)) {
     check(opt.storage_dtype == DType::F32, "--offload none keeps fp32 weights; use --offload ram for --storage-dtype ",
           dtype_name(opt.storage_dtype));

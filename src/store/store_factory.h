@@ -27,12 +27,19 @@ struct StoreOptions {
   // disk: updates the input checkpoint already holds (the step it was saved at)
   int64_t initial_updates = 0;
   bool verify_reads = false;        // disk: check file checksums on every read (--verify-reads)
+  // RAM tiers: one stored θ per node, shared by its ranks (--share-node-weights,
+  // store/node_shared_store.h); not with the disk tier.
+  bool share_node_weights = false;
 };
 
 struct DiskStoreOptions;
 // The disk tier's options from the CLI-level ones (make_store and the trainer's resume).
 DiskStoreOptions disk_store_options(const StoreOptions& opt);
 
-std::unique_ptr<ParamStore> make_store(const Architecture& arch, const Checkpoint& ckpt, const StoreOptions& opt);
+// `comm` (default: the single process) gives the node-shared memory of
+// opt.share_node_weights; building that store is collective over its world.
+class Comm;
+std::unique_ptr<ParamStore> make_store(const Architecture& arch, const Checkpoint& ckpt, const StoreOptions& opt,
+                                       Comm* comm = nullptr);
 
 }  // namespace zotune

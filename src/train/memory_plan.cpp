@@ -37,6 +37,7 @@ PlanInput plan_input(const StoreOptions& so, int64_t batch, int64_t seq_len, int
   in.storage_dtype = so.storage_dtype;
   in.resident_blocks = so.resident_blocks;
   in.overlap = so.overlap;
+  in.share_node_weights = so.share_node_weights;
   in.threads = threads;
   return in;
 }
@@ -141,6 +142,12 @@ PlanChoice choose_plan(const Architecture& arch, uint64_t budget, const PlanInpu
   return best;
 }
 
+uint64_t plan_node_bytes(const MemoryPlan& p, int ranks_per_node) {
+  const auto R = static_cast<uint64_t>(std::max(ranks_per_node, 1));
+  const uint64_t own = p.bytes.total() - p.bytes.weights;
+  return R * own + (p.input.share_node_weights ? 1 : R) * p.bytes.weights;
+}
+
 std::string plan_table(const MemoryPlan& p) {
   auto mb = [](uint64_t b) {
     char s[32];
@@ -152,7 +159,8 @@ std::string plan_table(const MemoryPlan& p) {
      << dtype_name(p.input.offload == Offload::None ? DType::F32 : p.input.storage_dtype) << ", resident blocks "
      << p.input.resident_blocks << ", B=" << p.input.batch << " T=" << p.input.seq_len << ", " << p.params
      << " parameters\n";
-  os << "  weights (RAM)         " << mb(p.bytes.weights) << "\n";
+  os << (p.input.share_node_weights ? "  weights (RAM, 1/node) " : "  weights (RAM)         ") << mb(p.bytes.weights)
+     << "\n";
   os << "  working copies (fp32) " << mb(p.bytes.working) << "\n";
   os << "  streamed chunks       " << mb(p.bytes.streaming) << "\n";
   os << "  activations (2 pass)  " << mb(p.bytes.activations) << "\n";
@@ -182,6 +190,7 @@ Json plan_json(const MemoryPlan& p) {
   j["storage_dtype"] = dtype_name(p.input.offload == Offload::None ? DType::F32 : p.input.storage_dtype);
   j["resident_blocks"] = p.input.resident_blocks;
   j["overlap"] = p.input.overlap;
+  if (p.input.share_node_weights) j["share_node_weights"] = true;
   j["batch"] = p.input.batch;
   j["seq_len"] = p.input.seq_len;
   j["params"] = p.params;

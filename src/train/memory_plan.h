@@ -42,6 +42,9 @@ struct PlanInput {
   int resident_blocks = 1;
   bool overlap = true;
   int threads = 0;        // 0 = omp_get_max_threads()
+  // --share-node-weights: the weights are one region per node, shared by its
+  // ranks (store/node_shared_store.h); the per-rank figures stay the same.
+  bool share_node_weights = false;
   // dtype of the input checkpoint (default: config's torch_dtype, else F32). The
   // stores drop its mapped pages after loading, so it is not counted.
   std::optional<DType> input_dtype;
@@ -109,6 +112,10 @@ struct PlanChoice {
 PlanChoice choose_plan(const Architecture& arch, uint64_t budget_bytes, const PlanInput& base,
                        const MachineConstants& mc);
 
+// Bytes a node running `ranks_per_node` ranks of this plan holds: every rank's
+// own tiers, and the weights once per node with --share-node-weights (else
+// once per rank).
+uint64_t plan_node_bytes(const MemoryPlan& p, int ranks_per_node);
 std::string plan_table(const MemoryPlan& p);  // human-readable, one tier a line
 Json plan_json(const MemoryPlan& p);
 const char* offload_name(Offload o);

@@ -134,7 +134,7 @@ void Trainer::load_starting_weights() {
   if (opt_.resume.empty()) {
     arch_ = load_architecture(opt_.model);
     ckpt_ = std::make_unique<Checkpoint>(opt_.model);
-    store_ = make_store(*arch_, *ckpt_, opt_.store);
+    store_ = make_store(*arch_, *ckpt_, opt_.store, &comm_);
     return;
   }
   const ResumePoint point = read_resume_point(opt_.resume, run_identity(opt_));
@@ -174,7 +174,7 @@ void Trainer::load_starting_weights() {
     // Only the update log is exact: rebuild from the base model.
     ckpt_ = std::make_unique<Checkpoint>(base_model_);
   }
-  store_ = make_store(*arch_, *ckpt_, opt_.store);
+  store_ = make_store(*arch_, *ckpt_, opt_.store, &comm_);
   const fs::path& log_file = point.update_log;
   UpdateLog log = read_update_log(log_file);
   check(static_cast<int64_t>(log.records.size()) >= start_step_, log_file.string(), ": holds ", log.records.size(),
@@ -221,7 +221,10 @@ void Trainer::load_data() {
 }
 
 void Trainer::evaluate(int64_t step) {
-  if (!eval_ || !lead_) return;  // rank 0 evaluates and reports; the others only take steps
+  if (!eval_) return;
+  // One θ per node: its ranks apply the pending update together (node_shared_store.h).
+  if (opt_.store.share_node_weights) engine_->flush();
+  if (!lead_) return;  // rank 0 evaluates and reports; the others only take steps
   const int64_t bs = opt_.eval_batch_size > 0 ? opt_.eval_batch_size : opt_.batch_size;
   EvalLoader el(*eval_, bs);
   Batch batch;
@@ -355,6 +358,8 @@ TensorReader Trainer::flushed_weights() {
 void Trainer::save_checkpoint_dir(int64_t step) {
   // Rank 0 writes. The others keep the update pending: a flushed and a fused
   // update give the same bits (the resume tests hold that), so ranks agree.
+  // One θ per node: its ranks flush together (node_shared_store.h).
+  if (opt_.store.share_node_weights) engine_->flush();
   if (!lead_) return;
   dir_->write_checkpoint(step, step >= opt_.steps, opt_.keep_checkpoints, [&](const fs::path& tmp) {
     save_checkpoint(*arch_, flushed_weights(), store_->storage_dtype(), tmp);

@@ -1,6 +1,7 @@
 // A Comm whose ranks are threads of one process: a test double for the
 // data-parallel path (ZoEngine::step with its reduction) without MPI.
-// ThreadGroup(world) owns the shared slots; rank(r) is rank r's Comm.
+// ThreadGroup(world) owns the shared slots; rank(r) is rank r's Comm. The
+// threads form one node: share_node() hands every rank the same memory.
 #pragma once
 #include <barrier>
 #include <memory>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "base/aligned_buffer.h"
 #include "base/error.h"
 #include "dist/comm.h"
 
@@ -42,13 +44,37 @@ class ThreadGroup {
     }
     void barrier() override { g_.sync_.arrive_and_wait(); }
     [[noreturn]] void abort(const std::string& why) override { fail("rank ", rank_, ": ", why); }
+    std::unique_ptr<NodeShare> share_node(std::size_t bytes) override {
+      if (rank_ == 0) g_.mem_ = std::make_shared<AlignedBuffer<unsigned char>>(bytes);
+      g_.sync_.arrive_and_wait();
+      auto share = std::make_unique<Share>(g_, rank_, world_, g_.mem_);
+      g_.sync_.arrive_and_wait();  // every rank holds the memory before it may change
+      return share;
+    }
 
    private:
     ThreadGroup& g_;
     int rank_, world_;
   };
 
+  class Share final : public NodeShare {
+   public:
+    Share(ThreadGroup& g, int rank, int size, std::shared_ptr<AlignedBuffer<unsigned char>> mem)
+        : g_(g), rank_(rank), size_(size), mem_(std::move(mem)) {}
+    int node_rank() const override { return rank_; }
+    int node_size() const override { return size_; }
+    void* data() override { return mem_->data(); }
+    std::size_t size() const override { return mem_->size(); }
+    void barrier() override { g_.sync_.arrive_and_wait(); }
+
+   private:
+    ThreadGroup& g_;
+    int rank_, size_;
+    std::shared_ptr<AlignedBuffer<unsigned char>> mem_;
+  };
+
   std::barrier<> sync_;
+  std::shared_ptr<AlignedBuffer<unsigned char>> mem_;
   std::vector<std::vector<double>> doubles_;
   std::vector<uint8_t> blob_;
   std::vector<std::unique_ptr<Rank>> ranks_;

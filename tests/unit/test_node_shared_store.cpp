@@ -1,0 +1,169 @@
+// NodeSharedStore (--share-node-weights): one stored θ for the ranks of a
+// node, each rank updating its share of every unit between node barriers.
+// In one process (a node of one) it must equal RamStore / LowBitRamStore bit
+// for bit; on two ranks sharing one region (threads of a ThreadGroup, whose
+// share_node hands both the same memory) it must equal two ranks with
+// replicated stores, in the data- and the perturbation-parallel layout.
+// tests/mpi/share_node_weights.sh runs the same under mpirun.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "base/threads.h"
+#include "dist/layout.h"
+#include "io/safetensors.h"
+#include "model/model.h"
+#include "store/lowbit_store.h"
+#include "store/node_shared_store.h"
+#include "test_util.h"
+#include "thread_comm.h"
+#include "train/engine.h"
+#include "train/memory_plan.h"
+
+namespace zotune {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  std::vector<double> grads;
+  double eval_loss = 0;
+  std::vector<std::vector<float>> weights;
+};
+
+std::unique_ptr<ParamStore> store_of(const Architecture& arch, const Checkpoint& ckpt, DType dtype, Comm* shared) {
+  if (shared) return std::make_unique<NodeSharedStore>(arch, ckpt, dtype, *shared);
+  if (dtype == DType::F32) return std::make_unique<RamStore>(arch, ckpt);
+  return std::make_unique<LowBitRamStore>(arch, ckpt, dtype);
+}
+
+// 3 steps (two-sided, or one-sided) with weight decay, a flush, an evaluation.
+Result run_engine(const fs::path& model, DType dtype, Comm* shared, Comm& comm = single_process_comm(), RankLayout layout = {},
+        bool one_sided = false) {
+  auto arch = load_architecture(model);
+  Checkpoint ckpt(model);
+  auto store = store_of(*arch, ckpt, dtype, shared);
+  MezoOptions opt;
+  opt.lr = 1e-3f;
+  opt.eps = 1e-3f;
+  opt.weight_decay = 0.05f;
+  opt.one_sided = one_sided;
+  ZoEngine engine(*arch, *store, opt, 7, comm, layout);
+  const Batch batch = language_model_batch({{5, 9, 17, 33, 41, 8, 12, 19, 23}, {7, 3, 99, 14, 6}}, 0);
+  Result r;
+  for (int t = 0; t < 3; ++t) r.grads.push_back(engine.step(t, 3, batch).grad);
+  engine.flush();  // collective with a shared store
+  r.eval_loss = engine.evaluate(batch).loss;
+  for (std::size_t id = 0; id < arch->tensors().size(); ++id) {
+    r.weights.emplace_back(static_cast<std::size_t>(arch->tensors()[id].numel()));
+    store->read_tensor(static_cast<int>(id), r.weights.back().data());
+  }
+  return r;
+}
+
+void expect_same_bits(const Result& a, const Result& b, const std::string& what) {
+  ASSERT_EQ(a.grads.size(), b.grads.size()) << what;
+  for (std::size_t i = 0; i < a.grads.size(); ++i) EXPECT_EQ(a.grads[i], b.grads[i]) << what << " step " << i + 1;
+  EXPECT_EQ(a.eval_loss, b.eval_loss) << what;
+  ASSERT_EQ(a.weights.size(), b.weights.size()) << what;
+  for (std::size_t id = 0; id < a.weights.size(); ++id)
+    ASSERT_EQ(std::memcmp(a.weights[id].data(), b.weights[id].data(), a.weights[id].size() * sizeof(float)), 0)
+        << what << ": tensor " << id << " differs";
+}
+
+TEST(NodeSharedStore, OneProcessEqualsThePrivateStores) {
+  set_compute_threads(1);
+  // gpt2: tied head; llama: untied head (updated while streamed).
+  for (const char* name : {"gpt2", "llama"})
+    for (DType d : {DType::F32, DType::BF16, DType::F16}) {
+      const fs::path model = testing::golden_dir() / name;
+      const std::string what = std::string(name) + " " + std::string(dtype_name(d));
+      expect_same_bits(run_engine(model, d, nullptr), run_engine(model, d, &single_process_comm()), what);
+      expect_same_bits(run_engine(model, d, nullptr, single_process_comm(), {}, true),
+                       run_engine(model, d, &single_process_comm(), single_process_comm(), {}, true), what + " one-sided");
+    }
+}
+
+// Two ranks (threads) of one layout, with replicated stores or one shared θ.
+std::vector<Result> two_ranks(const fs::path& model, DType dtype, RankLayout layout, bool share) {
+  testing::ThreadGroup group(2);
+  std::vector<Result> runs(2);
+  std::vector<std::thread> ts;
+  for (int r = 0; r < 2; ++r)
+    ts.emplace_back([&, r] {
+      set_compute_threads(1);
+      Comm& c = group.rank(r);
+      runs[static_cast<std::size_t>(r)] = run_engine(model, dtype, share ? &c : nullptr, c, layout);
+    });
+  for (auto& t : ts) t.join();
+  return runs;
+}
+
+TEST(NodeSharedStore, TwoRanksOnOneThetaEqualReplicatedRanks) {
+  for (const char* name : {"gpt2", "llama"})
+    for (DType d : {DType::F32, DType::BF16})
+      for (RankLayout layout : {RankLayout{2, 1, 1}, RankLayout{1, 2, 1}}) {
+        const fs::path model = testing::golden_dir() / name;
+        const std::string what = std::string(name) + " " + std::string(dtype_name(d)) + " " + layout.flags();
+        const std::vector<Result> rep = two_ranks(model, d, layout, false), shared = two_ranks(model, d, layout, true);
+        expect_same_bits(rep[0], shared[0], what + " rank 0");
+        expect_same_bits(rep[1], shared[1], what + " rank 1");
+        // The step changed the weights (the comparison is not of untouched bytes).
+        EXPECT_NE(rep[0].grads[0], 0.0) << what;
+      }
+}
+
+TEST(NodeSharedStore, BothRanksMapOneRegion) {
+  const fs::path model = testing::golden_dir() / "gpt2";
+  testing::ThreadGroup group(2);
+  std::vector<std::size_t> bytes(2);
+  std::vector<int> ranks(2), sizes(2);
+  std::vector<std::thread> ts;
+  for (int r = 0; r < 2; ++r)
+    ts.emplace_back([&, r] {
+      auto arch = load_architecture(model);
+      Checkpoint ckpt(model);
+      NodeSharedStore s(*arch, ckpt, DType::BF16, group.rank(r));
+      bytes[static_cast<std::size_t>(r)] = s.shared_bytes();
+      ranks[static_cast<std::size_t>(r)] = s.node_rank();
+      sizes[static_cast<std::size_t>(r)] = s.node_size();
+    });
+  for (auto& t : ts) t.join();
+  auto arch = load_architecture(model);
+  std::size_t params = 0;
+  for (const auto& t : arch->tensors()) params += static_cast<std::size_t>(t.numel());
+  EXPECT_EQ(ranks, (std::vector<int>{0, 1}));
+  EXPECT_EQ(sizes, (std::vector<int>{2, 2}));
+  // Every weight once, 2 bytes each (plus at most 63 bytes of alignment a tensor).
+  EXPECT_GE(bytes[0], 2 * params);
+  EXPECT_LE(bytes[0], 2 * params + 64 * arch->tensors().size());
+  EXPECT_EQ(bytes[0], bytes[1]);
+}
+
+// The plan of a node of R ranks: the weights once with the flag, R times without.
+TEST(NodeSharedStore, PlanCountsSharedWeightsOncePerNode) {
+  auto arch = load_architecture(testing::golden_dir() / "gpt2");
+  PlanInput in;
+  in.batch = 2;
+  in.seq_len = 16;
+  in.threads = 1;
+  const MemoryPlan own = plan_memory(*arch, in, assumed_machine_constants());
+  in.share_node_weights = true;
+  const MemoryPlan shared = plan_memory(*arch, in, assumed_machine_constants());
+  EXPECT_EQ(shared.bytes.total(), own.bytes.total());  // a rank's own figures do not change
+  const uint64_t w = own.bytes.weights, rest = own.bytes.total() - w;
+  ASSERT_GT(w, 0u);
+  EXPECT_EQ(plan_node_bytes(own, 1), own.bytes.total());
+  EXPECT_EQ(plan_node_bytes(shared, 1), own.bytes.total());
+  EXPECT_EQ(plan_node_bytes(own, 4), 4 * w + 4 * rest);
+  EXPECT_EQ(plan_node_bytes(shared, 4), w + 4 * rest);
+  EXPECT_NE(plan_table(shared).find("weights (RAM, 1/node)"), std::string::npos);
+  EXPECT_EQ(plan_json(shared)["share_node_weights"], true);
+}
+
+}  // namespace
+}  // namespace zotune
