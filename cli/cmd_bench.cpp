@@ -165,6 +165,7 @@ void run_bench(BenchArgs a) {
   ci.directions = a.directions;
   ci.nodes = comm.world() % nodes == 0 ? nodes : 1;  // an uneven placement is planned as one node
   ci.ranks_per_node = comm.world() / ci.nodes;
+  ci.weights = so.share_node_weights ? NodeWeights::Shared : NodeWeights::PerRank;
   ci.net = network_of(a.net, ci.nodes);
   ci.train = false;
   MachineConstants node_mc = mc;

@@ -70,6 +70,7 @@ int dry_run(const TrainArgs& a) {
     ci.directions = o.mezo.directions;
     ci.ranks_per_node = R;
     ci.nodes = M;
+    ci.weights = o.store.share_node_weights ? NodeWeights::Shared : NodeWeights::PerRank;
     ci.net = network_of(a.net, M);
     const ClusterPlan cp = plan_cluster(*arch, plan_input(so, o.batch_size, o.max_length, rank_threads), ci, mc);
     std::printf("%s", cluster_table(cp).c_str());

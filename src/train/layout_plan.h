@@ -10,8 +10,7 @@
 // activations, staging, process overhead; in a job of several ranks also
 // Open MPI's libraries and buffers (kMpiRankOverheadBytes). Per node: R ranks' worth, the
 // weights counted once per copy the node stores (node_weight_copies: one per
-// rank today; NodeWeights::Shared is the hook for node-shared weights,
-// --share-node-weights, which does not exist yet).
+// rank, or one per node with --share-node-weights: NodeWeights::Shared).
 //
 // Time per step, every rank doing the same work:
 //   compute     (K/G) directions x (2/P) passes of forward_flops(B/D, T), at
@@ -53,8 +52,8 @@ struct NetworkModel {
 };
 NetworkModel network_model(int nodes, std::optional<double> latency_us = {}, std::optional<double> gbit_per_s = {});
 
-// Who stores the weights on a node. PerRank is what runs today; Shared (one
-// copy per node, DistZO2's shared master copy) is planned, not implemented.
+// Who stores the weights on a node: every rank its own copy, or one copy per
+// node (--share-node-weights, DistZO2's shared master copy; store/node_shared_store.h).
 enum class NodeWeights { PerRank, Shared };
 int node_weight_copies(NodeWeights mode, int ranks_per_node);
 
