@@ -8,12 +8,7 @@
 # Usage: bench_bytes.sh ZOTUNE_BINARY
 set -euo pipefail
 Z=$(realpath "$1")
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-export OMPI_MCA_btl=self,vader OMPI_MCA_plm_rsh_agent= OMPI_MCA_rmaps_base_oversubscribe=1
-mpi() { timeout 120 mpirun --allow-run-as-root --oversubscribe -np "$@"; }
-die() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 "$Z" init --arch gpt2 --preset tiny --out tiny >/dev/null
 "$Z" init --arch gpt2 --preset gpt2-124m --out big >/dev/null

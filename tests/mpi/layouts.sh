@@ -14,13 +14,7 @@
 set -euo pipefail
 Z=$(realpath "$1"); arch=$2
 KILL_BOUND=${KILL_BOUND:-15}
-work=$(mktemp -d)
-cleanup() { pkill -9 -f "$work/" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-cd "$work"
-export OMPI_MCA_btl=self,vader OMPI_MCA_plm_rsh_agent= OMPI_MCA_rmaps_base_oversubscribe=1
-mpi() { timeout 120 mpirun --allow-run-as-root --oversubscribe -np "$@"; }
-die() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 same() { cmp -s "$1/model.safetensors" "$2/model.safetensors" || die "$3: $1 and $2 differ"; }
 
 python3 - <<'PY' > data.jsonl

@@ -7,12 +7,7 @@
 # Usage: share_node_weights.sh ZOTUNE_BINARY ARCH...
 set -euo pipefail
 Z=$(realpath "$1"); shift
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-export OMPI_MCA_btl=self,vader OMPI_MCA_plm_rsh_agent= OMPI_MCA_rmaps_base_oversubscribe=1
-mpi() { timeout 120 mpirun --allow-run-as-root --oversubscribe -np "$@"; }
-die() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 python3 - <<'PY'
 import json, random
