@@ -5,6 +5,7 @@
 #   1x2      1 rank x 2 threads
 #   ddp      2 ranks x 1 thread, --data-parallel 2
 #   pertp    2 ranks x 1 thread, --pert-parallel 2
+#   *-share  the same two with --share-node-weights (one stored copy per node)
 #   2d       4 ranks x 1 thread, --data-parallel 2 --pert-parallel 2 (oversubscribed on 2 cores)
 #   1x1-k2   1 rank x 1 thread, --directions 2 (the reference of the next)
 #   groups   2 ranks x 1 thread, --directions 2 --direction-groups 2
@@ -43,6 +44,8 @@ for i in $(seq "$rounds"); do
   run 1x2 1 2 "$model"
   run ddp 2 1 "$model" --data-parallel 2
   run pertp 2 1 "$model" --pert-parallel 2
+  run ddp-share 2 1 "$model" --data-parallel 2 --share-node-weights
+  run pertp-share 2 1 "$model" --pert-parallel 2 --share-node-weights
   run 2d 4 1 "$model" --data-parallel 2 --pert-parallel 2
   run 1x1-k2 1 1 "$model" --directions 2
   run groups 2 1 "$model" --directions 2 --direction-groups 2
