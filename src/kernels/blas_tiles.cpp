@@ -4,6 +4,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
 namespace zotune::kernels::detail {
 
@@ -19,6 +21,42 @@ constexpr int64_t kMaxTiles = 2;
 constexpr int64_t kAlign = 16;  // OpenBLAS's register blocks: tiles stay whole multiples
 
 int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
+
+// OpenBLAS 0.3.21 (SkylakeX and Cooperlake kernels) computes a row-major
+// A * B^T with at most 1200 outputs, K >= 32 and M*N*K <= 1e6 with its small
+// "TN" kernel (sgemm_small_kernel_permit_skylakex.c, the row-major call being
+// the column-major transposed one), whose rounding differs from the packed
+// path's. Which path a row takes then depends on how many rows share the call:
+// a row computed in a call of 10 rows differs from the same row in a call of
+// 64 (measured). Every other path of those kernel sets gives each row the same
+// bits whatever the row count (measured for NN and NT, 1 to 512 rows), so a
+// batch split over data-parallel ranks would compute the same rows. Rows of
+// such a small call are therefore computed in a call padded with zero rows to
+// more than 1200 outputs. (The Haswell kernels' packed path itself depends on
+// the row count: no padding helps there.)
+constexpr int64_t kSmallOutputs = 1200;
+
+bool small_nt(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t K) {
+  return !trans_a && trans_b && m * n <= kSmallOutputs && K >= 32 && m * n * K <= 1000000;
+}
+
+// C[m, n] = alpha * A[m, K] B^T + beta * C through a call of more than
+// kSmallOutputs outputs: A's rows and then zeros in a scratch, C's rows copied back.
+void sgemm_nt_padded(int64_t m, int64_t n, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                     int64_t ldb, float beta, float* C, int64_t ldc) {
+  const int64_t rows = kSmallOutputs / n + 1;
+  thread_local std::vector<float> a, c;
+  a.assign(static_cast<std::size_t>(rows * K), 0.0f);
+  c.assign(static_cast<std::size_t>(rows * n), 0.0f);
+  for (int64_t i = 0; i < m; ++i) {
+    std::memcpy(a.data() + i * K, A + i * lda, sizeof(float) * static_cast<std::size_t>(K));
+    if (beta != 0.0f) std::memcpy(c.data() + i * n, C + i * ldc, sizeof(float) * static_cast<std::size_t>(n));
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(n), static_cast<int>(K),
+              alpha, a.data(), static_cast<int>(K), B, static_cast<int>(ldb), beta, c.data(), static_cast<int>(n));
+  for (int64_t i = 0; i < m; ++i)
+    std::memcpy(C + i * ldc, c.data() + i * n, sizeof(float) * static_cast<std::size_t>(n));
+}
 
 }  // namespace
 
@@ -39,6 +77,8 @@ void sgemm_tiles(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
     const int64_t m = std::min(t.rows, M - i), n = std::min(t.cols, N - j);
     const float* a = trans_a ? A + i : A + i * lda;
     const float* b = trans_b ? B + j * ldb : B + j;
+    if (small_nt(trans_a, trans_b, m, n, K))
+      return sgemm_nt_padded(m, n, K, alpha, a, lda, b, ldb, beta, C + i * ldc + j, ldc);
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
                 static_cast<int>(m), static_cast<int>(n), static_cast<int>(K), alpha, a, static_cast<int>(lda), b,
                 static_cast<int>(ldb), beta, C + i * ldc + j, static_cast<int>(ldc));
