@@ -4,6 +4,7 @@
 # corpus seeded from the test fixtures (tests/golden) and fuzz/seeds.
 #   FUZZ_SECONDS=600 bash scripts/fuzz.sh           the long run (10 min per target)
 #   FUZZ_TARGETS="jsonl config" bash scripts/fuzz.sh
+# FUZZ_TIMEOUT (default 10 s) is the time one input may take before it counts as a finding.
 # The corpus grows in $BUILD_DIR/corpus/<target> and is reused by later runs.
 # A finding leaves crash-*/timeout-*/oom-* in $BUILD_DIR/findings and fails the script.
 set -euo pipefail
@@ -33,7 +34,7 @@ for t in $TARGETS; do
   esac
   echo "== fuzz_$t: ${SECS}s"
   if ! ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-      "$BUILD_DIR/fuzz/fuzz_$t" -max_total_time="$SECS" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
+      "$BUILD_DIR/fuzz/fuzz_$t" -max_total_time="$SECS" -max_len="$max_len" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="$BUILD_DIR/findings/$t-" "$corpus" >"$BUILD_DIR/fuzz_$t.log" 2>&1; then
     status=1
     echo "fuzz_$t: FINDING (see $BUILD_DIR/fuzz_$t.log and $BUILD_DIR/findings)"
