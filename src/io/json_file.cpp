@@ -30,6 +30,16 @@ std::string text_excerpt(std::string_view s, std::size_t max_chars) {
 }
 
 namespace {
+// The longest prefix of s of at most n bytes that does not end inside a UTF-8
+// sequence (a cut one made nlohmann's dump() throw "incomplete UTF-8 string").
+std::size_t utf8_floor(std::string_view s, std::size_t n) {
+  if (n >= s.size()) return s.size();
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return n;
+}
+
+std::string dump_text(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
 // Appends j's JSON text to out until out holds `limit` characters.
 void excerpt_into(const Json& j, std::string& out, std::size_t limit) {
   if (out.size() >= limit) return;
@@ -40,7 +50,7 @@ void excerpt_into(const Json& j, std::string& out, std::size_t limit) {
     for (auto it = j.begin(); it != j.end() && out.size() < limit; ++it) {
       if (!first) out += ", ";
       first = false;
-      if (!arr) out += Json(it.key()).dump() + ": ";
+      if (!arr) out += dump_text(Json(it.key())) + ": ";
       excerpt_into(*it, out, limit);
     }
     if (out.size() < limit) out += arr ? ']' : '}';
@@ -48,10 +58,10 @@ void excerpt_into(const Json& j, std::string& out, std::size_t limit) {
   }
   if (j.is_string()) {
     const std::string& s = j.get_ref<const std::string&>();
-    out += Json(s.substr(0, limit - out.size() + 1)).dump();
+    out += dump_text(Json(s.substr(0, utf8_floor(s, limit - out.size() + 1))));
     return;
   }
-  out += j.dump();
+  out += dump_text(j);
 }
 }  // namespace
 
@@ -59,7 +69,7 @@ std::string json_excerpt(const Json& j, std::size_t max_chars) {
   std::string out;
   excerpt_into(j, out, max_chars + 1);  // one more: tells a cut text from one of exactly max_chars
   if (out.size() > max_chars) {
-    out.resize(max_chars);
+    out.resize(utf8_floor(out, max_chars));
     out += "...";
   }
   return out;

@@ -20,6 +20,7 @@
 
 #include "base/error.h"
 #include "child_run.h"
+#include "data/dataset.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "kernels/finite.h"
@@ -247,6 +248,23 @@ TEST(Reliability, FuzzerFindingsAreCleanErrors) {
   }
   spit(tmp / "v.jsonl", "{\"format\": 5}\n");
   EXPECT_THROW(read_update_log(tmp / "v.jsonl"), Error);
+  // A line whose error quotes it, cut inside a UTF-8 sequence (the BOM EF BB BF):
+  // dump() threw nlohmann's "incomplete UTF-8 string" (fuzz_jsonl, long run).
+  {
+    const std::string line = "\"se{\xEF\xBB\xBF" "cs" + std::string(52, 't') + "e{\xEF\xBB\xBF" "cel@\"";
+    DatasetOptions o;
+    o.max_length = 60;
+    o.vocab_size = 1000;
+    try {
+      (void)Dataset::parse_jsonl(line, "d.jsonl", o, nullptr);
+      ADD_FAILURE() << "a JSON string was taken for a record";
+    } catch (const Error& e) {
+      EXPECT_TRUE(contains(e.what(), "d.jsonl:1: a line must be a JSON object, got \"se{")) << e.what();
+    }
+    Json cut = Json::object();
+    cut["x"] = std::string(91, 'a') + "\xE2\x82\xAC";  // the euro sign straddles the cut
+    EXPECT_EQ(json_excerpt(cut, 100), "{\"x\": \"" + std::string(91, 'a') + "...");
+  }
   // A token id of 1.5e9 in tokenizer.json sized a 12 GB id table (fuzz_tokenizer, long run).
   fs::create_directories(tmp / "tok");
   spit(tmp / "tok" / "tokenizer.json",
