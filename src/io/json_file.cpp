@@ -24,11 +24,6 @@ std::size_t json_depth_exceeded(std::string_view text, int max_depth) {
   return std::string_view::npos;
 }
 
-std::string text_excerpt(std::string_view s, std::size_t max_chars) {
-  if (s.size() <= max_chars) return std::string(s);
-  return std::string(s.substr(0, max_chars)) + "... (" + std::to_string(s.size()) + " bytes)";
-}
-
 namespace {
 // The longest prefix of s of at most n bytes that does not end inside a UTF-8
 // sequence (a cut one made nlohmann's dump() throw "incomplete UTF-8 string").
@@ -38,6 +33,14 @@ std::size_t utf8_floor(std::string_view s, std::size_t n) {
   return n;
 }
 
+}  // namespace
+
+std::string text_excerpt(std::string_view s, std::size_t max_chars) {
+  if (s.size() <= max_chars) return std::string(s);
+  return std::string(s.substr(0, utf8_floor(s, max_chars))) + "... (" + std::to_string(s.size()) + " bytes)";
+}
+
+namespace {
 std::string dump_text(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
 // Appends j's JSON text to out until out holds `limit` characters.
