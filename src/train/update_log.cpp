@@ -74,14 +74,23 @@ UpdateLog read_update_log(const std::filesystem::path& path) {
       continue;
     }
     try {
+      // Integers must be JSON integers: a float such as 8.9e72 converted to
+      // int64 is undefined behaviour (fuzz_update_log, 10-minute run).
+      const auto integer = [&](const Json& o, const char* key, bool is_unsigned) -> const Json& {
+        const Json& v = o.at(key);
+        if (!(is_unsigned ? v.is_number_unsigned() : v.is_number_integer()))
+          fail(path.string(), ":", lineno, ": field '", key, "' = ", json_excerpt(v), " must be ",
+               is_unsigned ? "an integer >= 0" : "an integer");
+        return v;
+      };
       UpdateRecord r;
-      r.step = j.at("step").get<int64_t>();
+      r.step = integer(j, "step", false).get<int64_t>();
       r.lr = static_cast<float>(j.at("lr").get<double>());
       if (j.contains("terms")) {
         for (const Json& t : j.at("terms"))
-          r.terms.push_back({t.at("seed").get<uint64_t>(), static_cast<float>(t.at("coeff").get<double>())});
+          r.terms.push_back({integer(t, "seed", true).get<uint64_t>(), static_cast<float>(t.at("coeff").get<double>())});
       } else {
-        r.terms.push_back({j.at("seed").get<uint64_t>(), static_cast<float>(j.at("grad").get<double>())});
+        r.terms.push_back({integer(j, "seed", true).get<uint64_t>(), static_cast<float>(j.at("grad").get<double>())});
       }
       if (r.step != static_cast<int64_t>(log.records.size()) + 1)
         fail(path.string(), ":", lineno, ": field 'step' is ", r.step, ", expected ", log.records.size() + 1);

@@ -248,6 +248,30 @@ TEST(Reliability, FuzzerFindingsAreCleanErrors) {
   }
   spit(tmp / "v.jsonl", "{\"format\": 5}\n");
   EXPECT_THROW(read_update_log(tmp / "v.jsonl"), Error);
+  // Integer fields given as floats: 8.9e72 converted to int64 was undefined
+  // behaviour, 12345.78 was cut to a seed (fuzz_update_log, 10-minute run).
+  {
+    const std::string header =
+        R"({"format":"zotune-updates","version":1,"base_model":"/m","model_type":"gpt2","parameters":124439808,)"
+        R"("run_seed":4,"perturbation":"gaussian","weight_decay":0.01,"eps":0.001,"one_sided":false})"
+        "\n";
+    const std::pair<const char*, const char*> cases[] = {
+        {R"({"step":8888888888888888888888888888888888888888888888888888888888888888888888882,"seed":42,"lr":0.001,"grad":-1.25})",
+         "w.jsonl:2: field 'step' = 8.888888888888889e+72 must be an integer"},
+        {R"({"step":1,"seed":12345.7890123,"lr":0.001,"grad":0.5})",
+         "w.jsonl:2: field 'seed' = 12345.7890123 must be an integer >= 0"},
+        {R"({"step":1,"lr":0.001,"terms":[{"seed":-3,"coeff":0.5}]})", "w.jsonl:2: field 'seed' = -3 must be an integer >= 0"},
+    };
+    for (const auto& [record, message] : cases) {
+      spit(tmp / "w.jsonl", header + record + "\n");
+      try {
+        read_update_log(tmp / "w.jsonl");
+        ADD_FAILURE() << record;
+      } catch (const Error& e) {
+        EXPECT_TRUE(contains(e.what(), message)) << e.what();
+      }
+    }
+  }
   // A line whose error quotes it, cut inside a UTF-8 sequence (the BOM EF BB BF):
   // dump() threw nlohmann's "incomplete UTF-8 string" (fuzz_jsonl, long run).
   {
