@@ -17,7 +17,8 @@
 // primitive created with one OpenMP thread, executed inside the parallel
 // region over tiles, where oneDNN runs on the calling thread). It checks that
 // C is bit-identical with 1, 2 and 3 threads, prints the blocked format, and
-// times both tiled GEMMs at T threads (wall time) and 1 thread (CPU time).
+// times them at T threads (wall time) and 1 thread (CPU time), with zotune's
+// oneDNN backend (ZOTUNE_GEMM=onednn: dnnl_sgemm on the same tiles) beside them.
 // Built only when oneDNN is installed (apt-get install libdnnl-dev); not a
 // dependency of zotune. Usage: packed_gemm [ROUNDS [THREADS]]
 #include <time.h>
@@ -40,6 +41,7 @@
 #include "base/threads.h"
 #include "kernels/blas_tiles.h"
 #include "kernels/compute_env.h"
+#include "kernels/gemm.h"
 #include "kernels/kernels.h"
 
 namespace {
@@ -215,6 +217,7 @@ int tiled_part(int rounds, int threads) {
   std::mt19937 gen(11);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   std::vector<double> log_wall(variants.size()), log_cpu(variants.size());
+  double log_be_wall = 0, log_be_cpu = 0;
   for (const Shape& s : kShapes) {
     std::vector<float> A(static_cast<std::size_t>(s.M * s.K)), W(static_cast<std::size_t>(s.K * s.N)),
         C(static_cast<std::size_t>(s.M * s.N)), C2(C.size()), C3(C.size());
@@ -246,29 +249,41 @@ int tiled_part(int rounds, int threads) {
         return 1;
       }
     }
+    // zotune's oneDNN backend (ZOTUNE_GEMM=onednn: dnnl_sgemm on the same tiles, weights as stored).
+    const zotune::kernels::MatmulArgs args{A.data(), zotune::DType::F32, s.M, s.K, s.N, s.K, s.N,
+                                           {W.data(), zotune::DType::F32,
+                                            s.out_in ? zotune::WeightLayout::OutIn : zotune::WeightLayout::InOut},
+                                           C2.data()};
+    const auto backend = [&] { zotune::kernels::onednn_backend().matmul(args); };
     const double flops = 2.0 * static_cast<double>(s.M * s.K * s.N);
     const int reps = std::max(1, static_cast<int>(2e9 / flops));
-    std::vector<double> ob_wall, ob_cpu;
+    std::vector<double> ob_wall, ob_cpu, be_wall, be_cpu;
     std::vector<std::vector<double>> wall(variants.size()), cpu(variants.size());
     for (int r = 0; r < rounds; ++r) {  // A B C D A B C D at T threads (wall), then at 1 thread (CPU time)
       zotune::set_compute_threads(threads);
       ob_wall.push_back(time_on(wall_seconds, openblas, reps));
+      be_wall.push_back(time_on(wall_seconds, backend, reps));
       for (std::size_t v = 0; v < variants.size(); ++v)
         wall[v].push_back(time_on(wall_seconds, [&] { gemms[v]->run(A.data(), C2.data()); }, reps));
       zotune::set_compute_threads(1);
       ob_cpu.push_back(time_on(thread_cpu_seconds, openblas, reps));
+      be_cpu.push_back(time_on(thread_cpu_seconds, backend, reps));
       for (std::size_t v = 0; v < variants.size(); ++v)
         cpu[v].push_back(time_on(thread_cpu_seconds, [&] { gemms[v]->run(A.data(), C2.data()); }, reps));
     }
     std::printf("%-13s %-10s %4lldx%5lldx%5lld  %zu tiles, bits equal at 1/2/3 threads%s\n", s.model, s.layer,
                 static_cast<long long>(s.M), static_cast<long long>(s.K), static_cast<long long>(s.N),
                 gemms[0]->tiles(), desc.c_str());
-    std::printf("    %dT wall GFLOP/s: openblas %6.1f", threads, flops / median(ob_wall) * 1e-9);
+    std::printf("    %dT wall GFLOP/s: openblas %6.1f  backend %6.1f (%.2f)", threads, flops / median(ob_wall) * 1e-9,
+                flops / median(be_wall) * 1e-9, median(ob_wall) / median(be_wall));
+    log_be_wall += std::log(median(ob_wall) / median(be_wall));
     for (std::size_t v = 0; v < variants.size(); ++v) {
       std::printf("  %s %6.1f (%.2f)", variants[v].name, flops / median(wall[v]) * 1e-9, median(ob_wall) / median(wall[v]));
       log_wall[v] += std::log(median(ob_wall) / median(wall[v]));
     }
-    std::printf("\n    1T cpu  GFLOP/s: openblas %6.1f", flops / median(ob_cpu) * 1e-9);
+    std::printf("\n    1T cpu  GFLOP/s: openblas %6.1f  backend %6.1f (%.2f)", flops / median(ob_cpu) * 1e-9,
+                flops / median(be_cpu) * 1e-9, median(ob_cpu) / median(be_cpu));
+    log_be_cpu += std::log(median(ob_cpu) / median(be_cpu));
     for (std::size_t v = 0; v < variants.size(); ++v) {
       std::printf("  %s %6.1f (%.2f)", variants[v].name, flops / median(cpu[v]) * 1e-9, median(ob_cpu) / median(cpu[v]));
       log_cpu[v] += std::log(median(ob_cpu) / median(cpu[v]));
@@ -277,6 +292,8 @@ int tiled_part(int rounds, int threads) {
   }
   const auto n = static_cast<double>(kShapes.size());
   std::printf("geometric mean over shapes, openblas time / tiled oneDNN time (>1: oneDNN faster):\n");
+  std::printf("  %-15s %dT wall %.2f  1T cpu %.2f\n", "backend", threads, std::exp(log_be_wall / n),
+              std::exp(log_be_cpu / n));
   for (std::size_t v = 0; v < variants.size(); ++v)
     std::printf("  %-15s %dT wall %.2f  1T cpu %.2f\n", variants[v].name, threads, std::exp(log_wall[v] / n),
                 std::exp(log_cpu[v] / n));

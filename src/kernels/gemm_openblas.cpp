@@ -3,11 +3,6 @@
 // and ComputeBackend for fp32 activations × fp32 weights on top of it.
 #include <cblas.h>
 
-#include <algorithm>
-#include <climits>
-#include <utility>
-
-#include "base/error.h"
 #include "kernels/blas_tiles.h"
 #include "kernels/gemm.h"
 #include "kernels/kernels.h"
@@ -16,20 +11,12 @@ namespace zotune::kernels {
 
 namespace {
 
-int blas_int(int64_t v, const char* what) {
-  check(v >= 0 && v <= INT_MAX, "sgemm: ", what, "=", v, " does not fit the BLAS integer");
-  return static_cast<int>(v);
-}
-
-// C = beta * C without reading C when beta == 0 (BLAS semantics: C may hold NaN).
-void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
-  for (int64_t i = 0; i < M; ++i) {
-    float* row = C + i * ldc;
-    if (beta == 0.0f)
-      std::fill(row, row + N, 0.0f);
-    else
-      for (int64_t j = 0; j < N; ++j) row[j] *= beta;
-  }
+// One tile on OpenBLAS (sizes already checked to fit its int).
+void openblas_tile(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, A, static_cast<int>(lda), B,
+              static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
 }
 
 }  // namespace
@@ -37,21 +24,7 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc) {
-  check(M >= 0 && N >= 0 && K >= 0, "sgemm: negative size M=", M, " N=", N, " K=", K);
-  if (M == 0 || N == 0) return;
-  check(ldc >= N, "sgemm: ldc=", ldc, " < N=", N);
-  if (K == 0 || alpha == 0.0f) {
-    // OpenBLAS would also do this, but some versions read C when beta == 0.
-    scale_c(M, N, beta, C, ldc);
-    return;
-  }
-  check(lda >= (trans_a ? M : K), "sgemm: lda=", lda, " too small for ", trans_a ? "A^T" : "A");
-  check(ldb >= (trans_b ? K : N), "sgemm: ldb=", ldb, " too small for ", trans_b ? "B^T" : "B");
-  for (const auto& [v, what] : {std::pair<int64_t, const char*>{M, "M"}, {N, "N"}, {K, "K"}, {lda, "lda"},
-                                {ldb, "ldb"}, {ldc, "ldc"}})
-    blas_int(v, what);  // the BLAS takes int sizes
-  // Tiles that depend on the shape alone: the same bits for any thread count.
-  detail::sgemm_tiles(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  detail::checked_sgemm(openblas_tile, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 namespace {
