@@ -52,17 +52,6 @@ double thread_cpu_seconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-// Seconds per call: the best of 3 repetitions of `reps` calls (CPU time of this thread).
-double time_call(const std::function<void()>& f, int reps) {
-  double best = 1e30;
-  for (int r = 0; r < 3; ++r) {
-    const double t0 = thread_cpu_seconds();
-    for (int i = 0; i < reps; ++i) f();
-    best = std::min(best, (thread_cpu_seconds() - t0) / reps);
-  }
-  return best;
-}
-
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -364,10 +353,10 @@ int main(int argc, char** argv) {
     const int reps = std::max(1, static_cast<int>(2e9 / flops));
     std::map<std::string, std::vector<double>> t;
     for (int r = 0; r < rounds; ++r) {  // interleaved: A B C D A B C D ...
-      t["openblas"].push_back(time_call(openblas, reps));
-      t["dnnl-plain"].push_back(time_call(dnnl_plain, reps));
-      t["dnnl-packed"].push_back(time_call(dnnl_packed, reps));
-      t["reorder"].push_back(time_call(reorder, reps));
+      t["openblas"].push_back(time_on(thread_cpu_seconds, openblas, reps));
+      t["dnnl-plain"].push_back(time_on(thread_cpu_seconds, dnnl_plain, reps));
+      t["dnnl-packed"].push_back(time_on(thread_cpu_seconds, dnnl_packed, reps));
+      t["reorder"].push_back(time_on(thread_cpu_seconds, reorder, reps));
     }
     const double ob = median(t["openblas"]), pl = median(t["dnnl-plain"]), pk = median(t["dnnl-packed"]),
                  ro = median(t["reorder"]);

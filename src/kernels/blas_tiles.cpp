@@ -92,4 +92,10 @@ void checked_sgemm(TileGemm gemm, bool trans_a, bool trans_b, int64_t M, int64_t
 }
 
 
+void fp32_matmul(TileGemm gemm, const MatmulArgs& a) {
+  const bool out_in = a.w.layout == WeightLayout::OutIn;
+  checked_sgemm(gemm, false, out_in, a.rows, a.out, a.in, 1.0f, static_cast<const float*>(a.x), a.ldx,
+                static_cast<const float*>(a.w.data), out_in ? a.in : a.out, 0.0f, a.y, a.ldy);
+}
+
 }  // namespace zotune::kernels::detail

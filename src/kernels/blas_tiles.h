@@ -9,6 +9,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/gemm.h"
+
 namespace zotune::kernels::detail {
 
 // One tile's product on one thread: row-major C[m, n] = alpha op(A) op(B) +
@@ -28,6 +30,10 @@ void sgemm_tiles(TileGemm gemm, bool trans_a, bool trans_b, int64_t M, int64_t N
 // beta = 0), then sgemm_tiles.
 void checked_sgemm(TileGemm gemm, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// An fp32 x fp32 linear layer (ComputeBackend::matmul's arguments) as
+// checked_sgemm on `gemm`: what every fp32 backend runs.
+void fp32_matmul(TileGemm gemm, const MatmulArgs& a);
 
 // Tiles of C along M and N (rows, cols per tile) for a shape: exposed for the test.
 struct GemmTiles {

@@ -20,19 +20,13 @@ const ComputeBackend* const* registry() {
   return backends;
 }
 
-// The first word of a backend's name: what ZOTUNE_GEMM names it by.
-std::string id_of(const ComputeBackend& b) {
-  const std::string n = b.name();
-  return n.substr(0, n.find(' '));
-}
-
 const ComputeBackend& chosen() {
   const char* env = std::getenv("ZOTUNE_GEMM");
   if (env == nullptr || *env == '\0') return *registry()[0];
   std::string known;
   for (const ComputeBackend* const* b = registry(); *b; ++b) {
-    if (id_of(**b) == env) return **b;
-    known += (known.empty() ? "" : ", ") + id_of(**b);
+    if ((*b)->id() == env) return **b;
+    known += (known.empty() ? "" : ", ") + (*b)->id();
   }
   fail("ZOTUNE_GEMM=", env, ": no such compute backend in this build (built: ", known, ")");
 }

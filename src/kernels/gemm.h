@@ -29,16 +29,22 @@ class ComputeBackend {
   virtual ~ComputeBackend() = default;
   // What runs the products, e.g. "openblas SkylakeX".
   virtual std::string name() const = 0;
+  // The word ZOTUNE_GEMM names it by, e.g. "openblas".
+  virtual std::string id() const = 0;
   virtual bool handles(DType x, DType w) const = 0;
   // Called only for a (x, w) pair handles() accepted, with dense strides filled in.
   virtual void matmul(const MatmulArgs& a) const = 0;
   // The format this backend wants the working copy of a weight stored in
   // `storage` with checkpoint layout `layout` to be written in.
   virtual WeightFormat working_format(DType storage, WeightLayout layout) const = 0;
+  // Resident memory the backend adds to a process beyond the baseline the
+  // memory plan counts (train/memory_plan.h: kProcessOverheadBytes, measured
+  // with OpenBLAS): its library's pages, jit code and buffers.
+  virtual uint64_t overhead_bytes() const { return 0; }
 };
 
 // The backend working copies are made for: the one the environment variable
-// ZOTUNE_GEMM names ("openblas", "onednn": the first word of name()), else the
+// ZOTUNE_GEMM names (its id(): "openblas", "onednn"), else the
 // first in the registry. A name no built backend has is an error naming it.
 const ComputeBackend& compute_backend();
 // The backend for this dtype pair (compute_backend() if it handles it, else

@@ -32,12 +32,9 @@ namespace {
 class OpenBlasBackend final : public ComputeBackend {
  public:
   std::string name() const override { return std::string("openblas ") + openblas_get_corename(); }
+  std::string id() const override { return "openblas"; }
   bool handles(DType x, DType w) const override { return x == DType::F32 && w == DType::F32; }
-  void matmul(const MatmulArgs& a) const override {
-    const bool out_in = a.w.layout == WeightLayout::OutIn;
-    sgemm(false, out_in, a.rows, a.out, a.in, 1.0f, static_cast<const float*>(a.x), a.ldx,
-          static_cast<const float*>(a.w.data), out_in ? a.in : a.out, 0.0f, a.y, a.ldy);
-  }
+  void matmul(const MatmulArgs& a) const override { detail::fp32_matmul(openblas_tile, a); }
   // sgemm reads either layout at full speed (the transposed operand is packed
   // per call anyway), so working copies stay fp32 in the checkpoint's layout.
   WeightFormat working_format(DType, WeightLayout layout) const override { return {DType::F32, layout}; }

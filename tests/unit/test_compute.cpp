@@ -246,7 +246,7 @@ TEST(Matmul, EnvironmentChoosesTheBackend) {
   EXPECT_NE(bad.exit_code, 0) << bad.output;
   EXPECT_NE(bad.output.find("ZOTUNE_GEMM=nosuch"), std::string::npos) << bad.output;
   for (const kernels::ComputeBackend* b : fp32_backends()) {
-    const std::string id = b->name().substr(0, b->name().find(' '));
+    const std::string id = b->id();
     const auto run = testing::run_zotune_env("env ZOTUNE_GEMM=" + id, args);
     ASSERT_EQ(run.exit_code, 0) << run.output;
     EXPECT_NE(run.output.find("\"gemm\":\"" + b->name() + "\""), std::string::npos) << id << ": " << run.output;
