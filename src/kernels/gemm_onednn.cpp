@@ -43,6 +43,8 @@ const Dnnl& dnnl() {
   return d;
 }
 
+// Arguments are checked before (checked_sgemm), so dnnl_sgemm fails only
+// when out of memory for its packing buffers.
 void onednn_tile(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* A,
                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const dnnl_status_t st =
@@ -60,7 +62,10 @@ class OneDnnBackend final : public ComputeBackend {
   }
   std::string id() const override { return "onednn"; }
   bool handles(DType x, DType w) const override { return x == DType::F32 && w == DType::F32; }
-  void matmul(const MatmulArgs& a) const override { detail::fp32_matmul(onednn_tile, a); }
+  void matmul(const MatmulArgs& a) const override {
+    dnnl();  // open the library on this thread: an error must not be thrown inside the tiles' parallel region
+    detail::fp32_matmul(onednn_tile, a);
+  }
   // The jit sgemm reads either layout (it packs per call, as OpenBLAS does).
   WeightFormat working_format(DType, WeightLayout layout) const override { return {DType::F32, layout}; }
   // Peak RSS of the tiny-preset runs of test_memory_plan (PlanVsRss) rose by
