@@ -9,6 +9,7 @@ packages=(
   libopenblas-openmp-dev     # sgemm (the OpenMP build: one thread pool with our kernels)
   nlohmann-json3-dev libcli11-dev
   libhwy-dev                 # SIMD with run-time ISA dispatch
+  libdnnl-dev                # oneDNN: the optional compute backend (ZOTUNE_GEMM=onednn); zotune builds without it
   libicu-dev libpcre2-dev    # Unicode normalization and regex for tokenizers
   libxxhash-dev              # XXH3: disk-tier checksums, the base model's identity
   libgtest-dev libgmock-dev libbenchmark-dev

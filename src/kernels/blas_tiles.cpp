@@ -1,11 +1,12 @@
 #include "kernels/blas_tiles.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
-#include <cstring>
-#include <vector>
+#include <climits>
+#include <utility>
+
+#include "base/error.h"
 
 namespace zotune::kernels::detail {
 
@@ -22,40 +23,20 @@ constexpr int64_t kAlign = 16;  // OpenBLAS's register blocks: tiles stay whole 
 
 int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
-// OpenBLAS 0.3.21 (SkylakeX and Cooperlake kernels) computes a row-major
-// A * B^T with at most 1200 outputs, K >= 32 and M*N*K <= 1e6 with its small
-// "TN" kernel (sgemm_small_kernel_permit_skylakex.c, the row-major call being
-// the column-major transposed one), whose rounding differs from the packed
-// path's. Which path a row takes then depends on how many rows share the call:
-// a row computed in a call of 10 rows differs from the same row in a call of
-// 64 (measured). Every other path of those kernel sets gives each row the same
-// bits whatever the row count (measured for NN and NT, 1 to 512 rows), so a
-// batch split over data-parallel ranks would compute the same rows. Rows of
-// such a small call are therefore computed in a call padded with zero rows to
-// more than 1200 outputs. (The Haswell kernels' packed path itself depends on
-// the row count: no padding helps there.)
-constexpr int64_t kSmallOutputs = 1200;
-
-bool small_nt(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t K) {
-  return !trans_a && trans_b && m * n <= kSmallOutputs && K >= 32 && m * n * K <= 1000000;
+int blas_int(int64_t v, const char* what) {
+  check(v >= 0 && v <= INT_MAX, "sgemm: ", what, "=", v, " does not fit the BLAS integer");
+  return static_cast<int>(v);
 }
 
-// C[m, n] = alpha * A[m, K] B^T + beta * C through a call of more than
-// kSmallOutputs outputs: A's rows and then zeros in a scratch, C's rows copied back.
-void sgemm_nt_padded(int64_t m, int64_t n, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-                     int64_t ldb, float beta, float* C, int64_t ldc) {
-  const int64_t rows = kSmallOutputs / n + 1;
-  thread_local std::vector<float> a, c;
-  a.assign(static_cast<std::size_t>(rows * K), 0.0f);
-  c.assign(static_cast<std::size_t>(rows * n), 0.0f);
-  for (int64_t i = 0; i < m; ++i) {
-    std::memcpy(a.data() + i * K, A + i * lda, sizeof(float) * static_cast<std::size_t>(K));
-    if (beta != 0.0f) std::memcpy(c.data() + i * n, C + i * ldc, sizeof(float) * static_cast<std::size_t>(n));
+// C = beta * C without reading C when beta == 0 (BLAS semantics: C may hold NaN).
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    float* row = C + i * ldc;
+    if (beta == 0.0f)
+      std::fill(row, row + N, 0.0f);
+    else
+      for (int64_t j = 0; j < N; ++j) row[j] *= beta;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(n), static_cast<int>(K),
-              alpha, a.data(), static_cast<int>(K), B, static_cast<int>(ldb), beta, c.data(), static_cast<int>(n));
-  for (int64_t i = 0; i < m; ++i)
-    std::memcpy(C + i * ldc, c.data() + i * n, sizeof(float) * static_cast<std::size_t>(n));
 }
 
 }  // namespace
@@ -68,8 +49,8 @@ GemmTiles gemm_tiles(int64_t M, int64_t N, int64_t K) {
   return {std::max(kAlign, round_up((M + tiles - 1) / tiles, kAlign)), N};
 }
 
-void sgemm_tiles(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void sgemm_tiles(TileGemm gemm, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const GemmTiles t = gemm_tiles(M, N, K);
   const int64_t tm = (M + t.rows - 1) / t.rows, tn = (N + t.cols - 1) / t.cols;
   const auto tile = [&](int64_t k) {
@@ -77,22 +58,44 @@ void sgemm_tiles(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
     const int64_t m = std::min(t.rows, M - i), n = std::min(t.cols, N - j);
     const float* a = trans_a ? A + i : A + i * lda;
     const float* b = trans_b ? B + j * ldb : B + j;
-    if (small_nt(trans_a, trans_b, m, n, K))
-      return sgemm_nt_padded(m, n, K, alpha, a, lda, b, ldb, beta, C + i * ldc + j, ldc);
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                static_cast<int>(m), static_cast<int>(n), static_cast<int>(K), alpha, a, static_cast<int>(lda), b,
-                static_cast<int>(ldb), beta, C + i * ldc + j, static_cast<int>(ldc));
+    gemm(trans_a, trans_b, m, n, K, alpha, a, lda, b, ldb, beta, C + i * ldc + j, ldc);
   };
-  // OpenBLAS (OpenMP build) runs single-threaded inside an active parallel
-  // region or when OpenMP has one thread, and follows omp_get_max_threads()
-  // otherwise: so with more than one thread every call is made inside the
-  // region, even when there is only one tile.
+  // OpenBLAS and oneDNN (OpenMP builds) run single-threaded inside an active
+  // parallel region or when OpenMP has one thread, and follow
+  // omp_get_max_threads() otherwise: so with more than one thread every call
+  // is made inside the region, even when there is only one tile.
   if (omp_get_max_threads() == 1 || omp_in_parallel()) {
     for (int64_t k = 0; k < tm * tn; ++k) tile(k);
     return;
   }
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t k = 0; k < tm * tn; ++k) tile(k);
+}
+
+void checked_sgemm(TileGemm gemm, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  check(M >= 0 && N >= 0 && K >= 0, "sgemm: negative size M=", M, " N=", N, " K=", K);
+  if (M == 0 || N == 0) return;
+  check(ldc >= N, "sgemm: ldc=", ldc, " < N=", N);
+  if (K == 0 || alpha == 0.0f) {
+    // The library would also do this, but some OpenBLAS versions read C when beta == 0.
+    scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  check(lda >= (trans_a ? M : K), "sgemm: lda=", lda, " too small for ", trans_a ? "A^T" : "A");
+  check(ldb >= (trans_b ? K : N), "sgemm: ldb=", ldb, " too small for ", trans_b ? "B^T" : "B");
+  for (const auto& [v, what] : {std::pair<int64_t, const char*>{M, "M"}, {N, "N"}, {K, "K"}, {lda, "lda"},
+                                {ldb, "ldb"}, {ldc, "ldc"}})
+    blas_int(v, what);  // OpenBLAS takes int sizes
+  // Tiles that depend on the shape alone: the same bits for any thread count.
+  sgemm_tiles(gemm, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+
+void fp32_matmul(TileGemm gemm, const MatmulArgs& a) {
+  const bool out_in = a.w.layout == WeightLayout::OutIn;
+  checked_sgemm(gemm, false, out_in, a.rows, a.out, a.in, 1.0f, static_cast<const float*>(a.x), a.ldx,
+                static_cast<const float*>(a.w.data), out_in ? a.in : a.out, 0.0f, a.y, a.ldy);
 }
 
 }  // namespace zotune::kernels::detail

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "kernels/gemm.h"
 #include "kernels/compute_env.h"
 #include "kernels/kernels.h"
 #include "kernels/zo_kernels.h"
@@ -84,7 +85,7 @@ MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const Mach
   p.bytes.activations = engine.activations;
   p.bytes.staging = store.staging;
   p.disk_bytes = store.disk_bytes;
-  p.bytes.overhead = kProcessOverheadBytes;
+  p.bytes.overhead = kProcessOverheadBytes + kernels::compute_backend().overhead_bytes();
 
   // Time.
   p.compute_s = 2.0 * forward_flops(arch, in.batch, in.seq_len) / (mc.gemm_gflops * 1e9);

@@ -95,7 +95,8 @@ struct MemoryPlan {
 // Overhead of a zotune process beyond the tiers above (binary, libraries,
 // OpenMP/OpenBLAS, allocator): the peak RSS of 2-layer tiny-preset training
 // runs minus their ~1.5-2.5 MB of tiers measured 8.7-9.3 MB (test_memory_plan,
-// 2 threads).
+// 2 threads), with the OpenBLAS backend; a backend adds its own
+// (kernels::ComputeBackend::overhead_bytes).
 constexpr uint64_t kProcessOverheadBytes = uint64_t{9} << 20;  // 9 MiB
 
 MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const MachineConstants& mc);

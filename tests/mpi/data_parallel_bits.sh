@@ -2,7 +2,7 @@
 # Data parallelism byte for byte (issue #12) with the AVX-512 kernel sets of
 # OpenBLAS 0.3.21 (SkylakeX, Cooperlake), whose products give each row the
 # same bits whatever the number of rows in the call once zotune keeps the
-# small "TN" kernel out (kernels/blas_tiles.cpp). For every architecture ARCH
+# small "TN" kernel out (kernels/gemm_openblas.cpp). For every architecture ARCH
 # given, against the single process on the same global batch:
 #   - 2 ranks on batches of unequal lengths (each rank pads to its own longest),
 #   - 4 ranks (one example each) on batches of equal lengths.

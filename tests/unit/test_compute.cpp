@@ -4,8 +4,11 @@
 // probe and the FLOP count the benchmarks divide by.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <string>
@@ -13,6 +16,7 @@
 
 #include "base/cpu_features.h"
 #include "base/error.h"
+#include "base/threads.h"
 #include "io/json_file.h"
 #include "kernels/compute_env.h"
 #include "kernels/fma_peak.h"
@@ -126,7 +130,7 @@ TEST(ComputeEnv, DryRunReportsTheKernelsChosenFromFeatures) {
       if (line.rfind("{", 0) == 0) last = line;
     return Json::parse(last);
   };
-  const auto plain = testing::run_zotune_env("env -u OPENBLAS_CORETYPE -u OMP_WAIT_POLICY",
+  const auto plain = testing::run_zotune_env("env -u OPENBLAS_CORETYPE -u OMP_WAIT_POLICY -u ZOTUNE_GEMM",
                                              "train --model " + model + " --batch-size 2 --max-length 16 --dry-run");
   ASSERT_EQ(plain.exit_code, 0) << plain.output;
   const Json c = json_of(plain.output).at("compute");
@@ -151,16 +155,37 @@ std::vector<float> uniform(std::size_t n, uint32_t seed) {
   return v;
 }
 
-// matmul through the seam against the scalar sgemm, both weight layouts, odd
-// sizes and row strides; tolerance as the sgemm test: K 2^-24 sum |x w|.
+// Every fp32 backend built in.
+std::vector<const kernels::ComputeBackend*> fp32_backends() {
+  return {&kernels::openblas_backend(),
+#if ZOTUNE_HAVE_ONEDNN
+          &kernels::onednn_backend(),
+#endif
+  };
+}
+
+// y = x · W on backend b, as matmul() calls it (dense strides filled in).
+void matmul_on(const kernels::ComputeBackend& b, kernels::MatmulArgs a) {
+  if (a.ldx == 0) a.ldx = a.in;
+  if (a.ldy == 0) a.ldy = a.out;
+  b.matmul(a);
+}
+
+// matmul on every backend against the scalar sgemm, both weight layouts, odd
+// sizes and row strides, shapes cut into several tiles; tolerance as the sgemm
+// test: K 2^-24 sum |x w|.
 TEST(Matmul, MatchesReferenceInBothLayoutsWithStrides) {
   struct Case { int64_t rows, in, out, ldx, ldy; };
-  for (const Case c : {Case{1, 1, 1, 0, 0}, Case{7, 13, 5, 0, 0}, Case{33, 17, 65, 20, 70}, Case{64, 96, 48, 0, 0}}) {
+  for (const kernels::ComputeBackend* b : fp32_backends())
+  for (const Case c : {Case{1, 1, 1, 0, 0}, Case{7, 13, 5, 0, 0}, Case{33, 17, 65, 20, 70}, Case{64, 96, 48, 0, 0},
+                       Case{300, 129, 517, 131, 520}, Case{517, 65, 33, 0, 0}}) {
     for (const WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
       const int64_t ldx = c.ldx ? c.ldx : c.in, ldy = c.ldy ? c.ldy : c.out;
       const auto x = uniform(static_cast<std::size_t>(c.rows * ldx), 1), w = uniform(static_cast<std::size_t>(c.in * c.out), 2);
       std::vector<float> got(static_cast<std::size_t>(c.rows * ldy), 7.0f), want = got, mag = got;
-      kernels::matmul({x.data(), DType::F32, c.rows, c.in, c.out, c.ldx, c.ldy, {w.data(), DType::F32, layout}, got.data()});
+      for (int64_t r = 0; r < c.rows; ++r)  // y is not read: NaN there must not come through
+        std::fill_n(got.begin() + r * ldy, c.out, std::numeric_limits<float>::quiet_NaN());
+      matmul_on(*b, {x.data(), DType::F32, c.rows, c.in, c.out, c.ldx, c.ldy, {w.data(), DType::F32, layout}, got.data()});
       const bool out_in = layout == WeightLayout::OutIn;
       kernels::ref::sgemm(false, out_in, c.rows, c.out, c.in, 1.0f, x.data(), ldx, w.data(), out_in ? c.in : c.out, 0.0f,
                           want.data(), ldy);
@@ -173,13 +198,58 @@ TEST(Matmul, MatchesReferenceInBothLayoutsWithStrides) {
         for (int64_t j = 0; j < ldy; ++j) {
           const std::size_t i = static_cast<std::size_t>(r * ldy + j);
           if (j >= c.out) {
-            EXPECT_EQ(got[i], 7.0f) << "wrote past out at row " << r;  // the stride's gap is untouched
+            ASSERT_EQ(got[i], 7.0f) << b->name() << " wrote past out at row " << r;  // the stride's gap is untouched
             continue;
           }
-          EXPECT_NEAR(got[i], want[i], static_cast<double>(c.in) * 0x1p-24 * mag[i] + 1e-30)
-              << "rows " << c.rows << " in " << c.in << " out " << c.out << " layout " << int(layout) << " at " << r << "," << j;
+          ASSERT_NEAR(got[i], want[i], static_cast<double>(c.in) * 0x1p-24 * mag[i] + 1e-30)
+              << b->name() << ": rows " << c.rows << " in " << c.in << " out " << c.out << " layout " << int(layout)
+              << " at " << r << "," << j;
         }
     }
+  }
+}
+
+// Every backend gives the same bits with 1, 2 and 3 threads (C cut into tiles
+// by shape alone, kernels/blas_tiles.h): a tiny model's product, a streamed
+// head chunk, a gpt2-124m layer, odd sizes with strides over several tiles.
+TEST(Matmul, EveryBackendIsBitIdenticalForAnyThreadCount) {
+  struct Case { int64_t rows, in, out, ldx, ldy; WeightLayout layout; };
+  const Case cases[] = {{128, 64, 192, 0, 0, WeightLayout::InOut},   {124, 64, 8192, 0, 0, WeightLayout::OutIn},
+                        {512, 768, 768, 0, 0, WeightLayout::InOut},  {300, 129, 517, 131, 520, WeightLayout::OutIn},
+                        {517, 129, 300, 0, 0, WeightLayout::InOut}};
+  const int before = compute_threads();
+  for (const kernels::ComputeBackend* b : fp32_backends())
+    for (const Case& c : cases) {
+      const int64_t ldx = c.ldx ? c.ldx : c.in, ldy = c.ldy ? c.ldy : c.out;
+      const auto x = uniform(static_cast<std::size_t>(c.rows * ldx), 3), w = uniform(static_cast<std::size_t>(c.in * c.out), 4);
+      std::vector<float> first;
+      for (const int threads : {1, 2, 3}) {
+        set_compute_threads(threads);
+        std::vector<float> y(static_cast<std::size_t>(c.rows * ldy), 0.0f);
+        matmul_on(*b, {x.data(), DType::F32, c.rows, c.in, c.out, c.ldx, c.ldy, {w.data(), DType::F32, c.layout}, y.data()});
+        if (threads == 1)
+          first = y;
+        else
+          EXPECT_EQ(0, std::memcmp(y.data(), first.data(), y.size() * sizeof(float)))
+              << b->name() << ": rows " << c.rows << " in " << c.in << " out " << c.out << ", " << threads << " threads";
+      }
+    }
+  set_compute_threads(before);
+}
+
+// ZOTUNE_GEMM chooses the backend the CLI computes with (reported by --dry-run);
+// a name no built backend has is an error naming it.
+TEST(Matmul, EnvironmentChoosesTheBackend) {
+  const std::string args = "train --model " + testing::quote(testing::golden_dir() / "gpt2") +
+                           " --batch-size 2 --max-length 16 --dry-run";
+  const auto bad = testing::run_zotune_env("env ZOTUNE_GEMM=nosuch", args);
+  EXPECT_NE(bad.exit_code, 0) << bad.output;
+  EXPECT_NE(bad.output.find("ZOTUNE_GEMM=nosuch"), std::string::npos) << bad.output;
+  for (const kernels::ComputeBackend* b : fp32_backends()) {
+    const std::string id = b->id();
+    const auto run = testing::run_zotune_env("env ZOTUNE_GEMM=" + id, args);
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    EXPECT_NE(run.output.find("\"gemm\":\"" + b->name() + "\""), std::string::npos) << id << ": " << run.output;
   }
 }
 
