@@ -66,14 +66,8 @@ PassDraws apply_pass(const BlockWork& work, const UpdateRecord* update, int dir,
 }  // namespace
 
 BlockWork without_update(const BlockWork& work) {
-  BlockWork w;
-  w.dist = work.dist;
-  w.weight_decay = work.weight_decay;
-  w.perturb = work.perturb;
-  w.one_sided = work.one_sided;
-  w.seed = work.seed;
-  w.more_seeds = work.more_seeds;
-  w.eps = work.eps;
+  BlockWork w = work;
+  w.update.reset();
   return w;
 }
 

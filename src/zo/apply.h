@@ -46,8 +46,8 @@ struct BlockWork {
   uint64_t seed_of(int k) const { return k == 0 ? seed : more_seeds[static_cast<std::size_t>(k - 1)]; }
 };
 
-// `work` without its update (the update's terms are not copied): what making
-// a block's later working copies needs once the update is stored.
+// `work` without its update: what making a block's later working copies
+// needs once the update is stored.
 BlockWork without_update(const BlockWork& work);
 
 // Elements [begin, begin + n) of tensor `tensor_id`, stored at `stored` (already
