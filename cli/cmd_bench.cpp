@@ -156,7 +156,8 @@ void run_bench(BenchArgs a) {
   // hosts. The ranks probed together, each with its threads, so one node does
   // R times what this rank measured.
   // (plan_run writes the tier --memory-budget chooses for the slice into `so`.)
-  plan_run(*arch, so, a.batch / a.layout.data, a.seq_len, budget, mc, "zotune bench", true);
+  plan_run(*arch, so, a.batch / a.layout.data, a.seq_len, budget, mc, "zotune bench", true,
+           a.directions / std::max(a.layout.groups, 1));
   const std::vector<std::string> hosts = host_names(comm);
   int nodes = 1;
   const std::vector<int> node = node_of_rank(hosts, nodes);

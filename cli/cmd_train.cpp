@@ -61,7 +61,7 @@ int dry_run(const TrainArgs& a) {
   set_compute_threads(rank_threads);
   // The tier --memory-budget picks is the one a rank's slice fits in.
   const MemoryPlan rank = plan_run(*arch, so, o.batch_size / L.data, o.max_length, o.memory_budget, mc,
-                                   "zotune train", false);
+                                   "zotune train", false, o.mezo.directions / std::max(L.groups, 1));
   std::printf("%s", plan_table(rank).c_str());
   Json j = plan_json(rank);
   if (cluster) {

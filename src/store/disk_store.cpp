@@ -306,10 +306,10 @@ void DiskStore::begin_block(int block, const BlockWork& work) {
   held_[bi] = st;
   uint8_t* payload = st->buf.data() + kPage;
   const bool lowbit = codec_.lowbit();
-  // Lean: one fp32 copy per resident block, copy 0 now and copy 1 from the
-  // staged values, which stay held until then. (fp32 one-sided needs no second
-  // pass: its copy 1 is the staged θ.)
-  const bool lean = work.perturb && (lowbit || !work.one_sided);
+  // Lean: one fp32 copy per resident block, copy 0 now and each later one
+  // from the staged values, which stay held until the last is made. (fp32
+  // one-sided with one direction needs no second pass: its copy 1 is the staged θ.)
+  const bool lean = work.perturb && (lowbit || !work.one_sided || work.directions() > 1);
   Slot* slot = lowbit || work.perturb ? &slot_for(block) : nullptr;  // 16-bit: fp32 copies always
   for (int id : block_tensors_[bi]) {
     const auto ii = static_cast<std::size_t>(id);
@@ -346,12 +346,13 @@ ParamPtrs DiskStore::working_copy(int block, int k) {
   if (block != lean_block_) return k == 0 ? plus_ : minus_;  // two copies, or θ
   const auto bi = static_cast<std::size_t>(block);
   Stage* st = held_[bi];
-  if (lean_made_ == 0 && k == 1) check(st != nullptr && slot_of_[bi] != nullptr, "disk tier: block ", block, " is not resident");
+  if (k != lean_made_)
+    check(st != nullptr && slot_of_[bi] != nullptr, "disk tier: block ", block, " is not resident for working copy ", k);
   uint8_t* payload = st ? st->buf.data() + kPage : nullptr;
   const ParamPtrs p = lean_copy(block, k, lean_made_, lean_work_, plus_, [&](int id) -> void* {
     return payload + static_cast<uint64_t>(tensor_offset_[static_cast<std::size_t>(id)]) * elem_;
   }, false);
-  if (lean_made_ == 1 && st) {
+  if (lean_made_ == 2 * lean_work_.directions() - 1 && st) {
     // The staged block is no longer needed: write it back now, as a two-copy tier would have.
     std::unique_lock lk(mu_);
     Slot* keep = slot_of_[bi];

@@ -246,7 +246,7 @@ class DiskStore final : public ParamStore {
   void rethrow_io_error();
   void fold_counters();
   Slot& slot_for(int block);
-  int lean_block_ = -1;  // resident block of a lean pass: one fp32 copy, staged θ held for copy 1
+  int lean_block_ = -1;  // resident block of a lean pass: one fp32 copy, staged θ held for the later copies
   int lean_made_ = 0;    // the copy its slot holds
   BlockWork lean_work_;
 

@@ -103,7 +103,7 @@ void NodeSharedStore::begin_block(int block, const BlockWork& work) {
 }
 
 ParamPtrs NodeSharedStore::working_copy(int block, int k) {
-  if (!codec_.lowbit()) return k == 0 ? plus_ : minus_;
+  if (!codec_.lowbit()) return pair_copy(block, k, made_, work_, [&](int id) -> void* { return stored(id); });
   return lean_copy(block, k, made_, work_, plus_, [&](int id) -> void* { return stored(id); }, true);
 }
 

@@ -68,7 +68,7 @@ class NodeSharedStore final : public ParamStore {
   std::vector<Piece> pieces_;
   AlignedBuffer<float> slot_plus_, slot_minus_;  // the resident block's W+ / W- (16-bit: slot_plus_ only, lean)
   BlockWork work_;                               // of the resident block, without its update
-  int made_ = 0;                                 // 16-bit: which working copy slot_plus_ holds
+  int made_ = 0;                                 // which working copy slot_plus_ holds (fp32: which direction's pair)
   AlignedBuffer<float> chunk_theta_, chunk_plus_, chunk_minus_;
 };
 

@@ -60,7 +60,8 @@ void BlockSession::end_quietly() noexcept {
 
 ParamPtrs BlockSession::copy(int k) {
   check(store_ != nullptr, "block ", block_, ": the session has ended");
-  check(k == 0 || k == 1, "block ", block_, ": no working copy ", k, " (a step has copies 0 and 1)");
+  check(k >= 0 && k < copies_, "block ", block_, ": no working copy ", k, " (this session has copies 0..", copies_ - 1,
+        ")");
   return store_->working_copy(block_, k);
 }
 
@@ -89,9 +90,9 @@ void ParamStore::count_bytes(int64_t n, const BlockWork& work) {
 
 ParamPtrs ParamStore::lean_copy(int block, int k, int& made, const BlockWork& work, std::vector<const float*>& ptrs,
                                 const std::function<void*(int)>& stored, bool count_read) {
-  if (work.perturb && k != made) {  // unperturbed, both copies are θ
-    check(k == 1 && made == 0, "block ", block, ": working copy ", k, " was replaced by copy ", made,
-          " (a lean tier makes copy 1 from copy 0's memory)");
+  if (work.perturb && k != made) {  // unperturbed, every copy is θ
+    check(k > made, "block ", block, ": working copy ", k, " was replaced by copy ", made,
+          " (a lean tier makes each copy in its one copy's memory, in ascending order)");
     for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
       auto* w = const_cast<float*>(ptrs[static_cast<std::size_t>(id)]);
       const ThetaSlice s = slice(id, stored(id));
@@ -103,33 +104,64 @@ ParamPtrs ParamStore::lean_copy(int block, int k, int& made, const BlockWork& wo
   return ptrs;
 }
 
-RamStore::RamStore(const Architecture& arch, const Checkpoint& ckpt) : ParamStore(arch, DType::F32, "RAM tier") {
+ParamPtrs ParamStore::pair_copy(int block, int k, int& made, const BlockWork& work,
+                                const std::function<void*(int)>& stored) {
+  if (work.perturb && k / 2 != made) {
+    for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
+      const auto i = static_cast<std::size_t>(id);
+      const ThetaSlice s = slice(id, stored(id));
+      float* m = work.one_sided ? nullptr : const_cast<float*>(minus_[i]);
+      count_draws(zo_direction(work, s, k / 2, const_cast<float*>(plus_[i]), m));
+      count_bytes(s.n, BlockWork{});
+    }
+    made = k / 2;
+  }
+  return k % 2 == 0 ? plus_ : minus_;
+}
+
+namespace {
+// Elements converted between two page drops: bounds what a tensor as large as
+// a 150k-token embedding leaves resident from the mapping while loading.
+constexpr int64_t kLoadChunk = int64_t{1} << 20;
+}  // namespace
+
+RamStore::RamStore(const Architecture& arch, const Checkpoint& ckpt, DType storage)
+    : ParamStore(arch, storage, "RAM tier"), lean_(codec_.lowbit()) {
   const auto& table = arch.tensors();
   weights_.resize(table.size());
+  AlignedBuffer<float> tmp;
   for (std::size_t i = 0; i < table.size(); ++i) {
-    TensorView v = checked_view(arch, ckpt, table[i]);
-    weights_[i].reset(static_cast<std::size_t>(v.numel()));
-    upcast_to_f32(v, weights_[i].data());
-    drop_mapped_pages(v.data, v.nbytes());
-    plus_[i] = minus_[i] = weights_[i].data();
+    const TensorView v = checked_view(arch, ckpt, table[i]);
+    const int64_t n = v.numel();
+    weights_[i].reset(static_cast<std::size_t>(n) * codec_.bytes());
+    for (int64_t b = 0; b < n; b += kLoadChunk) {
+      const int64_t m = std::min(kLoadChunk, n - b);
+      codec_.encode(v, b, m, weights_[i].data() + static_cast<std::size_t>(b) * codec_.bytes(), tmp);
+      drop_mapped_pages(static_cast<const uint8_t*>(v.data) + static_cast<std::size_t>(b) * dtype_size(v.dtype),
+                        static_cast<std::size_t>(m) * dtype_size(v.dtype));
+    }
+    // Outside a block session the fp32 copies are the stored values.
+    if (!lean_) plus_[i] = minus_[i] = reinterpret_cast<const float*>(weights_[i].data());
   }
 }
 
 void RamStore::begin_block(int block, const BlockWork& work) {
-  if (work.perturb) {
-    blocks::ensure(slot_plus_, block_numel(block));
-    if (!work.one_sided) blocks::ensure(slot_minus_, block_numel(block));
-  }
+  work_ = without_update(work);
+  made_ = 0;
+  const int64_t n = block_numel(block);
+  float* plus = lean_ || work.perturb ? blocks::ensure(slot_plus_, n) : nullptr;
+  float* minus = !lean_ && work.perturb && !work.one_sided ? blocks::ensure(slot_minus_, n) : nullptr;
   int64_t offset = 0;
   for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
-    float* w = weights_[static_cast<std::size_t>(id)].data();
-    float* plus = work.perturb ? slot_plus_.data() + offset : nullptr;
-    float* minus = work.perturb && !work.one_sided ? slot_minus_.data() + offset : nullptr;
-    const ThetaSlice s = slice(id, w);
-    const PassDraws d = zo_apply(work, s, plus, minus, nullptr);
-    plus_[static_cast<std::size_t>(id)] = plus ? plus : w;
-    minus_[static_cast<std::size_t>(id)] = minus ? minus : w;
-    if (work.update || work.perturb) {
+    const auto i = static_cast<std::size_t>(id);
+    const ThetaSlice s = slice(id, stored(id));
+    float* p = plus ? plus + offset : nullptr;
+    float* m = minus ? minus + offset : nullptr;
+    const PassDraws d = zo_apply(work, s, p, m, nullptr);
+    const auto* theta = static_cast<const float*>(s.stored);  // fp32 only
+    plus_[i] = p ? p : theta;
+    minus_[i] = lean_ ? nullptr : m ? m : theta;
+    if (lean_ || work.update || work.perturb) {
       count_draws(d);
       count_bytes(s.n, work);
     }
@@ -137,35 +169,41 @@ void RamStore::begin_block(int block, const BlockWork& work) {
   }
 }
 
-ParamPtrs RamStore::working_copy(int /*block*/, int k) { return k == 0 ? plus_ : minus_; }
+ParamPtrs RamStore::working_copy(int block, int k) {
+  const auto at = [&](int id) -> void* { return stored(id); };
+  return lean_ ? lean_copy(block, k, made_, work_, plus_, at, true) : pair_copy(block, k, made_, work_, at);
+}
 
 void RamStore::stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) {
   const auto [rows, cols, cap] = stream_shape(id, chunk_rows);
+  float* ct = lean_ ? blocks::ensure(chunk_theta_, cap) : nullptr;
   float* cp = work.perturb ? blocks::ensure(chunk_plus_, cap) : nullptr;
   float* cm = work.perturb && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
-  float* w0 = weights_[static_cast<std::size_t>(id)].data();
+  auto* base = static_cast<unsigned char*>(stored(id));
   for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
-    const int64_t nr = std::min(chunk_rows, rows - r0), n = nr * cols;
-    float* w = w0 + r0 * cols;
-    const PassDraws d = zo_apply(work, slice(id, w, r0 * cols, n), cp, cm, nullptr);
-    if (work.update || work.perturb) {
+    const int64_t nr = std::min(chunk_rows, rows - r0), n = nr * cols, b = r0 * cols;
+    unsigned char* at = base + static_cast<std::size_t>(b) * codec_.bytes();
+    const PassDraws d = zo_apply(work, slice(id, at, b, n), cp, cm, ct);
+    if (lean_ || work.update || work.perturb) {
       count_draws(d);
       count_bytes(n, work);
     }
-    if (fn) fn(RowChunk{r0, nr, cols, w, cp ? cp : w, cm ? cm : w});
+    const float* theta = ct ? ct : reinterpret_cast<const float*>(at);
+    if (fn) fn(RowChunk{r0, nr, cols, theta, cp ? cp : theta, cm ? cm : theta});
   }
 }
 
 void RamStore::end_block(int block) {
-  // Working copies of a released block must not be used again; point back at storage.
+  // Working copies of a released block must not be used again: point back at
+  // storage (fp32), or at nothing (16-bit: the slot is reused by the next block).
   for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
-    plus_[static_cast<std::size_t>(id)] = minus_[static_cast<std::size_t>(id)] = weights_[static_cast<std::size_t>(id)].data();
+    const auto i = static_cast<std::size_t>(id);
+    plus_[i] = minus_[i] = lean_ ? nullptr : reinterpret_cast<const float*>(weights_[i].data());
   }
 }
 
 void RamStore::read_range(int id, int64_t first, int64_t count, float* out) const {
-  const float* w = weights_[static_cast<std::size_t>(id)].data() + first;
-  std::copy(w, w + count, out);
+  codec_.decode(stored_bytes(id) + static_cast<std::size_t>(first) * codec_.bytes(), count, out);
 }
 
 }  // namespace zotune

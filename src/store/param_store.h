@@ -25,16 +25,19 @@ class Checkpoint;
 class ParamStore;
 
 // A resident block. Working copy k of its non-streamed tensors (fp32, indexed
-// by tensor id): k = 0 is θ + εz, k = 1 is θ − εz (θ itself when the work does
-// not perturb, and for k = 1 when one-sided). A tier that holds two copies
-// hands both out at once; a lean tier holds one and makes copy 1 from the
-// stored values when it is asked for, after which copy 0's pointers are gone.
-// Ending the session (destructor or release()) writes the block back.
+// by tensor id), k = 0..2q-1 for the q directions of the work it was acquired
+// with: copy 2d = θ + εz_d, copy 2d+1 = θ − εz_d (θ itself when the work does
+// not perturb, and for odd k when one-sided). A tier holds one or two copies at
+// a time and makes the others from the stored values when they are asked for
+// (a two-copy tier a direction's pair, a lean tier one copy), after which the
+// pointers of the copies it replaced are gone: ask for each copy when its pass
+// runs, in ascending k (a lean tier refuses a copy it has replaced). Ending the session (destructor or release()) writes the block back.
 class BlockSession {
  public:
   BlockSession() = default;
-  BlockSession(ParamStore& store, int block) : store_(&store), block_(block) {}
-  BlockSession(BlockSession&& o) noexcept : store_(std::exchange(o.store_, nullptr)), block_(o.block_) {}
+  BlockSession(ParamStore& store, int block, int copies) : store_(&store), block_(block), copies_(copies) {}
+  BlockSession(BlockSession&& o) noexcept
+      : store_(std::exchange(o.store_, nullptr)), block_(o.block_), copies_(o.copies_) {}
   BlockSession& operator=(BlockSession&& o) noexcept;
   BlockSession(const BlockSession&) = delete;
   BlockSession& operator=(const BlockSession&) = delete;
@@ -42,6 +45,7 @@ class BlockSession {
   ~BlockSession();
 
   int block() const { return block_; }
+  int copies() const { return copies_; }  // 2q
   ParamPtrs copy(int k);
   // Ends the session now (idempotent): the block is written back, its pointers invalid.
   void release();
@@ -50,6 +54,7 @@ class BlockSession {
   void end_quietly() noexcept;
   ParamStore* store_ = nullptr;
   int block_ = -1;
+  int copies_ = 2;
 };
 
 // Work done on parameter memory, for the bench report.
@@ -89,7 +94,7 @@ class ParamStore {
   // values) until the session ends. Streamed tensors are left alone.
   BlockSession acquire(int block, const BlockWork& work) {
     begin_block(block, work);
-    return BlockSession(*this, block);
+    return BlockSession(*this, block, 2 * work.directions());
   }
 
   // Streamed tensors: the token embedding and the lm_head weight ([V, width],
@@ -160,14 +165,18 @@ class ParamStore {
   StreamShape stream_shape(int id, int64_t chunk_rows) const;
   // Copy k of a lean tier's block: the pointers of its one copy `ptrs`
   // (indexed by tensor id), after making copy k there from the stored values
-  // (`stored(id)`) when `made` is the other copy; counts the stored bytes
-  // read when `count_read`.
+  // (`stored(id)`) when `made` is an earlier copy (a later one is an error);
+  // counts the stored bytes read when `count_read`.
   ParamPtrs lean_copy(int block, int k, int& made, const BlockWork& work, std::vector<const float*>& ptrs,
                       const std::function<void*(int)>& stored, bool count_read);
+  // Copy k of a two-copy tier's block, whose plus_ / minus_ hold direction
+  // `made`'s pair (minus_ is θ when one-sided): the pair of direction k / 2 is
+  // made there from the stored values (`stored(id)`) when it is another one.
+  ParamPtrs pair_copy(int block, int k, int& made, const BlockWork& work, const std::function<void*(int)>& stored);
 
   const Architecture& arch_;
   Codec codec_;
-  std::vector<const float*> plus_, minus_;  // copies 0 and 1 of the resident block(s), by tensor id
+  std::vector<const float*> plus_, minus_;  // copies 2d and 2d+1 of the resident block(s), by tensor id
   std::vector<std::vector<int>> block_tensors_;  // non-streamed tensors of each block
   std::vector<int64_t> block_numel_;
   std::vector<uint8_t> streamed_;
@@ -176,23 +185,43 @@ class ParamStore {
   int64_t total_params_ = 0;
 };
 
-// All weights as fp32 in RAM. Perturbed copies of the resident block live in one
-// working slot; streamed tensors are perturbed a chunk at a time.
-class RamStore final : public ParamStore {
+// The RAM storage: every weight in RAM in its codec's format, one array per
+// tensor (fp32, or bf16 / fp16 with stochastic rounding: codec.h). Working
+// copies of the resident block follow from the codec: fp32 values are what the
+// model reads, so unperturbed passes read storage in place and a perturbed
+// block gets two slots (a direction's W+ and W-); 16-bit values are not, so
+// the block always has one fp32 slot (lean: copy 0, later copies made from the
+// stored values when asked for), half the weights' memory for one more z draw.
+// Streamed tensors are perturbed a chunk at a time (16-bit: the chunk's θ
+// decoded too). The checkpoint's pages are dropped from memory as they are
+// converted (read again from the file if anyone touches them), so loading
+// never holds the checkpoint and the store in RAM at once.
+class RamStore : public ParamStore {
  public:
-  RamStore(const Architecture& arch, const Checkpoint& ckpt);
+  // `storage` is F32, BF16 or F16. Source tensors in that dtype are copied
+  // bit-exactly, others are converted (to 16 bits: rounded to nearest even).
+  RamStore(const Architecture& arch, const Checkpoint& ckpt, DType storage = DType::F32);
   void stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) override;
   void read_range(int id, int64_t first, int64_t count, float* out) const override;
-  const float* fp32_in_place(int id) const override { return weights_[static_cast<std::size_t>(id)].data(); }
+  const float* fp32_in_place(int id) const override {
+    return lean_ ? nullptr : reinterpret_cast<const float*>(stored_bytes(id));
+  }
+
+ protected:
+  const unsigned char* stored_bytes(int id) const { return weights_[static_cast<std::size_t>(id)].data(); }
 
  private:
   void begin_block(int block, const BlockWork& work) override;
   ParamPtrs working_copy(int block, int k) override;
   void end_block(int block) override;
+  void* stored(int id) { return weights_[static_cast<std::size_t>(id)].data(); }
 
-  std::vector<AlignedBuffer<float>> weights_;
-  AlignedBuffer<float> slot_plus_, slot_minus_;  // the resident block's W+ / W-
-  AlignedBuffer<float> chunk_plus_, chunk_minus_;
+  bool lean_;  // one fp32 slot (16-bit codec) instead of W+ / W- over fp32 storage
+  std::vector<AlignedBuffer<unsigned char>> weights_;  // stored bytes, by tensor id
+  AlignedBuffer<float> slot_plus_, slot_minus_;  // the resident block's copies (lean: slot_plus_ only)
+  BlockWork work_;  // of the resident block, without its update
+  int made_ = 0;    // lean: the copy slot_plus_ holds; else: the direction of the pair
+  AlignedBuffer<float> chunk_theta_, chunk_plus_, chunk_minus_;
 };
 
 }  // namespace zotune

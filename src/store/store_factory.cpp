@@ -42,4 +42,16 @@ std::unique_ptr<ParamStore> make_store(const Architecture& arch, const Checkpoin
   fail("--offload ram with --storage-dtype ", dtype_name(opt.storage_dtype), " is not available");
 }
 
+bool keeps_run_state(const StoreOptions& opt) {
+  return opt.offload == Offload::Disk && DiskStore::has_working_copy(opt.work_dir);
+}
+
+std::unique_ptr<ParamStore> continue_store(const Architecture& arch, const StoreOptions& opt, kernels::ZDist dist,
+                                           float weight_decay, const std::vector<UpdateRecord>& records) {
+  check(keeps_run_state(opt), opt.work_dir.string(), ": no working copy of the run to continue");
+  auto disk = DiskStore::open_existing(arch, disk_store_options(opt));
+  disk->catch_up(dist, weight_decay, records);
+  return disk;
+}
+
 }  // namespace zotune

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "store/param_store.h"
 
@@ -41,5 +42,15 @@ DiskStoreOptions disk_store_options(const StoreOptions& opt);
 class Comm;
 std::unique_ptr<ParamStore> make_store(const Architecture& arch, const Checkpoint& ckpt, const StoreOptions& opt,
                                        Comm* comm = nullptr);
+
+// Resume as a store operation. A tier may keep its own state of a run that
+// runs ahead of the run's last checkpoint (the disk tier's working copy in
+// opt.work_dir: a kill lands anywhere); keeps_run_state says whether `opt`
+// names such a state, and continue_store reopens it and brings every unit to
+// the end of `records` (records[i] = update i of the run; the crash catch-up
+// of zo/replay.h). Other tiers rebuild from a checkpoint and the update log.
+bool keeps_run_state(const StoreOptions& opt);
+std::unique_ptr<ParamStore> continue_store(const Architecture& arch, const StoreOptions& opt, kernels::ZDist dist,
+                                           float weight_decay, const std::vector<UpdateRecord>& records);
 
 }  // namespace zotune

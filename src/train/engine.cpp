@@ -57,22 +57,24 @@ void reduce_losses(Comm& comm, const PassLosses& local, PassLosses& global) {
   global = std::move(all.at(0));
 }
 
-EngineFootprint engine_footprint(const Architecture& arch, int64_t B, int64_t T, int threads) {
+EngineFootprint engine_footprint(const Architecture& arch, int64_t B, int64_t T, int threads, int directions) {
   const int64_t R = B * T, n = R, V = arch.config().vocab_size, Wd = arch.head_width();
   const auto& emb = arch.tensors()[static_cast<std::size_t>(arch.token_embedding_id())];
   const int64_t C = emb.numel() / emb.shape[0];
   const PassFootprint pass = shared_prefix_pass_footprint(arch, B, T, n, threads);
+  const auto q = static_cast<uint64_t>(std::max(directions, 1));
+  const int64_t chunk = stream_chunk_rows(Wd, n, V);
   EngineFootprint f;
-  f.activations = 2 * pass.own + pass.shared;  // plus_, minus_ (minus_ shares plus_'s scratch)
-  f.streaming = 2 * static_cast<uint64_t>(std::min(R, V) * C) * sizeof(float) +           // rows_plus_, rows_minus_
-                static_cast<uint64_t>(n * stream_chunk_rows(Wd, n, V)) * sizeof(float);  // chunk_logits_
+  f.activations = 2 * q * pass.own + pass.shared;  // passes_ (all share passes_[0]'s scratch)
+  f.streaming = 2 * q * static_cast<uint64_t>(std::min(R, V) * C) * sizeof(float) +  // rows_
+                static_cast<uint64_t>(n * chunk) * sizeof(float);                 // chunk_logits_
+  if (q > 1) f.streaming += 2 * static_cast<uint64_t>(std::min(chunk, V) * Wd) * sizeof(float);  // chunk_plus_, _minus_
   return f;
 }
 
 ZoEngine::ZoEngine(const Architecture& arch, ParamStore& store, MezoOptions opt, uint64_t run_seed, Comm& comm,
                    RankLayout layout)
-    : arch_(arch), store_(store), opt_(opt), run_seed_(run_seed), comm_(comm), layout_(layout), plus_(arch), minus_(arch) {
-  minus_.share_scratch(plus_);  // the passes run block b one after the other
+    : arch_(arch), store_(store), opt_(opt), run_seed_(run_seed), comm_(comm), layout_(layout) {
   if (layout_.ranks() == 1) layout_.data = comm.world();  // no layout given: every rank a data slice
   check(layout_.data >= 1 && layout_.groups >= 1, "the rank layout (", layout_.flags(), ") needs positive factors");
   check(layout_.pert == 1 || layout_.pert == 2, "--pert-parallel must be 1 or 2, not ", layout_.pert);
@@ -86,6 +88,11 @@ ZoEngine::ZoEngine(const Architecture& arch, ParamStore& store, MezoOptions opt,
   half_ = layout_.pert == 1 ? -1 : layout_.half(comm.rank());
   first_dir_ = layout_.group(comm.rank()) * per_group;
   local_.resize(static_cast<std::size_t>(per_group));
+  for (int i = 0; i < 2 * per_group; ++i) {
+    passes_.push_back(std::make_unique<SharedPrefixPass>(arch));
+    if (i > 0) passes_.back()->share_scratch(*passes_[0]);  // the passes run block b one after the other
+  }
+  rows_.resize(passes_.size());
 }
 
 void ZoEngine::map_tokens(const Batch& batch) {
@@ -100,50 +107,58 @@ void ZoEngine::map_tokens(const Batch& batch) {
     remapped_[i] = static_cast<int32_t>(std::lower_bound(tokens_.begin(), tokens_.end(), batch.ids[i]) - tokens_.begin());
 }
 
-void ZoEngine::start_passes(const Batch& batch, bool two) {
+void ZoEngine::start_passes(const Batch& batch, const BlockWork& work, bool all) {
+  order_.clear();
+  const int first = half_ == 1 ? 1 : 0;  // a minus-only rank's one pass reads copy 2k+1
+  for (int k = 0; k < work.directions(); ++k) {
+    if (all && half_ < 0) {
+      order_.push_back({2 * k, 2 * k});
+      order_.push_back({2 * k + 1, 2 * k + 1});
+    } else {
+      order_.push_back({2 * k + (all ? first : 0), 2 * k});
+    }
+  }
   map_tokens(batch);
   prefix_layout_ = share_prompts_ ? prompt_layout(batch) : PrefixLayout{};
-  plus_.start(remapped_.data(), batch.mask.data(), batch.B, batch.T, &prefix_layout_);
-  if (two) minus_.start(remapped_.data(), batch.mask.data(), batch.B, batch.T, &prefix_layout_);
+  for (const PassRef& p : order_)
+    passes_[static_cast<std::size_t>(p.slot)]->start(remapped_.data(), batch.mask.data(), batch.B, batch.T,
+                                                     &prefix_layout_);
+  acc_.resize(order_.size());
+  hidden_.resize(order_.size());
+  lp_.resize(order_.size());
 }
 
-BlockSession ZoEngine::acquire_block(int b, const BlockWork& work, int first) {
-  BlockSession session = store_.acquire(b, work);
-  const auto sp = session.copy(first);
-  ptrs_plus_.assign(sp.begin(), sp.end());
-  ptrs_minus_.assign(ptrs_plus_.size(), nullptr);
+void ZoEngine::embedding_rows(const BlockWork& work) {
   const int emb = arch_.token_embedding_id();
-  if (b != arch_.tensors()[static_cast<std::size_t>(emb)].block) return session;
-  // The embedding: its update streams through storage; the batch's rows are
-  // perturbed here (the only rows the passes read).
   const auto& spec = arch_.tensors()[static_cast<std::size_t>(emb)];
   const int64_t C = spec.numel() / spec.shape[0];
   const auto U = static_cast<int64_t>(tokens_.size());
-  float* rp = blocks::ensure(rows_plus_, std::max<int64_t>(U, 1) * C);
-  float* rm = blocks::ensure(rows_minus_, std::max<int64_t>(U, 1) * C);
-  BlockWork upd = work, rows = work;
-  upd.perturb = false;
-  rows.update.reset();
+  const int q = work.directions();
+  for (int k = 0; k < 2 * q; ++k) blocks::ensure(rows_[static_cast<std::size_t>(k)], std::max<int64_t>(U, 1) * C);
+  BlockWork upd;
+  upd.dist = work.dist;
+  upd.update = work.update;
+  upd.weight_decay = work.weight_decay;
   const Codec fp32(DType::F32, "embedding rows");
-  std::size_t k = 0;
+  std::size_t j = 0;
   store_.stream_rows(emb, upd, stream_chunk_rows(C, 0, spec.shape[0]), [&](const RowChunk& c) {
-    for (; k < tokens_.size() && tokens_[k] < c.row0 + c.rows; ++k) {
-      const int64_t row = tokens_[k];
-      // The pass only reads θ: no update is applied to these rows here.
+    for (; j < tokens_.size() && tokens_[j] < c.row0 + c.rows; ++j) {
+      const int64_t row = tokens_[j], at = static_cast<int64_t>(j) * C;
+      // The passes only read θ: no update is applied to these rows here.
       const ThetaSlice s{emb, row * C, C, spec.decays(), &fp32, const_cast<float*>(c.theta + (row - c.row0) * C)};
-      zo_apply(rows, s, rp + static_cast<int64_t>(k) * C, work.perturb ? rm + static_cast<int64_t>(k) * C : nullptr,
-               nullptr);
+      for (int d = 0; d < q; ++d)
+        zo_direction(work, s, d, rows_[static_cast<std::size_t>(2 * d)].data() + at,
+                     work.perturb ? rows_[static_cast<std::size_t>(2 * d + 1)].data() + at : nullptr);
     }
   });
-  ptrs_plus_[static_cast<std::size_t>(emb)] = first == 1 && work.perturb ? rm : rp;
-  ptrs_minus_[static_cast<std::size_t>(emb)] = work.perturb ? rm : rp;
-  return session;
 }
 
-void ZoEngine::to_minus(BlockSession& session) {
-  const auto sm = session.copy(1);
-  for (int id : store_.block_tensors(session.block()))
-    ptrs_minus_[static_cast<std::size_t>(id)] = sm[static_cast<std::size_t>(id)];
+void ZoEngine::pass_ptrs(BlockSession& session, int b, int k, bool perturbed) {
+  const auto w = session.copy(k);
+  ptrs_.assign(w.begin(), w.end());
+  const int emb = arch_.token_embedding_id();
+  if (b == arch_.tensors()[static_cast<std::size_t>(emb)].block)
+    ptrs_[static_cast<std::size_t>(emb)] = rows_[static_cast<std::size_t>(perturbed ? k : 0)].data();
 }
 
 namespace {
@@ -154,30 +169,48 @@ void head_matmul(const float* hidden, int64_t n, const float* chunk, int64_t row
 }
 }  // namespace
 
-void ZoEngine::head_logprobs(BlockSession& session, const BlockWork& work, const Batch& batch, bool two, int first) {
+void ZoEngine::head_logprobs(BlockSession& session, const BlockWork& work, const Batch& batch) {
   const int64_t V = arch_.config().vocab_size, Wd = arch_.head_width();
   const auto n = static_cast<int64_t>(batch.rows.size());
-  const float* hp = n ? plus_.head_hidden(ptrs_plus_, batch.rows.data(), n) : nullptr;
-  if (two) to_minus(session);
-  const float* hm = n && two ? minus_.head_hidden(ptrs_minus_, batch.rows.data(), n) : nullptr;
-  acc_plus_.reset(batch.targets, V);
-  if (two) acc_minus_.reset(batch.targets, V);
+  const int last = arch_.num_blocks() - 1;
+  for (std::size_t i = 0; i < order_.size(); ++i) {
+    pass_ptrs(session, last, order_[i].copy, work.perturb);
+    hidden_[i] = n ? passes_[static_cast<std::size_t>(order_[i].slot)]->head_hidden(ptrs_, batch.rows.data(), n)
+                   : nullptr;
+    acc_[i].reset(batch.targets, V);
+  }
   const int hid = arch_.head_weight_id();
+  const auto& spec = arch_.tensors()[static_cast<std::size_t>(hid)];
   // A tied head was updated with the embedding at block 0 of this step.
   BlockWork hw = work;
   if (hid == arch_.token_embedding_id()) hw.update.reset();
   const int64_t chunk = stream_chunk_rows(Wd, n, V);
   float* logits = blocks::ensure(chunk_logits_, std::max<int64_t>(n, 1) * chunk);
+  const bool more = work.directions() > 1;
+  float* cp = more ? blocks::ensure(chunk_plus_, std::min(chunk, V) * Wd) : nullptr;
+  float* cm = more && !work.one_sided ? blocks::ensure(chunk_minus_, std::min(chunk, V) * Wd) : nullptr;
+  const Codec fp32(DType::F32, "lm_head rows");
   store_.stream_rows(hid, hw, chunk, [&](const RowChunk& c) {
     if (n == 0) return;
-    head_matmul(hp, n, first == 1 ? c.minus : c.plus, c.rows, Wd, logits);
-    acc_plus_.add(logits, c.rows, c.row0, c.rows);
-    if (!two) return;
-    head_matmul(hm, n, c.minus, c.rows, Wd, logits);
-    acc_minus_.add(logits, c.rows, c.row0, c.rows);
+    int made = 0;  // the direction of cp / cm
+    for (std::size_t i = 0; i < order_.size(); ++i) {
+      const int d = order_[i].copy / 2;
+      const bool minus = order_[i].copy % 2 == 1;
+      const float* w = minus ? c.minus : c.plus;
+      if (d > 0) {
+        // A later direction's pair from the chunk's θ (the tier's W± are direction 0's).
+        if (made != d) {
+          const ThetaSlice s{hid, c.row0 * c.cols, c.rows * c.cols, spec.decays(), &fp32, const_cast<float*>(c.theta)};
+          zo_direction(work, s, d, cp, cm);
+          made = d;
+        }
+        w = minus ? (cm ? cm : c.theta) : cp;
+      }
+      head_matmul(hidden_[i], n, w, c.rows, Wd, logits);
+      acc_[i].add(logits, c.rows, c.row0, c.rows);
+    }
   });
-  acc_plus_.finish(lp_plus_);
-  if (two) acc_minus_.finish(lp_minus_);
+  for (std::size_t i = 0; i < order_.size(); ++i) acc_[i].finish(lp_[i]);
 }
 
 StepResult ZoEngine::step(int64_t t, int64_t total, const Batch& batch) {
@@ -192,38 +225,41 @@ const std::vector<PassLosses>& ZoEngine::run_passes(int64_t t, const Batch& batc
   work.one_sided = opt_.one_sided;
   work.eps = opt_.eps;
   work.weight_decay = opt_.weight_decay;
+  work.update = pending_;  // the deferred update rides on the sweep
   const uint64_t seed = step_seed(run_seed_, t);
-  for (std::size_t i = 0; i < local_.size(); ++i) {
-    // The deferred update rides on the first sweep; the others read θ as it is.
-    work.update = i == 0 ? pending_ : std::nullopt;
-    work.seed = direction_seed(seed, first_dir_ + static_cast<int>(i));
-    sweep(t, i == 0, work, batch, local_[i]);
+  work.seed = direction_seed(seed, first_dir_);
+  for (std::size_t i = 1; i < local_.size(); ++i)
+    work.more_seeds.push_back(direction_seed(seed, first_dir_ + static_cast<int>(i)));
+  sweep(t, work, batch);
+  for (PassLosses& l : local_) {
+    l.tokens = batch.num_tokens();
+    l.plus.clear();
+    l.minus.clear();
+  }
+  for (std::size_t i = 0; i < order_.size(); ++i) {
+    PassLosses& l = local_[static_cast<std::size_t>(order_[i].copy / 2)];
+    loss_terms_from_logprobs(batch, lp_[i], order_[i].copy % 2 == 1 ? l.minus : l.plus);
   }
   return local_;
 }
 
-void ZoEngine::sweep(int64_t t, bool carries_update, const BlockWork& work, const Batch& batch, PassLosses& out) {
-  out.tokens = batch.num_tokens();
+void ZoEngine::sweep(int64_t t, const BlockWork& work, const Batch& batch) {
   const int N = arch_.num_blocks();
-  const bool two = half_ < 0;
-  const int first = half_ == 1 ? 1 : 0;  // a minus-only rank's one pass reads copy 1
-  const bool may_stop = stop_check_ && comm_.world() == 1;
-  start_passes(batch, two);
+  const int emb_block = arch_.tensors()[static_cast<std::size_t>(arch_.token_embedding_id())].block;
+  const bool may_stop = t >= 0 && stop_check_ && comm_.world() == 1;
+  start_passes(batch, work, t >= 0);
   for (int b = 0; b < N; ++b) {
-    // A later direction's sweep runs after the first has applied the whole update.
-    if (may_stop && stop_check_()) abandon_step(t, carries_update ? b : N);
+    if (may_stop && stop_check_()) abandon_step(t, b);
     if (b + 1 < N) store_.prefetch(b + 1);
-    BlockSession session = acquire_block(b, work, first);
+    BlockSession session = store_.acquire(b, work);
+    if (b == emb_block) embedding_rows(work);
     if (b + 1 < N) {
-      plus_.run_block(b, ptrs_plus_);
-      if (!two) continue;
-      to_minus(session);
-      minus_.run_block(b, ptrs_minus_);
+      for (const PassRef& p : order_) {
+        pass_ptrs(session, b, p.copy, work.perturb);
+        passes_[static_cast<std::size_t>(p.slot)]->run_block(b, ptrs_);
+      }
     } else {
-      head_logprobs(session, work, batch, two, first);
-      loss_terms_from_logprobs(batch, lp_plus_, first == 1 ? out.minus : out.plus);
-      if (two) loss_terms_from_logprobs(batch, lp_minus_, out.minus);
-      else (first == 1 ? out.plus : out.minus).clear();
+      head_logprobs(session, work, batch);
     }
   }
 }
@@ -279,20 +315,8 @@ BatchLoss ZoEngine::evaluate(const Batch& batch) {
 }
 
 BatchLoss ZoEngine::forward_unflushed(const Batch& batch) {
-  const int N = arch_.num_blocks();
-  BatchLoss stats;
-  start_passes(batch, false);
-  for (int b = 0; b < N; ++b) {
-    if (b + 1 < N) store_.prefetch(b + 1);
-    BlockSession session = acquire_block(b, BlockWork{});
-    if (b + 1 < N) {
-      plus_.run_block(b, ptrs_plus_);
-    } else {
-      head_logprobs(session, BlockWork{}, batch, false);
-      stats = batch_loss_from_logprobs(batch, lp_plus_);
-    }
-  }
-  return stats;
+  sweep(-1, BlockWork{}, batch);
+  return batch_loss_from_logprobs(batch, lp_[0]);
 }
 
 }  // namespace zotune

@@ -1,18 +1,20 @@
 // The ZO2 execution of MeZO-SGD: the one place that knows a step's order.
 //
-//   for each direction k of this rank (--directions K; k = 0 also applies the
-//   deferred update, later sweeps only perturb):
 //   for block b = 0 .. N-1 (embeddings first, head last):
 //     store.prefetch(b + 1)
-//     session = store.acquire(b, {deferred update of step t-1, perturbation k of step t})
-//     x+ = block(session.copy(0), x+);  x- = block(session.copy(1), x-)
-//                                      (dual forward, block resident once; a lean
-//                                       tier makes copy 1 when it is asked for)
+//     session = store.acquire(b, {deferred update of step t-1, this rank's q
+//                                 directions of step t: seed_k = direction_seed(s_t, k)})
+//     for each direction k:  x+_k = block(session.copy(2k), x+_k)
+//                            x-_k = block(session.copy(2k+1), x-_k)
+//                                      (2q passes, the block resident once; a tier
+//                                       makes each copy when it is asked for)
 //     session ends: the block is written back
-//   loss terms of L+, L- from the head        run_passes: this rank's slice of the batch
+//   loss terms of L+_k, L-_k from the head   run_passes: this rank's slice of the batch
 //   -> reduced over ranks through the Comm   reduce_directions: fixed order (dist/layout.h)
 //   -> the step's update record (mezo_record) commit: one term per direction, applied at
 //      each block's first touch in step t+1 (or by flush() before eval, checkpoint or export).
+// Each direction's passes compute exactly what a sweep of that direction alone
+// would (--directions K in one process equals K ranks of one direction each).
 // A rank of a larger layout runs part of this: its slice of the batch, one
 // half of each pass pair (--pert-parallel 2), its group's directions.
 //
@@ -22,14 +24,16 @@
 //             the batch's distinct tokens are perturbed into two small tables
 //             and the passes index those (token ids remapped to table rows).
 //   head:     the lm_head (tied: the embedding again, already updated this
-//             step) comes in chunks of rows as W+ and W-, one z draw per
-//             element; each chunk's logits of both passes feed a running
+//             step) comes in chunks of rows as W+ and W- of direction 0, one z
+//             draw per element (the engine makes a later direction's pair from
+//             the chunk's θ); each chunk's logits of every pass feed a running
 //             logsumexp (LogProbAccumulator), so no [rows, V] logits exist.
 // The perturbation of an element is the same counter-RNG value wherever it is
 // drawn, so this is the same W+ / W- as perturbing whole tensors.
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <vector>
@@ -86,9 +90,9 @@ class ZoEngine {
   // global batch); leaves the step's update pending:
   //   run_passes -> reduce_directions through the Comm -> commit.
   StepResult step(int64_t t, int64_t total, const Batch& batch);
-  // This rank's passes of step t: one sweep over every block per direction of
-  // its group (the pending update of step t-1 is applied in the first); returns
-  // its loss terms, one PassLosses per direction.
+  // This rank's passes of step t: one sweep over every block for all the
+  // directions of its group (applying the pending update of step t-1 on the
+  // way); returns its loss terms, one PassLosses per direction.
   const std::vector<PassLosses>& run_passes(int64_t t, const Batch& batch);
   // Turns the global batch's losses of step t (one PassLosses per direction)
   // into the step's result and its pending update (the same on every rank).
@@ -121,23 +125,26 @@ class ZoEngine {
   uint64_t run_seed() const { return run_seed_; }
 
  private:
+  // One forward pass of a sweep: it reads working copy `copy` into passes_[slot].
+  struct PassRef {
+    int copy = 0, slot = 0;
+  };
   // Distinct token ids of the batch and the ids remapped to their rank.
   void map_tokens(const Batch& batch);
-  void start_passes(const Batch& batch, bool two);
-  // One sweep over every block with `work`: this rank's passes (both, or its
-  // half's) into `out`.
-  // `carries_update`: work.update is applied on the way (the stop check then
-  // knows which blocks already hold it).
-  void sweep(int64_t t, bool carries_update, const BlockWork& work, const Batch& batch, PassLosses& out);
-  // acquire(b) plus, for block 0, the streamed embedding; fills ptrs_plus_ with
-  // working copy `first` (0, or 1 for a minus-only rank) and ptrs_minus_ where
-  // the copies do not depend on the order they are asked for.
-  BlockSession acquire_block(int b, const BlockWork& work, int first = 0);
-  // Points the minus pass at the session's copy 1 (lean tiers make it only now).
-  void to_minus(BlockSession& session);
-  // The head block's streamed lm_head: log p(target) of each scored row for the
-  // first pass (copy `first`) and the minus pass when `two`.
-  void head_logprobs(BlockSession& session, const BlockWork& work, const Batch& batch, bool two, int first = 0);
+  // The passes of a sweep with `work` (all 2q of them, or one per direction on
+  // a perturbation half), started on `batch`.
+  void start_passes(const Batch& batch, const BlockWork& work, bool all);
+  // One sweep over every block with `work`: every pass of order_, log p of the
+  // scored rows of pass i into lp_[i]. `t`: the step (for the stop check), -1
+  // outside training.
+  void sweep(int64_t t, const BlockWork& work, const Batch& batch);
+  // The block-0 part of a sweep: the embedding's update streams through
+  // storage, the batch's rows of it are perturbed into rows_[k] for every copy.
+  void embedding_rows(const BlockWork& work);
+  // ptrs_ for a pass over block b reading working copy k.
+  void pass_ptrs(BlockSession& session, int b, int k, bool perturbed);
+  // The head block's streamed lm_head: lp_[i] for every pass of order_.
+  void head_logprobs(BlockSession& session, const BlockWork& work, const Batch& batch);
   // The stop check said yes before block b of step t: finish the pending update, throw.
   [[noreturn]] void abandon_step(int64_t t, int b);
 
@@ -152,14 +159,18 @@ class ZoEngine {
   std::vector<PassLosses> local_, global_;
   std::optional<UpdateRecord> pending_;
   std::function<bool()> stop_check_;
-  SharedPrefixPass plus_, minus_;
+  // Pass 2k / 2k+1 of direction k (the plus / minus pass); all share passes_[0]'s scratch.
+  std::vector<std::unique_ptr<SharedPrefixPass>> passes_;
+  std::vector<PassRef> order_;
   PrefixLayout prefix_layout_;
   bool share_prompts_ = true;
-  std::vector<const float*> ptrs_plus_, ptrs_minus_;
+  std::vector<const float*> ptrs_;
   std::vector<int32_t> tokens_, remapped_;
-  AlignedBuffer<float> rows_plus_, rows_minus_, chunk_logits_;
-  LogProbAccumulator acc_plus_, acc_minus_;
-  std::vector<float> lp_plus_, lp_minus_;
+  std::vector<AlignedBuffer<float>> rows_;  // by copy: the batch's embedding rows
+  AlignedBuffer<float> chunk_logits_, chunk_plus_, chunk_minus_;  // head chunk copies of directions >= 1
+  std::vector<LogProbAccumulator> acc_;
+  std::vector<const float*> hidden_;
+  std::vector<std::vector<float>> lp_;
 };
 
 // Thrown by ZoEngine::step / run_passes when the stop check said yes at a block
@@ -170,12 +181,14 @@ struct StepInterrupted {
   int block = 0;     // the block it had reached
 };
 
-// Bytes a ZoEngine allocates for B x T tokens (at most B*T scored rows): its two
-// passes (activations; block scratch shared) and, for the streamed tensors, the
-// batch's embedding rows as W+ and W- tables and one chunk of head logits.
+// Bytes a ZoEngine allocates for B x T tokens (at most B*T scored rows) and q
+// directions per step in this process: its 2q passes (activations; block
+// scratch shared) and, for the streamed tensors, the batch's embedding rows as
+// W+ and W- tables per direction, one chunk of head logits and, with q > 1,
+// one chunk of a later direction's W+ and W-.
 struct EngineFootprint {
   uint64_t activations = 0, streaming = 0;
 };
-EngineFootprint engine_footprint(const Architecture& arch, int64_t B, int64_t T, int threads);
+EngineFootprint engine_footprint(const Architecture& arch, int64_t B, int64_t T, int threads, int directions = 1);
 
 }  // namespace zotune

@@ -67,6 +67,7 @@ ClusterPlan plan_cluster(const Architecture& arch, const PlanInput& global, cons
   p.global_batch = global.batch;
   PlanInput rank_in = global;
   rank_in.batch = global.batch / L.data;
+  rank_in.directions = in.directions / L.groups;
   p.rank = plan_memory(arch, rank_in, mc);
 
   const int R = in.ranks_per_node, N = L.ranks();
@@ -76,12 +77,12 @@ ClusterPlan plan_cluster(const Architecture& arch, const PlanInput& global, cons
   p.node_rest = per_rank_rest * static_cast<uint64_t>(R);
 
   // plan_memory times one process with the whole node: both passes of its
-  // slice and one parameter sweep. A rank runs K/G sweeps, 2/P passes each,
-  // with 1/R of the node.
+  // slice and one parameter sweep. A rank runs K/G directions, 2/P passes
+  // each, with 1/R of the node, in one sweep (its blocks read once).
   const double sweeps = static_cast<double>(in.directions / L.groups);
   p.compute_s = p.rank.compute_s * sweeps / L.pert * R;
   p.param_pass_s = p.rank.param_pass_s * sweeps * R;
-  p.disk_s = p.rank.disk_s * sweeps;
+  p.disk_s = p.rank.disk_s;
 
   if (N > 1) {
     const uint64_t d = sizeof(double), len = sizeof(int);

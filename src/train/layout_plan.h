@@ -15,10 +15,11 @@
 // Time per step, every rank doing the same work:
 //   compute     (K/G) directions x (2/P) passes of forward_flops(B/D, T), at
 //               the node's sgemm rate shared by its R ranks
-//   param pass  (K/G) sweeps over every parameter (weights are replicated:
+//   param pass  (K/G) perturbations of every parameter (weights are replicated:
 //               data and perturbation parallelism do not shorten it), at the
 //               node's fused-ZO rate shared by R ranks
-//   disk        the one-process disk time, once per sweep (one rank only)
+//   disk        the one-process disk time, once per step: one sweep stages each
+//               block for all K/G directions (one rank only)
 //   collectives each allgather call is two MPI collectives (lengths, then
 //               values), each α·⌈log2 N⌉ + β·(N−1)·bytes (N = D·P·G ranks,
 //               bytes: this rank's share) — network_model() gives α, β

@@ -72,13 +72,13 @@ MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const Mach
 
   // The sum of what each piece reports it will allocate: the store (weights,
   // working copies, its chunk buffers, disk staging) and the engine (two
-  // passes' activations, the batch's embedding rows, a chunk of logits).
+  // passes' activations per direction, the batch's embedding rows, a chunk of logits).
   StoreOptions so;
   apply_plan_tier(in, so);
   so.overlap = in.overlap;
   const StoreFootprint store = store_footprint(arch, so, in.batch * in.seq_len);
   const int threads = in.threads > 0 ? in.threads : omp_get_max_threads();
-  const EngineFootprint engine = engine_footprint(arch, in.batch, in.seq_len, threads);
+  const EngineFootprint engine = engine_footprint(arch, in.batch, in.seq_len, threads, in.directions);
   p.bytes.weights = store.weights;
   p.bytes.working = store.working;
   p.bytes.streaming = store.stream_chunks + engine.streaming;

@@ -42,6 +42,7 @@ struct PlanInput {
   int resident_blocks = 1;
   bool overlap = true;
   int threads = 0;        // 0 = omp_get_max_threads()
+  int directions = 1;     // directions this process runs per step (two passes' activations each)
   // --share-node-weights: the weights are one region per node, shared by its
   // ranks (store/node_shared_store.h); the per-rank figures stay the same.
   bool share_node_weights = false;

@@ -116,8 +116,9 @@ fs::path existing_directory_of(const fs::path& p) {
 }
 
 MemoryPlan plan_run(const Architecture& arch, StoreOptions& so, int64_t batch, int64_t seq_len, uint64_t budget,
-                    const MachineConstants& mc, const char* who, bool must_fit) {
-  const PlanInput in = plan_input(so, batch, seq_len, compute_threads());
+                    const MachineConstants& mc, const char* who, bool must_fit, int directions) {
+  PlanInput in = plan_input(so, batch, seq_len, compute_threads());
+  in.directions = directions;
   if (budget == 0) return plan_memory(arch, in, mc);
   PlanChoice choice = choose_plan(arch, budget, in, mc);
   std::fprintf(stderr, "%s: --memory-budget: %s\n", who, choice.why.c_str());

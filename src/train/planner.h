@@ -21,10 +21,11 @@ MachineConstants probe_machine(const std::filesystem::path& disk_dir = {});
 // be on, before it exists).
 std::filesystem::path existing_directory_of(const std::filesystem::path& p);
 
-// The plan of a run of B x T on this process's compute threads. With budget > 0
+// The plan of a run of B x T and `directions` directions per step on this
+// process's compute threads. With budget > 0
 // the tier is chosen (choose_plan), the reason printed to stderr after `who`,
 // and written into `so`; a budget nothing fits is an error when `must_fit`.
 MemoryPlan plan_run(const Architecture& arch, StoreOptions& so, int64_t batch, int64_t seq_len, uint64_t budget,
-                    const MachineConstants& mc, const char* who, bool must_fit);
+                    const MachineConstants& mc, const char* who, bool must_fit, int directions = 1);
 
 }  // namespace zotune

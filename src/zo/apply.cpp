@@ -12,8 +12,8 @@ kernels::ZoUpdate kernel_update(const UpdateRecord& r, const UpdateTerm& t, floa
   return {true, t.seed, r.lr, t.coeff, wd};
 }
 
-kernels::ZoPerturb kernel_perturb(const BlockWork& w, float sign) {
-  return w.perturb ? kernels::ZoPerturb{true, w.seed, sign * w.eps} : kernels::ZoPerturb{};
+kernels::ZoPerturb kernel_perturb(const BlockWork& w, int d, float sign) {
+  return w.perturb ? kernels::ZoPerturb{true, w.seed_of(d), sign * w.eps} : kernels::ZoPerturb{};
 }
 
 uint64_t z_draws(const BlockWork& w, int64_t n, int passes) {
@@ -34,23 +34,22 @@ void kernel_pass(const BlockWork& w, const ThetaSlice& s, const kernels::ZoUpdat
   if (theta) std::copy_n(static_cast<const float*>(s.stored), s.n, theta);
 }
 
-}  // namespace
-
-PassDraws zo_apply(const BlockWork& work, const ThetaSlice& s, float* copy0, float* copy1, float* theta) {
+// zo_apply with `update` (null: none) and the perturbation of direction `dir`.
+PassDraws apply_pass(const BlockWork& work, const UpdateRecord* update, int dir, const ThetaSlice& s, float* copy0,
+                     float* copy1, float* theta) {
   check(s.codec != nullptr && s.stored != nullptr, "zo_apply: tensor ", s.tensor_id, ": no stored values");
   PassDraws d;
   const float wd = s.decays ? work.weight_decay : 0.0f;
-  const std::size_t terms = work.update ? work.update->terms.size() : 0;
+  const std::size_t terms = update ? update->terms.size() : 0;
   // Every term but the last is a pass of its own (weight decay with the first);
   // the last is fused with the perturbation and the working copies.
   for (std::size_t k = 0; k + 1 < terms; ++k) {
-    kernel_pass(work, s, kernel_update(*work.update, work.update->terms[k], k == 0 ? wd : 0.0f), {}, nullptr, nullptr,
-                nullptr);
+    kernel_pass(work, s, kernel_update(*update, update->terms[k], k == 0 ? wd : 0.0f), {}, nullptr, nullptr, nullptr);
     d.z += z_draws(work, s.n, 1);
   }
   const kernels::ZoUpdate upd =
-      terms ? kernel_update(*work.update, work.update->terms.back(), terms == 1 ? wd : 0.0f) : kernels::ZoUpdate{};
-  const kernels::ZoPerturb pert = kernel_perturb(work, 1.0f);
+      terms ? kernel_update(*update, update->terms.back(), terms == 1 ? wd : 0.0f) : kernels::ZoUpdate{};
+  const kernels::ZoPerturb pert = kernel_perturb(work, dir, 1.0f);
   float* plus = pert.active ? copy0 : nullptr;
   float* minus = pert.active && !work.one_sided ? copy1 : nullptr;
   check(!pert.active || plus != nullptr, "zo_apply: tensor ", s.tensor_id, ": a perturbed pass needs copy 0");
@@ -64,15 +63,33 @@ PassDraws zo_apply(const BlockWork& work, const ThetaSlice& s, float* copy0, flo
   return d;
 }
 
+}  // namespace
+
+BlockWork without_update(const BlockWork& work) {
+  BlockWork w = work;
+  w.update.reset();
+  return w;
+}
+
+PassDraws zo_apply(const BlockWork& work, const ThetaSlice& s, float* copy0, float* copy1, float* theta) {
+  return apply_pass(work, work.update ? &*work.update : nullptr, 0, s, copy0, copy1, theta);
+}
+
+PassDraws zo_direction(const BlockWork& work, const ThetaSlice& s, int d, float* copy0, float* copy1) {
+  check(d >= 0 && d < work.directions(), "zo_direction: tensor ", s.tensor_id, ": no direction ", d, " of ",
+        work.directions());
+  return apply_pass(work, nullptr, d, s, copy0, copy1, nullptr);
+}
+
 PassDraws zo_working_copy(const BlockWork& work, const ThetaSlice& s, int k, float* out) {
-  check(s.codec != nullptr && s.stored != nullptr && (k == 0 || k == 1), "zo_working_copy: tensor ", s.tensor_id,
-        ": bad slice or copy ", k);
-  if (!work.perturb || (k == 1 && work.one_sided)) {  // θ: a decode, nothing drawn
+  check(s.codec != nullptr && s.stored != nullptr && k >= 0 && k < 2 * work.directions(), "zo_working_copy: tensor ",
+        s.tensor_id, ": bad slice or copy ", k);
+  if (!work.perturb || (k % 2 == 1 && work.one_sided)) {  // θ: a decode, nothing drawn
     kernel_pass(work, s, {}, {}, nullptr, nullptr, out);
     return {};
   }
   // W- as the perturbation with -eps: exact, x + (-a) == x - a.
-  kernel_pass(work, s, {}, kernel_perturb(work, k == 0 ? 1.0f : -1.0f), out, nullptr, nullptr);
+  kernel_pass(work, s, {}, kernel_perturb(work, k / 2, k % 2 == 0 ? 1.0f : -1.0f), out, nullptr, nullptr);
   return {z_draws(work, s.n, 1), 0};
 }
 

@@ -6,8 +6,13 @@
 //     θ ← θ − lr · (c · z(seed') + wd · θ)    the deferred update (each term of
 //                                              the record; stored back in the codec,
 //                                              16-bit with stochastic rounding)
-//     copy 0 = θ + ε z(seed),  copy 1 = θ − ε z(seed)   this step's working copies
-//                                              (copy 1 = θ when one-sided)
+//     copy 2k = θ + ε z(seed_k),  copy 2k+1 = θ − ε z(seed_k)   this step's
+//                                              working copies, k = 0..q−1 for the q
+//                                              directions a pass serves (copy 2k+1
+//                                              = θ when one-sided)
+//   zo_apply writes copies 0 and 1 fused with the update; zo_direction makes the
+//   pair of a later direction from the updated stored values (the same values a
+//   pass of that direction alone would write).
 //
 // A slice is elements [begin, begin + n) of one tensor; z is a counter-RNG
 // value of (seed, tensor, element), so any cut of a tensor into slices (blocks,
@@ -16,6 +21,7 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "kernels/zo_kernels.h"
 #include "store/codec.h"
@@ -30,10 +36,19 @@ struct BlockWork {
   std::optional<UpdateRecord> update;  // applied to θ and stored
   float weight_decay = 0;              // the run's; only tensors whose role decays get it
   bool perturb = false;                // make θ ± εz working copies
-  bool one_sided = false;              // copy 1 is θ itself (the L0 pass)
-  uint64_t seed = 0;                   // this step's seed
+  bool one_sided = false;              // copy 2k+1 is θ itself (the L0 pass)
+  uint64_t seed = 0;                   // direction 0's seed (the step's seed with one direction)
+  std::vector<uint64_t> more_seeds;    // directions 1..q-1 of the same passes (several per step)
   float eps = 0;
+
+  // q: the directions whose working copies a session hands out (1 unperturbed).
+  int directions() const { return 1 + static_cast<int>(more_seeds.size()); }
+  uint64_t seed_of(int k) const { return k == 0 ? seed : more_seeds[static_cast<std::size_t>(k - 1)]; }
 };
+
+// `work` without its update: what making a block's later working copies
+// needs once the update is stored.
+BlockWork without_update(const BlockWork& work);
 
 // Elements [begin, begin + n) of tensor `tensor_id`, stored at `stored` (already
 // offset to `begin`) in `codec`.
@@ -65,10 +80,16 @@ struct PassDraws {
 // them there rather than asking for a copy.
 PassDraws zo_apply(const BlockWork& work, const ThetaSlice& s, float* copy0, float* copy1, float* theta);
 
-// Working copy k (0 or 1, as zo_apply writes it) of a slice whose update has
-// already been applied: lean tiers keep one fp32 copy of a block and make the
-// second from the stored values once the first has been used. Equal to what
-// zo_apply writes, at the price of one more z draw.
+// Copies 2d and 2d+1 of direction d (0 <= d < work.directions()) of a slice
+// whose update has already been applied (work.update is not applied again):
+// what zo_apply writes into copy0 / copy1 for a work of that direction alone.
+PassDraws zo_direction(const BlockWork& work, const ThetaSlice& s, int d, float* copy0, float* copy1);
+
+// Working copy k (0 <= k < 2 q, as zo_apply / zo_direction write it) of a
+// slice whose update has already been applied: lean tiers keep one fp32 copy
+// of a block and make each next copy from the stored values once the one
+// before has been used. Equal to what zo_apply writes, at the price of one
+// more z draw.
 PassDraws zo_working_copy(const BlockWork& work, const ThetaSlice& s, int k, float* out);
 
 }  // namespace zotune
