@@ -86,7 +86,10 @@ for _ in $(seq 2400); do
 done
 [ -n "$seen" ] || die "no checkpoint appeared: $(ls -la kill 2>&1) $(cat kill.log)"
 victim=
-for p in $(pgrep -f "$Z train"); do
+# This script's own ranks only (they run in its working directory): other mpi
+# tests may run at the same time with the same binary.
+ours() { for p in $(pgrep -f "$Z train.*--out kill"); do [ "$(readlink /proc/$p/cwd)" = "$work" ] && echo "$p"; done; true; }
+for p in $(ours); do
   if tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then victim=$p; fi
 done
 [ -n "$victim" ] || die "rank 1 not found"
@@ -99,7 +102,7 @@ t1=$(date +%s.%N)
 python3 -c "import sys; d=$t1-$t0; print('job ended %.2f s after the kill' % d); sys.exit(0 if d <= $KILL_BOUND else 1)" \
   || die "the job took longer than ${KILL_BOUND}s to end"
 grep -q 'exited on signal 9' kill.log || die "no message naming the killed rank: $(tail -5 kill.log)"
-pgrep -f "$Z train.*--out kill" >/dev/null && die "a rank outlived the job"
+[ -z "$(ours)" ] || die "a rank outlived the job"
 [ -z "$(ls -d kill/checkpoint-*.tmp 2>/dev/null)" ] || true  # a torn temporary may remain; resume ignores it
 "$Z" "${train[@]}" "${long[@]}" --resume kill --out kill 2> resume.log || die "resume failed: $(tail -3 resume.log)"
 same ul kill "resume after SIGKILL of a rank"
