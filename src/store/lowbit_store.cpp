@@ -46,12 +46,12 @@ LowBitRamStore::LowBitRamStore(const Architecture& arch, const Checkpoint& ckpt,
 void LowBitRamStore::begin_block(int block, const BlockWork& work) {
   float* slot = blocks::ensure(slot_, block_numel(block));
   work_ = work;
-  made_ = 0;
+  made_ = work.wants(0) ? 0 : 1;  // lean: the one copy is the first wanted
   int64_t offset = 0;
   for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
     float* w = slot + offset;
     const ThetaSlice s = slice(id, weights_[static_cast<std::size_t>(id)].data());
-    count_draws(zo_apply(work, s, w, nullptr, nullptr));
+    count_draws(zo_apply(work, s, made_ == 0 ? w : nullptr, made_ == 1 ? w : nullptr, nullptr));
     count_bytes(s.n, work);
     plus_[static_cast<std::size_t>(id)] = w;
     offset += s.n;
@@ -66,14 +66,14 @@ ParamPtrs LowBitRamStore::working_copy(int block, int k) {
 void LowBitRamStore::stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) {
   const auto [rows, cols, cap] = stream_shape(id, chunk_rows);
   float* ct = blocks::ensure(chunk_theta_, cap);
-  float* cp = work.perturb ? blocks::ensure(chunk_plus_, cap) : nullptr;
-  float* cm = work.perturb && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
+  float* cp = work.makes(0) ? blocks::ensure(chunk_plus_, cap) : nullptr;
+  float* cm = work.makes(1) ? blocks::ensure(chunk_minus_, cap) : nullptr;
   uint16_t* stored = weights_[static_cast<std::size_t>(id)].data();
   for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
     const int64_t nr = std::min(chunk_rows, rows - r0), n = nr * cols, b = r0 * cols;
     count_draws(zo_apply(work, slice(id, stored + b, b, n), cp, cm, ct));
     count_bytes(n, work);
-    if (fn) fn(RowChunk{r0, nr, cols, ct, cp ? cp : ct, cm ? cm : ct});
+    if (fn) fn(row_chunk(work, r0, nr, cols, ct, cp, cm));
   }
 }
 

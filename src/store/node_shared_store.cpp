@@ -22,13 +22,17 @@ constexpr int64_t kShareAlign = 64;
 
 // A rank's posted work (node_pass): what decides whether the node's ranks may
 // share the unit's working copies, and the unit, to catch calls out of step.
+// A rank's posted work (node_pass): what decides whether the node's ranks may
+// share the unit's working copies, the copies it wants, and the unit, to catch
+// calls out of step.
 struct NodeSharedStore::Posted {
   uint64_t seed;
+  int64_t first, n;
   uint32_t eps_bits;
   int32_t first_id;
-  int64_t first, n;
+  uint32_t wanted;
   uint8_t update, perturb, one_sided, dist, copies;
-  uint8_t pad[64 - 8 - 4 - 4 - 16 - 5];
+  uint8_t pad[64 - 3 * 8 - 3 * 4 - 5];
 
   bool same_copies(const Posted& o) const {
     return copies && o.copies && perturb == o.perturb && one_sided == o.one_sided && dist == o.dist &&
@@ -94,7 +98,8 @@ NodeSharedStore::UnitCopies NodeSharedStore::chunk_slots(const BlockWork& work, 
   return {c, work.one_sided ? nullptr : c + chunk_cap_, codec_.lowbit() ? c + 2 * chunk_cap_ : nullptr};
 }
 
-bool NodeSharedStore::node_pass(const BlockWork& work, const std::vector<Piece>& pieces, const UnitCopies& copies) {
+bool NodeSharedStore::node_pass(const BlockWork& work, const std::vector<Piece>& pieces, const UnitCopies& copies,
+                                unsigned& made) {
   static_assert(sizeof(Posted) == 64, "one cache line per rank");
   int64_t total = 0;
   for (const Piece& p : pieces) total += p.n;
@@ -109,9 +114,11 @@ bool NodeSharedStore::node_pass(const BlockWork& work, const std::vector<Piece>&
   mine.perturb = work.perturb ? 1 : 0;
   mine.one_sided = work.one_sided ? 1 : 0;
   mine.dist = static_cast<uint8_t>(work.dist);
+  mine.wanted = work.wanted;
   mine.copies = copies.plus ? 1 : 0;
   share_->barrier();  // nobody still reads the unit or the slots; every rank's work posted
   bool same = true;
+  made = 0;  // every copy some rank of the node wants
   for (int r = 0; r < share_->node_size(); ++r) {
     const Posted& o = posted_[r];
     check(o.first_id == mine.first_id && o.first == mine.first && o.n == mine.n && o.update == mine.update,
@@ -119,8 +126,10 @@ bool NodeSharedStore::node_pass(const BlockWork& work, const std::vector<Piece>&
           mine.first, ", node rank ", r, " at tensor ", o.first_id, " element ", o.first,
           " (calls that update or perturb are collective over the node's ranks)");
     same = same && mine.same_copies(o);
+    made |= o.wanted;
   }
   BlockWork w = work;
+  w.wanted = made;
   if (!same) w.perturb = false;
   const auto [lo, hi] = my_share(total);
   int64_t at = 0;
@@ -150,33 +159,43 @@ void NodeSharedStore::begin_block(int block, const BlockWork& work) {
     pieces_.clear();
     for (int id : ids) pieces_.push_back({id, 0, arch_.tensors()[static_cast<std::size_t>(id)].numel()});
     const UnitCopies c = block_slots(work);
-    shared_copies_ = node_pass(work, pieces_, c);
+    unsigned made = 0;
+    shared_copies_ = node_pass(work, pieces_, c, made);
     if (shared_copies_) {
       int64_t offset = 0;
       for (int id : ids) {
         const auto* theta = reinterpret_cast<const float*>(stored(id));  // fp32 one-sided copy 1
-        plus_[static_cast<std::size_t>(id)] = c.plus + offset;
-        minus_[static_cast<std::size_t>(id)] = c.minus ? c.minus + offset : theta;
+        plus_[static_cast<std::size_t>(id)] = made & 1u ? c.plus + offset : nullptr;
+        minus_[static_cast<std::size_t>(id)] = c.minus ? (made & 2u ? c.minus + offset : nullptr) : theta;
         offset += arch_.tensors()[static_cast<std::size_t>(id)].numel();
       }
       return;
     }
   }
-  // This rank's own copies of the whole unit (from the stored values, updated above).
-  float* plus = lean || work.perturb ? blocks::ensure(slot_plus_, block_numel(block)) : nullptr;
-  float* minus = !lean && work.perturb && !work.one_sided ? blocks::ensure(slot_minus_, block_numel(block)) : nullptr;
+  // This rank's own copies of the whole unit (from the stored values, updated
+  // above); 16-bit: one lean copy, the first the work wants.
+  made_ = work.wants(0) ? 0 : 1;
+  float* plus = lean || work.makes(0) ? blocks::ensure(slot_plus_, block_numel(block)) : nullptr;
+  float* minus = !lean && work.makes(1) ? blocks::ensure(slot_minus_, block_numel(block)) : nullptr;
   int64_t offset = 0;
   for (int id : ids) {
     const ThetaSlice s = slice(id, stored(id));
     float* p = plus ? plus + offset : nullptr;
     float* m = minus ? minus + offset : nullptr;
-    if (p) {
-      count_draws(zo_apply(work_, s, p, m, nullptr));
+    if (lean) {
+      count_draws(zo_apply(work_, s, made_ == 0 ? p : nullptr, made_ == 1 ? p : nullptr, nullptr));
       count_bytes(s.n, work_);
+      plus_[static_cast<std::size_t>(id)] = p;
+      minus_[static_cast<std::size_t>(id)] = nullptr;
+    } else {
+      if (p || m) {
+        count_draws(zo_apply(work_, s, p, m, nullptr));
+        count_bytes(s.n, work_);
+      }
+      const auto* theta = reinterpret_cast<const float*>(stored(id));
+      plus_[static_cast<std::size_t>(id)] = p ? p : work.wants(0) ? theta : nullptr;
+      minus_[static_cast<std::size_t>(id)] = m ? m : work.wants(1) || work.one_sided ? theta : nullptr;
     }
-    const auto* theta = reinterpret_cast<const float*>(stored(id));  // fp32 only
-    plus_[static_cast<std::size_t>(id)] = p ? p : theta;
-    minus_[static_cast<std::size_t>(id)] = lean ? nullptr : m ? m : theta;
     offset += s.n;
   }
 }
@@ -206,22 +225,24 @@ void NodeSharedStore::stream_rows(int id, const BlockWork& work, int64_t chunk_r
     const float* stored_theta = lean ? nullptr : reinterpret_cast<const float*>(at);
     if (work.update || work.perturb) {
       pieces_.assign(1, Piece{id, b, n});
-      if (node_pass(work, pieces_, shared)) {
+      unsigned made = 0;
+      if (node_pass(work, pieces_, shared, made)) {
         const float* theta = shared.theta ? shared.theta : stored_theta;
-        if (fn) fn(RowChunk{r0, nr, cols, theta, shared.plus, shared.minus ? shared.minus : theta});
+        if (fn)
+          fn(row_chunk(work, r0, nr, cols, theta, made & 1u ? shared.plus : nullptr,
+                       made & 2u ? shared.minus : nullptr));
         continue;
       }
     }
     // This rank's own copies of the chunk (from the stored values, updated above).
     float* ct = lean ? blocks::ensure(chunk_theta_, cap) : nullptr;
-    float* cp = work.perturb ? blocks::ensure(chunk_plus_, cap) : nullptr;
-    float* cm = work.perturb && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
-    if (ct || cp) {
+    float* cp = work.makes(0) ? blocks::ensure(chunk_plus_, cap) : nullptr;
+    float* cm = work.makes(1) ? blocks::ensure(chunk_minus_, cap) : nullptr;
+    if (ct || cp || cm) {
       count_draws(zo_apply(copies, slice(id, at, b, n), cp, cm, ct));
       count_bytes(n, copies);
     }
-    const float* theta = lean ? ct : stored_theta;
-    if (fn) fn(RowChunk{r0, nr, cols, theta, cp ? cp : theta, cm ? cm : theta});
+    if (fn) fn(row_chunk(work, r0, nr, cols, lean ? ct : stored_theta, cp, cm));
   }
 }
 

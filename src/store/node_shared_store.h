@@ -82,8 +82,9 @@ class NodeSharedStore final : public ParamStore {
   // The node's collective pass over a unit (work has an update or a
   // perturbation): barrier; this rank's share gets work.update and, when every
   // rank of the node asks for the same perturbation and `copies.plus` is set,
-  // its share of the copies; barrier. Returns whether the copies were made.
-  bool node_pass(const BlockWork& work, const std::vector<Piece>& pieces, const UnitCopies& copies);
+  // its share of the copies some rank of the node wants (`made`, bits as
+  // BlockWork::wanted); barrier. Returns whether the copies were made.
+  bool node_pass(const BlockWork& work, const std::vector<Piece>& pieces, const UnitCopies& copies, unsigned& made);
   // The shared working-copy slots: `copies` of the block slot or of the chunk slot.
   UnitCopies block_slots(const BlockWork& work) const;
   UnitCopies chunk_slots(const BlockWork& work, int64_t n) const;

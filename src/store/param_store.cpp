@@ -16,6 +16,12 @@ int64_t stream_chunk_rows(int64_t width, int64_t nrows, int64_t V) {
   return std::min(std::max<int64_t>(r, 64), std::max<int64_t>(V, 1));
 }
 
+RowChunk row_chunk(const BlockWork& work, int64_t row0, int64_t rows, int64_t cols, const float* theta,
+                   const float* plus, const float* minus) {
+  return {row0, rows, cols, theta, plus ? plus : work.wants(0) ? theta : nullptr,
+          minus ? minus : work.wants(1) || work.one_sided ? theta : nullptr};
+}
+
 ParamStore::ParamStore(const Architecture& arch, DType storage, const char* who)
     : arch_(arch), codec_(storage, who) {
   const auto& table = arch.tensors();
@@ -61,6 +67,7 @@ void BlockSession::end_quietly() noexcept {
 ParamPtrs BlockSession::copy(int k) {
   check(store_ != nullptr, "block ", block_, ": the session has ended");
   check(k == 0 || k == 1, "block ", block_, ": no working copy ", k, " (a step has copies 0 and 1)");
+  check((store_->wanted_ >> k & 1u) != 0, "block ", block_, ": working copy ", k, " was not asked for (BlockWork::wanted)");
   return store_->working_copy(block_, k);
 }
 
@@ -116,19 +123,17 @@ RamStore::RamStore(const Architecture& arch, const Checkpoint& ckpt) : ParamStor
 }
 
 void RamStore::begin_block(int block, const BlockWork& work) {
-  if (work.perturb) {
-    blocks::ensure(slot_plus_, block_numel(block));
-    if (!work.one_sided) blocks::ensure(slot_minus_, block_numel(block));
-  }
+  if (work.makes(0)) blocks::ensure(slot_plus_, block_numel(block));
+  if (work.makes(1)) blocks::ensure(slot_minus_, block_numel(block));
   int64_t offset = 0;
   for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
     float* w = weights_[static_cast<std::size_t>(id)].data();
-    float* plus = work.perturb ? slot_plus_.data() + offset : nullptr;
-    float* minus = work.perturb && !work.one_sided ? slot_minus_.data() + offset : nullptr;
+    float* plus = work.makes(0) ? slot_plus_.data() + offset : nullptr;
+    float* minus = work.makes(1) ? slot_minus_.data() + offset : nullptr;
     const ThetaSlice s = slice(id, w);
     const PassDraws d = zo_apply(work, s, plus, minus, nullptr);
-    plus_[static_cast<std::size_t>(id)] = plus ? plus : w;
-    minus_[static_cast<std::size_t>(id)] = minus ? minus : w;
+    plus_[static_cast<std::size_t>(id)] = plus ? plus : work.wants(0) ? w : nullptr;
+    minus_[static_cast<std::size_t>(id)] = minus ? minus : work.wants(1) || work.one_sided ? w : nullptr;
     if (work.update || work.perturb) {
       count_draws(d);
       count_bytes(s.n, work);
@@ -141,8 +146,8 @@ ParamPtrs RamStore::working_copy(int /*block*/, int k) { return k == 0 ? plus_ :
 
 void RamStore::stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) {
   const auto [rows, cols, cap] = stream_shape(id, chunk_rows);
-  float* cp = work.perturb ? blocks::ensure(chunk_plus_, cap) : nullptr;
-  float* cm = work.perturb && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
+  float* cp = work.makes(0) ? blocks::ensure(chunk_plus_, cap) : nullptr;
+  float* cm = work.makes(1) ? blocks::ensure(chunk_minus_, cap) : nullptr;
   float* w0 = weights_[static_cast<std::size_t>(id)].data();
   for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
     const int64_t nr = std::min(chunk_rows, rows - r0), n = nr * cols;
@@ -152,7 +157,7 @@ void RamStore::stream_rows(int id, const BlockWork& work, int64_t chunk_rows, co
       count_draws(d);
       count_bytes(n, work);
     }
-    if (fn) fn(RowChunk{r0, nr, cols, w, cp ? cp : w, cm ? cm : w});
+    if (fn) fn(row_chunk(work, r0, nr, cols, w, cp, cm));
   }
 }
 

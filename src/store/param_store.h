@@ -26,7 +26,8 @@ class ParamStore;
 
 // A resident block. Working copy k of its non-streamed tensors (fp32, indexed
 // by tensor id): k = 0 is θ + εz, k = 1 is θ − εz (θ itself when the work does
-// not perturb, and for k = 1 when one-sided). A tier that holds two copies
+// not perturb, and for k = 1 when one-sided); only the copies the work wants
+// (BlockWork::wanted) exist. A tier that holds two copies
 // hands both out at once; a lean tier holds one and makes copy 1 from the
 // stored values when it is asked for, after which copy 0's pointers are gone.
 // Ending the session (destructor or release()) writes the block back.
@@ -68,10 +69,14 @@ struct StoreCounters {
 struct RowChunk {
   int64_t row0 = 0, rows = 0, cols = 0;
   const float* theta = nullptr;  // stored value after this call's update, fp32 [rows, cols]
-  const float* plus = nullptr;   // W+ of the rows (theta when not perturbed)
-  const float* minus = nullptr;  // W- of the rows (theta when not perturbed or one-sided)
+  const float* plus = nullptr;   // W+ of the rows (theta when not perturbed; null when not wanted)
+  const float* minus = nullptr;  // W- of the rows (theta when not perturbed or one-sided; null when not wanted)
 };
 using RowChunkFn = std::function<void(const RowChunk&)>;
+// The chunk a tier hands out: its perturbed copies `plus` / `minus` where it
+// made them (BlockWork::makes), else θ, or null when the work does not want them.
+RowChunk row_chunk(const BlockWork& work, int64_t row0, int64_t rows, int64_t cols, const float* theta,
+                   const float* plus, const float* minus);
 
 // Rows per chunk when streaming a [V, width] tensor whose logits are taken for
 // `nrows` rows (0: no logits): about 2 MB of fp32 weights and at most 16 MB of
@@ -88,6 +93,7 @@ class ParamStore {
   // Makes block b resident with `work` applied (zo_apply over its stored
   // values) until the session ends. Streamed tensors are left alone.
   BlockSession acquire(int block, const BlockWork& work) {
+    wanted_ = work.perturb ? work.wanted : BlockWork::kAllCopies;
     begin_block(block, work);
     return BlockSession(*this, block);
   }
@@ -174,6 +180,7 @@ class ParamStore {
   std::vector<int> streamed_ids_;
   StoreCounters counters_;
   int64_t total_params_ = 0;
+  unsigned wanted_ = BlockWork::kAllCopies;  // of the resident block (BlockWork::wanted)
 };
 
 // All weights as fp32 in RAM. Perturbed copies of the resident block live in one

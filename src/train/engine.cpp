@@ -192,6 +192,8 @@ const std::vector<PassLosses>& ZoEngine::run_passes(int64_t t, const Batch& batc
   work.one_sided = opt_.one_sided;
   work.eps = opt_.eps;
   work.weight_decay = opt_.weight_decay;
+  // A rank of a perturbation pair reads one working copy: the tiers make only that one.
+  if (half_ >= 0) work.wanted = 1u << half_;
   const uint64_t seed = step_seed(run_seed_, t);
   for (std::size_t i = 0; i < local_.size(); ++i) {
     // The deferred update rides on the first sweep; the others read θ as it is.

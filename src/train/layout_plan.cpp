@@ -77,10 +77,14 @@ ClusterPlan plan_cluster(const Architecture& arch, const PlanInput& global, cons
 
   // plan_memory times one process with the whole node: both passes of its
   // slice and one parameter sweep. A rank runs K/G sweeps, 2/P passes each,
-  // with 1/R of the node.
+  // with 1/R of the node. With one θ per node whose ranks all belong to one
+  // direction group (the same perturbations), the node's ranks split each
+  // sweep's parameter pass (store/node_shared_store.h): a sweep costs the node
+  // one pass, not R.
   const double sweeps = static_cast<double>(in.directions / L.groups);
+  const bool split_pass = in.weights == NodeWeights::Shared && (L.data * L.pert) % R == 0;
   p.compute_s = p.rank.compute_s * sweeps / L.pert * R;
-  p.param_pass_s = p.rank.param_pass_s * sweeps * R;
+  p.param_pass_s = p.rank.param_pass_s * sweeps * (split_pass ? 1 : R);
   p.disk_s = p.rank.disk_s * sweeps;
 
   if (N > 1) {

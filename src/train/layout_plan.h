@@ -17,7 +17,9 @@
 //               the node's sgemm rate shared by its R ranks
 //   param pass  (K/G) sweeps over every parameter (weights are replicated:
 //               data and perturbation parallelism do not shorten it), at the
-//               node's fused-ZO rate shared by R ranks
+//               node's fused-ZO rate shared by R ranks; with one θ per node
+//               (NodeWeights::Shared) whose R ranks are in one direction group
+//               they split each sweep, so it takes the node's rate whole
 //   disk        the one-process disk time, once per sweep (one rank only)
 //   collectives each allgather call is two MPI collectives (lengths, then
 //               values), each α·⌈log2 N⌉ + β·(N−1)·bytes (N = D·P·G ranks,

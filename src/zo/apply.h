@@ -31,6 +31,14 @@ struct BlockWork {
   float weight_decay = 0;              // the run's; only tensors whose role decays get it
   bool perturb = false;                // make θ ± εz working copies
   bool one_sided = false;              // copy 1 is θ itself (the L0 pass)
+  // The working copies the caller will ask for (bit k: copy k) when perturbing:
+  // a rank of a perturbation pair (--pert-parallel 2) runs one pass and wants
+  // one copy; a tier makes only those (zo_apply skips the others).
+  unsigned wanted = kAllCopies;
+  static constexpr unsigned kAllCopies = ~0u;
+  bool wants(int k) const { return !perturb || (wanted >> k & 1u) != 0; }
+  // Perturbed copy k is made (wanted, and not θ itself as one-sided copy 1).
+  bool makes(int k) const { return perturb && wants(k) && (k == 0 || !one_sided); }
   uint64_t seed = 0;                   // this step's seed
   float eps = 0;
 };
@@ -62,7 +70,9 @@ struct PassDraws {
 //   copy1  θ − εz when work.perturb and two-sided, else θ
 //   theta  θ
 // (θ: after the update). An fp32 slice's θ is its stored values: callers read
-// them there rather than asking for a copy.
+// them there rather than asking for a copy. A copy the work does not want
+// (work.wanted) is not written; with W- alone wanted it is made directly, as
+// the perturbation with -eps (the same bits as beside W+), one z draw.
 PassDraws zo_apply(const BlockWork& work, const ThetaSlice& s, float* copy0, float* copy1, float* theta);
 
 // Working copy k (0 or 1, as zo_apply writes it) of a slice whose update has
