@@ -1,9 +1,10 @@
 // One stored θ per node (--share-node-weights; DistZO2's shared master copy,
 // issue #12): the ranks of a node keep the weights in one region they all map
 // (dist/node_share.h: an MPI-3 shared window; one process: private memory), in
-// the storage dtype (fp32, or bf16 / fp16 with --offload ram). Each rank keeps
-// only its own working copies (fp32 W+ and W-; 16-bit: one lean copy, as
-// LowBitRamStore) and its chunk buffers for the streamed tensors.
+// the storage dtype (fp32, or bf16 / fp16 with --offload ram), and after it
+// the working-copy slots of a block and of a streamed chunk, once per node.
+// Private working copies (fp32 W+ and W-; 16-bit: one lean copy, as
+// LowBitRamStore) and chunk buffers serve reads and the fallback below.
 //
 // The step's parameter pass is split over the node's ranks, unit by unit (a
 // block's non-streamed tensors, or one chunk of rows of a streamed tensor):
