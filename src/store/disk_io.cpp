@@ -165,8 +165,8 @@ void DiskStore::stream_unit(int id, const BlockWork& work, int64_t chunk_rows, c
   const int64_t cap = std::min(chunk_rows, rows) * cols;
   for (auto& c : chunks_) c.buf.ensure(static_cast<uint64_t>(cap) * elem_ + 2 * kPage);
   float* ct = codec_.lowbit() ? blocks::ensure(chunk_theta_, cap) : nullptr;
-  float* cp = work.perturb ? blocks::ensure(chunk_plus_, cap) : nullptr;
-  float* cm = work.perturb && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
+  float* cp = work.makes(0) ? blocks::ensure(chunk_plus_, cap) : nullptr;
+  float* cm = work.makes(1) ? blocks::ensure(chunk_minus_, cap) : nullptr;
   const int64_t nchunks = (rows + chunk_rows - 1) / chunk_rows;
   const bool writing = work.update.has_value();
   auto byte_range = [&](int64_t k) {
@@ -227,7 +227,7 @@ void DiskStore::stream_unit(int id, const BlockWork& work, int64_t chunk_rows, c
       const int64_t r0 = k * chunk_rows, nr = std::min(chunk_rows, rows - r0), e0 = r0 * cols, n = nr * cols;
       count_draws(zo_apply(work, slice(id, data, e0, n), cp, cm, ct));
       const float* theta = ct ? ct : reinterpret_cast<const float*>(data);  // fp32: θ is the staged chunk
-      if (fn) fn(RowChunk{r0, nr, cols, theta, cp ? cp : theta, cm ? cm : theta});
+      if (fn) fn(row_chunk(work, r0, nr, cols, theta, cp, cm));
       if (!writing) continue;
       // The page this chunk starts in begins with the previous chunk's updated
       // bytes (this buffer read them before the update); its own partial last

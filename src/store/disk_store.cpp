@@ -311,21 +311,23 @@ void DiskStore::begin_block(int block, const BlockWork& work) {
   // one-sided with one direction needs no second pass: its copy 1 is the staged θ.)
   const bool lean = work.perturb && (lowbit || !work.one_sided || work.directions() > 1);
   Slot* slot = lowbit || work.perturb ? &slot_for(block) : nullptr;  // 16-bit: fp32 copies always
+  // The one copy is the first the work wants (a minus-only rank: W- at once).
+  const int first = lean && !work.wants(0) ? 1 : 0;
   for (int id : block_tensors_[bi]) {
     const auto ii = static_cast<std::size_t>(id);
     const int64_t off = tensor_offset_[ii];
     void* stored = payload + static_cast<uint64_t>(off) * elem_;
     float* w = slot ? slot->w.data() + off : nullptr;
-    count_draws(zo_apply(work, slice(id, stored), w, nullptr, nullptr));
+    count_draws(zo_apply(work, slice(id, stored), first == 0 ? w : nullptr, first == 1 ? w : nullptr, nullptr));
     const float* theta = lowbit ? w : static_cast<const float*>(stored);
     plus_[ii] = work.perturb ? w : theta;
     minus_[ii] = lean ? nullptr : theta;
   }
   // fp32: the copies point into the stage when unperturbed, copy 1 when
-  // one-sided; lean keeps it for copy 1.
-  st->holds_pointers = lean || !lowbit;
+  // one-sided; lean keeps it for copy 1 when that is wanted too.
+  st->holds_pointers = lean ? first == 0 && work.wants(1) : !lowbit;
   lean_block_ = lean ? block : -1;
-  lean_made_ = 0;
+  lean_made_ = first;
   lean_work_ = work;
   if (work.update) {
     ++updates_[bi];
