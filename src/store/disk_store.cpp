@@ -311,8 +311,10 @@ void DiskStore::begin_block(int block, const BlockWork& work) {
   // one-sided with one direction needs no second pass: its copy 1 is the staged θ.)
   const bool lean = work.perturb && (lowbit || !work.one_sided || work.directions() > 1);
   Slot* slot = lowbit || work.perturb ? &slot_for(block) : nullptr;  // 16-bit: fp32 copies always
-  // The one copy is the first the work wants (a minus-only rank: W- at once).
+  // The one copy is the first the work wants (a minus-only rank: W- at once);
+  // the staged values stay until the last wanted copy is made.
   const int first = lean && !work.wants(0) ? 1 : 0;
+  lean_last_ = 2 * work.directions() - (work.wants(1) ? 1 : 2);
   for (int id : block_tensors_[bi]) {
     const auto ii = static_cast<std::size_t>(id);
     const int64_t off = tensor_offset_[ii];
@@ -324,8 +326,8 @@ void DiskStore::begin_block(int block, const BlockWork& work) {
     minus_[ii] = lean ? nullptr : theta;
   }
   // fp32: the copies point into the stage when unperturbed, copy 1 when
-  // one-sided; lean keeps it for copy 1 when that is wanted too.
-  st->holds_pointers = lean ? first == 0 && work.wants(1) : !lowbit;
+  // one-sided; lean keeps it while a later copy is wanted.
+  st->holds_pointers = lean ? lean_last_ > first : !lowbit;
   lean_block_ = lean ? block : -1;
   lean_made_ = first;
   lean_work_ = work;
@@ -354,7 +356,7 @@ ParamPtrs DiskStore::working_copy(int block, int k) {
   const ParamPtrs p = lean_copy(block, k, lean_made_, lean_work_, plus_, [&](int id) -> void* {
     return payload + static_cast<uint64_t>(tensor_offset_[static_cast<std::size_t>(id)]) * elem_;
   }, false);
-  if (lean_made_ == 2 * lean_work_.directions() - 1 && st) {
+  if (lean_made_ == lean_last_ && st) {
     // The staged block is no longer needed: write it back now, as a two-copy tier would have.
     std::unique_lock lk(mu_);
     Slot* keep = slot_of_[bi];

@@ -248,6 +248,7 @@ class DiskStore final : public ParamStore {
   Slot& slot_for(int block);
   int lean_block_ = -1;  // resident block of a lean pass: one fp32 copy, staged θ held for the later copies
   int lean_made_ = 0;    // the copy its slot holds
+  int lean_last_ = 0;    // the last copy the work wants
   BlockWork lean_work_;
 
   DiskStoreOptions opt_;
