@@ -8,8 +8,16 @@
 //   FMA of a broadcast k element with a Qt vector, with no horizontal sums and
 //   no transposition of K. Softmax runs per lane over the keys, and P*V is
 //   vectorized over the head dimension.
-// - Row path (decode, few queries): a score is a SIMD dot product over the
-//   head dimension; lanes over queries would be mostly empty.
+// - Row path (decode, few queries): lanes over queries would be mostly empty,
+//   so the lanes are keys (K's columns gathered).
+//
+// Both paths do the same arithmetic per query, in the same order: a score is
+// a MulAdd chain over the head dimension from zero, times the scale; the
+// softmax sum adds the keys one by one; P*V is a MulAdd chain over the keys,
+// times 1/sum. Which path a query takes depends on how many queries share its
+// block (Tq), i.e. on the padded length of the batch, so this is what makes a
+// sequence's result independent of the padding and of the other sequences
+// (bit for bit: a data-parallel rank pads its slice to its own longest).
 //
 // Only keys j < min(Tk, q_offset + last query + 1) are visited.
 #include "kernels/hwy_targets.h"
@@ -209,19 +217,42 @@ void BlockAttention(const Task& t, int64_t kend, float* scratch) {
 
 // ---- Row path ---------------------------------------------------------------
 
-HWY_INLINE float Dot(const float* a, const float* b, int64_t n) {
+// p[j] = sum_d K[j][d] * q[d] for keys j < kend, each one MulAdd chain over d
+// in order from zero: a lane's arithmetic in BlockScores, so a query's scores
+// have the same bits on either path. N keys at a time are the lanes (K's
+// column d gathered); two vectors in flight hide the chain's latency.
+void RowScores(const Task& t, const float* qi, int64_t kend, float* p) {
   const DF d;
+  const hn::RebindToSigned<DF> di;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  auto s0 = hn::Zero(d), s1 = hn::Zero(d);
-  int64_t i = 0;
-  for (; i + 2 * N <= n; i += 2 * N) {
-    s0 = hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), s0);
-    s1 = hn::MulAdd(hn::LoadU(d, a + i + N), hn::LoadU(d, b + i + N), s1);
+  const int64_t D = t.s->D, stride = t.s->kv_stride;
+  const auto idx = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(stride)));
+  int64_t j = 0;
+  for (; j + 2 * N <= kend; j += 2 * N) {
+    const float* k0 = t.k + j * stride;
+    const float* k1 = k0 + N * stride;
+    auto a0 = hn::Zero(d), a1 = hn::Zero(d);
+    for (int64_t dd = 0; dd < D; ++dd) {
+      const auto q = hn::Set(d, qi[dd]);
+      a0 = hn::MulAdd(hn::GatherIndex(d, k0 + dd, idx), q, a0);
+      a1 = hn::MulAdd(hn::GatherIndex(d, k1 + dd, idx), q, a1);
+    }
+    hn::StoreU(a0, d, p + j);
+    hn::StoreU(a1, d, p + j + N);
   }
-  for (; i + N <= n; i += N) s0 = hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), s0);
-  float sum = hn::GetLane(hn::SumOfLanes(d, hn::Add(s0, s1)));
-  for (; i < n; ++i) sum += a[i] * b[i];
-  return sum;
+  for (; j + N <= kend; j += N) {
+    const float* k0 = t.k + j * stride;
+    auto a0 = hn::Zero(d);
+    for (int64_t dd = 0; dd < D; ++dd) a0 = hn::MulAdd(hn::GatherIndex(d, k0 + dd, idx), hn::Set(d, qi[dd]), a0);
+    hn::StoreU(a0, d, p + j);
+  }
+  const hn::CappedTag<float, 1> d1;  // the same MulAdd (fused or not, as the target's) on one lane
+  for (; j < kend; ++j) {
+    const float* k0 = t.k + j * stride;
+    auto a0 = hn::Zero(d1);
+    for (int64_t dd = 0; dd < D; ++dd) a0 = hn::MulAdd(hn::Set(d1, k0[dd]), hn::Set(d1, qi[dd]), a0);
+    p[j] = hn::GetLane(a0);
+  }
 }
 
 // o[dc, dc + C*N) = inv * sum_j p[j] v[j][dc, ...].
@@ -248,29 +279,24 @@ void RowAttention(const Task& t, float* scratch) {
     const float* qi = t.q + r * s.q_stride;
     float* o = t.out + r * s.out_stride;
     const int64_t kend = std::min(s.Tk, s.q_offset + t.i0 + r + 1);
+    RowScores(t, qi, kend, p);
     float m = kNegInf;
     for (int64_t j = 0; j < kend; ++j) {
-      p[j] = KeyValid(t, j) ? Dot(qi, t.k + j * s.kv_stride, s.D) * s.scale : kNegInf;
+      p[j] = KeyValid(t, j) ? p[j] * s.scale : kNegInf;
       m = std::max(m, p[j]);
     }
     if (m == kNegInf) {  // no visible key
       std::fill(o, o + s.D, 0.0f);
       continue;
     }
-    auto sum_v = hn::Zero(d);
+    const auto mv = hn::Set(d, m);
     int64_t j = 0;
-    for (; j + N <= kend; j += N) {
-      const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, p + j), hn::Set(d, m)));
-      hn::StoreU(e, d, p + j);
-      sum_v = hn::Add(sum_v, e);
-    }
-    float sum = hn::GetLane(hn::SumOfLanes(d, sum_v));
+    for (; j + N <= kend; j += N) hn::StoreU(hn::Exp(d, hn::Sub(hn::LoadU(d, p + j), mv)), d, p + j);
     const hn::CappedTag<float, 1> d1;
-    for (; j < kend; ++j) {
-      const auto e = hn::Exp(d1, hn::Sub(hn::LoadU(d1, p + j), hn::Set(d1, m)));
-      hn::StoreU(e, d1, p + j);
-      sum += hn::GetLane(e);
-    }
+    for (; j < kend; ++j) hn::StoreU(hn::Exp(d1, hn::Sub(hn::LoadU(d1, p + j), hn::Set(d1, m))), d1, p + j);
+    // Summed key by key, as a lane of BlockSoftmax does.
+    float sum = 0.0f;
+    for (j = 0; j < kend; ++j) sum += p[j];
     const float inv = 1.0f / sum;
     int64_t dc = 0;
     for (; dc + 4 * N <= s.D; dc += 4 * N) RowPV<4>(t, kend, p, dc, inv, o);
