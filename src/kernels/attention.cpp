@@ -16,10 +16,11 @@
 // a dot product over the head dimension split four ways (part r: a MulAdd
 // chain over d = r mod 4 from zero; then (p0 + p2) + (p1 + p3)), times the
 // scale; the softmax sum is split the same way over the keys; P*V is a MulAdd
-// chain over the keys, times 1/sum. Which path a query takes depends on how many queries share its
-// block (Tq), i.e. on the padded length of the batch, so this is what makes a
-// sequence's result independent of the padding and of the other sequences
-// (bit for bit: a data-parallel rank pads its slice to its own longest).
+// chain over the keys, times 1/sum. Which path a query takes depends on how
+// many queries share its block (Tq), i.e. on the padded length of the batch:
+// so a sequence's result does not depend on the padding nor on the other
+// sequences (bit for bit; a data-parallel rank pads its slice to its own
+// longest), and decoding after a cache gives the full forward's rows.
 //
 // Only keys j < min(Tk, q_offset + last query + 1) are visited.
 #include "kernels/hwy_targets.h"

@@ -49,13 +49,7 @@ TEST_P(PaddingInvariance, SlicesPaddedToTheirOwnLongestGiveTheBatchsLossTerms) {
   init_checkpoint(architecture_preset(GetParam(), "tiny"), DType::F32, 7, model);
   auto arch = load_architecture(model);
   Checkpoint ckpt(model);
-  const auto V = static_cast<int32_t>(arch->config().vocab_size);
-  uint32_t x = 5;
-  auto seq = [&](int len) {
-    std::vector<int32_t> s;
-    for (int i = 0; i < len; ++i) s.push_back(static_cast<int32_t>((x = x * 1664525u + 1013904223u) >> 8) % V);
-    return s;
-  };
+  testing::TokenStream seq(arch->config().vocab_size, 5);
   // Alone, 6 and 3 tokens take attention's row path and 35 its last 3 queries
   // (one block of 32, then 3); in the batch (T = 40) every query takes the
   // block path. Slices of 2 and 3 pad to 40 / 35, 12 / 35, 9 and 40 / 12.
