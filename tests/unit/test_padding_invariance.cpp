@@ -5,8 +5,8 @@
 // batch's terms bit for bit, in both perturbed passes (issue #12).
 //
 // Besides zotune's own kernels (attention's row path, taken by a block of under
-// 8 queries, does the block path's arithmetic: test_kernels checks it on every
-// ISA) this needs GEMMs that give a row the same bits whatever the number of
+// 8 queries, and its block path do the same arithmetic: test_kernels checks it
+// on every ISA) this needs GEMMs that give a row the same bits whatever the number of
 // rows in the call: OpenBLAS 0.3.21's AVX-512 kernel sets, SkylakeX and
 // Cooperlake, with the small "TN" kernel kept out (kernels/gemm_openblas.cpp;
 // docs/architecture.md, Bit-identity). OpenBLAS reads OPENBLAS_CORETYPE when it
