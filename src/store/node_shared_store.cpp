@@ -49,10 +49,10 @@ NodeSharedStore::NodeSharedStore(const Architecture& arch, const Checkpoint& ckp
     total += lines(static_cast<std::size_t>(table[i].numel()) * codec_.bytes());
   }
   for (std::size_t b = 0; b < block_numel_.size(); ++b) block_cap_ = std::max(block_cap_, block_numel_[b]);
-  for (int id : streamed_ids_) {  // the largest chunk stream_chunk_rows cuts (no logits: the most rows)
+  for (int id : streamed_ids_) {  // the largest chunk stream_chunk_rows cuts
     const auto& spec = table[static_cast<std::size_t>(id)];
     const int64_t rows = spec.shape[0], cols = spec.numel() / rows;
-    chunk_cap_ = std::max(chunk_cap_, stream_chunk_rows(cols, 0, rows) * cols);
+    chunk_cap_ = std::max(chunk_cap_, stream_chunk_rows(cols, rows) * cols);
   }
   const std::size_t posted_at = total, block_at = posted_at + lines(sizeof(Posted) * static_cast<std::size_t>(comm.world()));
   const std::size_t chunk_at = block_at + lines(2 * static_cast<std::size_t>(block_cap_) * sizeof(float));

@@ -9,10 +9,9 @@
 
 namespace zotune {
 
-int64_t stream_chunk_rows(int64_t width, int64_t nrows, int64_t V) {
-  constexpr int64_t kWeightFloats = int64_t{1} << 19, kLogitFloats = int64_t{1} << 22;
-  int64_t r = kWeightFloats / std::max<int64_t>(width, 1);
-  if (nrows > 0) r = std::min(r, kLogitFloats / nrows);
+int64_t stream_chunk_rows(int64_t width, int64_t V) {
+  constexpr int64_t kWeightFloats = int64_t{1} << 19;
+  const int64_t r = kWeightFloats / std::max<int64_t>(width, 1);
   return std::min(std::max<int64_t>(r, 64), std::max<int64_t>(V, 1));
 }
 

@@ -89,11 +89,12 @@ using RowChunkFn = std::function<void(const RowChunk&)>;
 RowChunk row_chunk(const BlockWork& work, int64_t row0, int64_t rows, int64_t cols, const float* theta,
                    const float* plus, const float* minus);
 
-// Rows per chunk when streaming a [V, width] tensor whose logits are taken for
-// `nrows` rows (0: no logits): about 2 MB of fp32 weights and at most 16 MB of
-// logits per chunk. A function of the shapes only, so every tier cuts the same
-// chunks (and the memory plan can size them).
-int64_t stream_chunk_rows(int64_t width, int64_t nrows, int64_t V);
+// Rows per chunk when streaming a [V, width] tensor: about 2 MB of fp32
+// weights. A function of the tensor's shape only, so every tier cuts the same
+// chunks (and the memory plan can size them), and the lm_head's chunks (the
+// order its logsumexp is combined in) do not depend on how many rows a rank
+// scores: data-parallel ranks round a row's loss as one process does.
+int64_t stream_chunk_rows(int64_t width, int64_t V);
 
 class ParamStore {
  public:

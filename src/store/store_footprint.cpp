@@ -15,7 +15,7 @@ uint64_t f32_bytes(int64_t n) { return static_cast<uint64_t>(n) * sizeof(float);
 
 }  // namespace
 
-StoreFootprint store_footprint(const Architecture& arch, const StoreOptions& so, int64_t head_rows) {
+StoreFootprint store_footprint(const Architecture& arch, const StoreOptions& so) {
   StoreFootprint f;
   // Block sizes as the stores see them: streamed tensors (the token embedding
   // and the lm_head) are not part of any block's working copy.
@@ -45,7 +45,7 @@ StoreFootprint store_footprint(const Architecture& arch, const StoreOptions& so,
   const int64_t V = arch.config().vocab_size, Wd = arch.head_width();
   const auto& emb = table[static_cast<std::size_t>(arch.token_embedding_id())];
   const int64_t Ce = emb.numel() / emb.shape[0];
-  const int64_t chunk_e = stream_chunk_rows(Ce, 0, V) * Ce, chunk_h = stream_chunk_rows(Wd, head_rows, V) * Wd;
+  const int64_t chunk_e = stream_chunk_rows(Ce, V) * Ce, chunk_h = stream_chunk_rows(Wd, V) * Wd;
   const int64_t chunk = std::max(chunk_e, chunk_h);
   f.stream_chunks = 2 * f32_bytes(chunk_h);
   if (lowbit) f.stream_chunks += f32_bytes(chunk);

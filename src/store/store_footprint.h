@@ -23,7 +23,6 @@ struct StoreFootprint {
   uint64_t disk_read_bytes_per_step = 0;  // disk: bytes read per step (every file once, a tied embedding twice)
 };
 
-// `head_rows`: scored rows per pass (the head chunk's height depends on it).
-StoreFootprint store_footprint(const Architecture& arch, const StoreOptions& so, int64_t head_rows);
+StoreFootprint store_footprint(const Architecture& arch, const StoreOptions& so);
 
 }  // namespace zotune

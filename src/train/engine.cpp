@@ -57,17 +57,26 @@ void reduce_losses(Comm& comm, const PassLosses& local, PassLosses& global) {
   global = std::move(all.at(0));
 }
 
+namespace {
+// Rows of hidden states per lm_head product: at most 16 MB of logits (a
+// product's row count changes no row's bits, so this only bounds memory).
+int64_t logit_block_rows(int64_t chunk_rows) {
+  constexpr int64_t kLogitFloats = int64_t{1} << 22;
+  return std::max<int64_t>(kLogitFloats / std::max<int64_t>(chunk_rows, 1), 1);
+}
+}  // namespace
+
 EngineFootprint engine_footprint(const Architecture& arch, int64_t B, int64_t T, int threads, int directions) {
   const int64_t R = B * T, n = R, V = arch.config().vocab_size, Wd = arch.head_width();
   const auto& emb = arch.tensors()[static_cast<std::size_t>(arch.token_embedding_id())];
   const int64_t C = emb.numel() / emb.shape[0];
   const PassFootprint pass = shared_prefix_pass_footprint(arch, B, T, n, threads);
   const auto q = static_cast<uint64_t>(std::max(directions, 1));
-  const int64_t chunk = stream_chunk_rows(Wd, n, V);
+  const int64_t chunk = stream_chunk_rows(Wd, V);
   EngineFootprint f;
   f.activations = 2 * q * pass.own + pass.shared;  // passes_ (all share passes_[0]'s scratch)
   f.streaming = 2 * q * static_cast<uint64_t>(std::min(R, V) * C) * sizeof(float) +  // rows_
-                static_cast<uint64_t>(n * chunk) * sizeof(float);                 // chunk_logits_
+                static_cast<uint64_t>(std::min(n, logit_block_rows(chunk)) * chunk) * sizeof(float);  // chunk_logits_
   if (q > 1) f.streaming += 2 * static_cast<uint64_t>(std::min(chunk, V) * Wd) * sizeof(float);  // chunk_plus_, _minus_
   return f;
 }
@@ -141,7 +150,7 @@ void ZoEngine::embedding_rows(const BlockWork& work) {
   upd.weight_decay = work.weight_decay;
   const Codec fp32(DType::F32, "embedding rows");
   std::size_t j = 0;
-  store_.stream_rows(emb, upd, stream_chunk_rows(C, 0, spec.shape[0]), [&](const RowChunk& c) {
+  store_.stream_rows(emb, upd, stream_chunk_rows(C, spec.shape[0]), [&](const RowChunk& c) {
     for (; j < tokens_.size() && tokens_[j] < c.row0 + c.rows; ++j) {
       const int64_t row = tokens_[j], at = static_cast<int64_t>(j) * C;
       // The passes only read θ: no update is applied to these rows here.
@@ -184,8 +193,8 @@ void ZoEngine::head_logprobs(BlockSession& session, const BlockWork& work, const
   // A tied head was updated with the embedding at block 0 of this step.
   BlockWork hw = work;
   if (hid == arch_.token_embedding_id()) hw.update.reset();
-  const int64_t chunk = stream_chunk_rows(Wd, n, V);
-  float* logits = blocks::ensure(chunk_logits_, std::max<int64_t>(n, 1) * chunk);
+  const int64_t chunk = stream_chunk_rows(Wd, V), nb = logit_block_rows(chunk);
+  float* logits = blocks::ensure(chunk_logits_, std::max<int64_t>(std::min(n, nb), 1) * chunk);
   const bool more = work.directions() > 1;
   float* cp = more ? blocks::ensure(chunk_plus_, std::min(chunk, V) * Wd) : nullptr;
   float* cm = more && !work.one_sided ? blocks::ensure(chunk_minus_, std::min(chunk, V) * Wd) : nullptr;
@@ -206,8 +215,13 @@ void ZoEngine::head_logprobs(BlockSession& session, const BlockWork& work, const
         }
         w = minus ? (cm ? cm : c.theta) : cp;
       }
-      head_matmul(hidden_[i], n, w, c.rows, Wd, logits);
-      acc_[i].add(logits, c.rows, c.row0, c.rows);
+      // At most nb rows per product (bounded logits); the GEMM gives a row the
+      // same bits in any row block (docs/architecture.md, Bit-identity).
+      for (int64_t r0 = 0; r0 < n; r0 += nb) {
+        const int64_t nr = std::min(nb, n - r0);
+        head_matmul(hidden_[i] + r0 * Wd, nr, w, c.rows, Wd, logits);
+        acc_[i].add(logits, c.rows, c.row0, c.rows, r0, nr);
+      }
     }
   });
   for (std::size_t i = 0; i < order_.size(); ++i) acc_[i].finish(lp_[i]);

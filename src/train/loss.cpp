@@ -106,13 +106,17 @@ void LogProbAccumulator::reset(const std::vector<int32_t>& targets, int64_t V) {
   chunk_lse_.resize(targets.size());
 }
 
-void LogProbAccumulator::add(const float* logits, int64_t ld, int64_t col0, int64_t cols) {
-  const auto n = static_cast<int64_t>(lse_.size());
-  if (ld == cols) kernels::logsumexp_rows(logits, n, cols, chunk_lse_.data());
+void LogProbAccumulator::add(const float* logits, int64_t ld, int64_t col0, int64_t cols, int64_t row0,
+                             int64_t rows) {
+  const auto all = static_cast<int64_t>(lse_.size());
+  const int64_t n = rows < 0 ? all - row0 : rows;
+  check(row0 >= 0 && n >= 0 && row0 + n <= all, "logprob accumulator: rows [", row0, ", ", row0 + n, ") of ", all);
+  float* cl = chunk_lse_.data() + row0;
+  if (ld == cols) kernels::logsumexp_rows(logits, n, cols, cl);
   else
-    for (int64_t i = 0; i < n; ++i) kernels::logsumexp_rows(logits + i * ld, 1, cols, &chunk_lse_[static_cast<std::size_t>(i)]);
+    for (int64_t i = 0; i < n; ++i) kernels::logsumexp_rows(logits + i * ld, 1, cols, cl + i);
   for (int64_t i = 0; i < n; ++i) {
-    const auto k = static_cast<std::size_t>(i);
+    const auto k = static_cast<std::size_t>(row0 + i);
     const double a = lse_[k], b = chunk_lse_[k];
     const double hi = std::max(a, b), lo = std::min(a, b);
     lse_[k] = std::isinf(lo) && lo < 0 ? hi : hi + std::log1p(std::exp(lo - hi));

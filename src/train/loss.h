@@ -42,8 +42,9 @@ class LogProbAccumulator {
  public:
   // targets: [n] token ids in [0, V) (errors name the id otherwise).
   void reset(const std::vector<int32_t>& targets, int64_t V);
-  // logits [n, cols] of vocabulary ids [col0, col0 + cols), row stride ld.
-  void add(const float* logits, int64_t ld, int64_t col0, int64_t cols);
+  // logits [rows, cols] of vocabulary ids [col0, col0 + cols) for rows
+  // [row0, row0 + rows) (rows < 0: every row from row0), row stride ld.
+  void add(const float* logits, int64_t ld, int64_t col0, int64_t cols, int64_t row0 = 0, int64_t rows = -1);
   // lp[i] = target logit - logsumexp, for every row.
   void finish(std::vector<float>& lp) const;
 

@@ -76,7 +76,7 @@ MemoryPlan plan_memory(const Architecture& arch, const PlanInput& in, const Mach
   StoreOptions so;
   apply_plan_tier(in, so);
   so.overlap = in.overlap;
-  const StoreFootprint store = store_footprint(arch, so, in.batch * in.seq_len);
+  const StoreFootprint store = store_footprint(arch, so);
   const int threads = in.threads > 0 ? in.threads : omp_get_max_threads();
   const EngineFootprint engine = engine_footprint(arch, in.batch, in.seq_len, threads, in.directions);
   p.bytes.weights = store.weights;

@@ -26,7 +26,7 @@ void replay(ParamStore& store, kernels::ZDist dist, float weight_decay, const st
       const int id = streamed[u - static_cast<std::size_t>(N)];
       const auto& spec = arch.tensors()[static_cast<std::size_t>(id)];
       const int64_t rows = spec.shape[0];
-      store.stream_rows(id, work, stream_chunk_rows(spec.numel() / rows, 0, rows), nullptr);
+      store.stream_rows(id, work, stream_chunk_rows(spec.numel() / rows, rows), nullptr);
     }
   }
 }

@@ -164,7 +164,7 @@ TEST(NodeSharedStore, BothRanksMapOneRegion) {
     if (id != arch->token_embedding_id() && id != arch->head_weight_id())
       blocks[static_cast<std::size_t>(t.block)] += static_cast<std::size_t>(t.numel());
     else
-      chunk = std::max(chunk, static_cast<std::size_t>(stream_chunk_rows(t.shape[1], 0, t.shape[0]) * t.shape[1]));
+      chunk = std::max(chunk, static_cast<std::size_t>(stream_chunk_rows(t.shape[1], t.shape[0]) * t.shape[1]));
   }
   const std::size_t block = *std::max_element(blocks.begin(), blocks.end());
   const std::size_t slots = 4 * (2 * block + 3 * chunk) + 64 * 2;

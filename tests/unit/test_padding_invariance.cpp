@@ -86,6 +86,38 @@ TEST_P(PaddingInvariance, SlicesPaddedToTheirOwnLongestGiveTheBatchsLossTerms) {
   }
 }
 
+// A rank scoring more rows than one lm_head product takes (16 MB of logits:
+// 8192 rows of the tiny model's 512-token chunk) cuts the same vocabulary
+// chunks as one scoring few: 40 sequences of 256 tokens (10200 scored rows,
+// two row blocks per chunk) against slices of 20 (5100 rows, one block).
+// Before, the chunk shrank with the row count, which changed the order the
+// logsumexp was combined in.
+TEST_P(PaddingInvariance, ARankWithManyRowsCutsTheHeadAsOneWithFew) {
+  testing::TempDir tmp;
+  const fs::path model = tmp / "model";
+  init_checkpoint(architecture_preset(GetParam(), "tiny"), DType::F32, 7, model);
+  auto arch = load_architecture(model);
+  Checkpoint ckpt(model);
+  testing::TokenStream seq(arch->config().vocab_size, 9);
+  std::vector<std::vector<int32_t>> seqs;
+  for (int i = 0; i < 40; ++i) seqs.push_back(seq(256));
+  auto run = [&](std::size_t first, std::size_t count) {
+    RamStore store(*arch, ckpt);
+    MezoOptions opt;
+    opt.eps = 1e-3f;
+    ZoEngine engine(*arch, store, opt, 21);
+    const auto b = seqs.begin() + static_cast<std::ptrdiff_t>(first);
+    return engine.run_passes(0, language_model_batch({b, b + static_cast<std::ptrdiff_t>(count)}, 0)).at(0).plus;
+  };
+  const std::vector<double> whole = run(0, 40);
+  ASSERT_EQ(whole.size(), 40u * 255u);
+  std::vector<double> joined = run(0, 20);
+  const std::vector<double> second = run(20, 20);
+  joined.insert(joined.end(), second.begin(), second.end());
+  ASSERT_EQ(joined.size(), whole.size());
+  for (std::size_t i = 0; i < whole.size(); ++i) ASSERT_EQ(joined[i], whole[i]) << "L+ term " << i;
+}
+
 INSTANTIATE_TEST_SUITE_P(Architectures, PaddingInvariance, ::testing::Values("gpt2", "opt", "llama", "qwen3"),
                          [](const auto& info) { return info.param; });
 
