@@ -15,8 +15,10 @@
 # against 1x1 (groups against 1x1-k2), and the bytes per step of the tiny
 # preset beside the model's (they do not depend on model size).
 #   bash bench/dist_scaling.sh [ROUNDS] [MODEL_DIR]
-# BATCH (default 4), SEQ (64) and STEPS (2) set each bench run; the load
-# average is printed, since on a shared machine it moves every figure.
+# BATCH (default 4), SEQ (64) and STEPS (2) set each bench run; CASES (a
+# space-separated list of the names above, default all) picks cases (1x1 is
+# always run). The load average is printed, since on a shared machine it
+# moves every figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-2}
@@ -38,18 +40,20 @@ run() {  # CASE NP THREADS MODEL [FLAGS...]
     mpi "$np" "$Z" bench --model "$m" "${args[@]}" --threads "$threads" "$@"
   fi | sed "s/^{/{\"case\": \"$case\", /"
 }
+cases=" ${CASES:-1x2 ddp pertp ddp-share pertp-share 2d 1x1-k2 groups tiny-ddp} "
+want() { [[ $cases == *" $1 "* ]]; }
 for i in $(seq "$rounds"); do
   echo "load $(cut -d' ' -f1-3 /proc/loadavg)"
   run 1x1 1 1 "$model"
-  run 1x2 1 2 "$model"
-  run ddp 2 1 "$model" --data-parallel 2
-  run pertp 2 1 "$model" --pert-parallel 2
-  run ddp-share 2 1 "$model" --data-parallel 2 --share-node-weights
-  run pertp-share 2 1 "$model" --pert-parallel 2 --share-node-weights
-  run 2d 4 1 "$model" --data-parallel 2 --pert-parallel 2
-  run 1x1-k2 1 1 "$model" --directions 2
-  run groups 2 1 "$model" --directions 2 --direction-groups 2
-  run tiny-ddp 2 1 "$tiny" --data-parallel 2
+  ! want 1x2 || run 1x2 1 2 "$model"
+  ! want ddp || run ddp 2 1 "$model" --data-parallel 2
+  ! want pertp || run pertp 2 1 "$model" --pert-parallel 2
+  ! want ddp-share || run ddp-share 2 1 "$model" --data-parallel 2 --share-node-weights
+  ! want pertp-share || run pertp-share 2 1 "$model" --pert-parallel 2 --share-node-weights
+  ! want 2d || run 2d 4 1 "$model" --data-parallel 2 --pert-parallel 2
+  ! want 1x1-k2 || run 1x1-k2 1 1 "$model" --directions 2
+  ! want groups || run groups 2 1 "$model" --directions 2 --direction-groups 2
+  ! want tiny-ddp || run tiny-ddp 2 1 "$tiny" --data-parallel 2
 done | python3 -c '
 import json, statistics, sys
 rows, loads = {}, []
@@ -67,13 +71,16 @@ print("%-9s %5s %7s %10s %8s %9s %8s %11s %11s %10s" % ("case", "ranks", "thread
 for case in rows:
     if case.startswith("tiny"): continue
     ref = "1x1-k2" if case == "groups" else "1x1"
+    if ref not in rows: continue
     rss = max(max(r["peak_rss_mb_ranks"]) for r in rows[case])
     node = max(max(r["peak_rss_mb_nodes"]) for r in rows[case])
     print("%-9s %5d %7d %10.1f %8.2f %9.3f %8.3f %11d %8.0f MB %7.0f MB" % (case, rows[case][0]["ranks"],
           rows[case][0]["threads"], med(case, "tokens_per_sec"), med(case, "tokens_per_sec") / med(ref, "tokens_per_sec"),
           med(case, "sec_per_step_median"), med(case, "planned_sec_per_step"), med(case, "bytes_sent_per_rank_per_step"), rss, node))
-print("ddp (2x1) / 1x2 tokens/s: %.2f; pertp (2x1) / 1x2: %.2f" % (med("ddp", "tokens_per_sec") / med("1x2", "tokens_per_sec"),
-      med("pertp", "tokens_per_sec") / med("1x2", "tokens_per_sec")))
+for case in ("ddp", "pertp", "ddp-share", "pertp-share"):
+    if case in rows and "1x2" in rows:
+        print("%s (2x1) / 1x2 tokens/s: %.2f" % (case, med(case, "tokens_per_sec") / med("1x2", "tokens_per_sec")))
+if "tiny-ddp" not in rows or "ddp" not in rows: sys.exit(0)
 t = rows["tiny-ddp"][0]
 print("bytes per rank per step, --data-parallel 2: %d on the tiny preset (%d parameters), %d on the model (%d parameters)" % (
       med("tiny-ddp", "bytes_sent_per_rank_per_step"), t["parameters"], med("ddp", "bytes_sent_per_rank_per_step"), r0["parameters"]))'

@@ -104,26 +104,29 @@ void DiskStore::begin_block(int block, const BlockWork& work) {
   // one-sided with one direction needs no second pass: its copy 1 is the staged θ.)
   const bool lean = work.perturb && (lowbit || !work.one_sided || work.directions() > 1);
   Slot* slot = lowbit || work.perturb ? &slot_for(block) : nullptr;  // 16-bit: fp32 copies always
+  // The one copy is the first the work wants (a minus-only rank: W- at once).
+  const int first = lean && !work.wants(0) ? 1 : 0;
   for (int id : block_tensors_[bi]) {
     const auto ii = static_cast<std::size_t>(id);
     void* theta_stored = stored(*st, id);
     float* w = slot ? slot->w.data() + layout_.tensor_offset(id) : nullptr;
-    count_draws(zo_apply(work, slice(id, theta_stored), w, nullptr, nullptr));
+    count_draws(zo_apply(work, slice(id, theta_stored), first == 0 ? w : nullptr, first == 1 ? w : nullptr, nullptr));
     const float* theta = lowbit ? w : static_cast<const float*>(theta_stored);
     plus_[ii] = work.perturb ? w : theta;
     minus_[ii] = lean ? nullptr : theta;
   }
   lean_block_ = lean ? block : -1;
-  lean_made_ = 0;
+  lean_made_ = first;
   lean_work_ = work;
   if (work.update) {
     ++updates_[bi];
     st->dirty = true;
   }
   // fp32: the copies point into the stage when unperturbed, copy 1 when
-  // one-sided; lean keeps it for copy 1. Otherwise the working copies are all
-  // the forward needs: write back at once and free the buffer.
-  if (!(lean || !lowbit)) retire_stage(block);
+  // one-sided; lean keeps it for copy 1 when that is wanted too. Otherwise the
+  // working copies are all the forward needs: write back at once and free the buffer.
+  const bool holds_pointers = lean ? first == 0 && work.wants(1) : !lowbit;
+  if (!holds_pointers) retire_stage(block);
   if (block == arch_.num_blocks() - 1) io_.read_ahead(0, updates_[0]);  // the next step starts there
 }
 
@@ -160,13 +163,13 @@ void DiskStore::stream_rows(int id, const BlockWork& work, int64_t chunk_rows, c
   const int64_t rows = spec.shape[0], cols = spec.numel() / rows;
   const int64_t cap = std::min(chunk_rows, rows) * cols;
   float* ct = codec_.lowbit() ? blocks::ensure(chunk_theta_, cap) : nullptr;
-  float* cp = work.perturb ? blocks::ensure(chunk_plus_, cap) : nullptr;
-  float* cm = work.perturb && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
+  float* cp = work.makes(0) ? blocks::ensure(chunk_plus_, cap) : nullptr;
+  float* cm = work.makes(1) ? blocks::ensure(chunk_minus_, cap) : nullptr;
   io_.stream(u, rows, cols, chunk_rows, updates_[static_cast<std::size_t>(u)], work.update.has_value(),
              [&](uint8_t* data, int64_t r0, int64_t nr) {
                count_draws(zo_apply(work, slice(id, data, r0 * cols, nr * cols), cp, cm, ct));
                const float* theta = ct ? ct : reinterpret_cast<const float*>(data);  // fp32: θ is the staged chunk
-               if (fn) fn(RowChunk{r0, nr, cols, theta, cp ? cp : theta, cm ? cm : theta});
+               if (fn) fn(row_chunk(work, r0, nr, cols, theta, cp, cm));
              });
   io_.fold();
 }

@@ -1,6 +1,7 @@
 #include "store/node_shared_store.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "base/error.h"
 #include "dist/comm.h"
@@ -19,17 +20,48 @@ constexpr int64_t kShareAlign = 64;
 
 }  // namespace
 
+// A rank's posted work (node_pass): what decides whether the node's ranks may
+// share the unit's working copies, the copies it wants, and the unit, to catch
+// calls out of step.
+struct NodeSharedStore::Posted {
+  uint64_t seed;
+  int64_t first, n;
+  uint32_t eps_bits;
+  int32_t first_id;
+  uint32_t wanted;
+  uint8_t update, perturb, one_sided, dist, copies;
+  uint8_t pad[64 - 3 * 8 - 3 * 4 - 5];
+
+  bool same_copies(const Posted& o) const {
+    return copies && o.copies && perturb == o.perturb && one_sided == o.one_sided && dist == o.dist &&
+           seed == o.seed && eps_bits == o.eps_bits;
+  }
+};
+
 NodeSharedStore::NodeSharedStore(const Architecture& arch, const Checkpoint& ckpt, DType storage, Comm& comm)
     : ParamStore(arch, storage, "node-shared store") {
   const auto& table = arch.tensors();
   offset_.resize(table.size());
+  auto lines = [](std::size_t bytes) { return (bytes + 63) / 64 * 64; };
   std::size_t total = 0;
   for (std::size_t i = 0; i < table.size(); ++i) {
     offset_[i] = total;
-    total += (static_cast<std::size_t>(table[i].numel()) * codec_.bytes() + 63) / 64 * 64;
+    total += lines(static_cast<std::size_t>(table[i].numel()) * codec_.bytes());
   }
+  for (std::size_t b = 0; b < block_numel_.size(); ++b) block_cap_ = std::max(block_cap_, block_numel_[b]);
+  for (int id : streamed_ids_) {  // the largest chunk stream_chunk_rows cuts (no logits: the most rows)
+    const auto& spec = table[static_cast<std::size_t>(id)];
+    const int64_t rows = spec.shape[0], cols = spec.numel() / rows;
+    chunk_cap_ = std::max(chunk_cap_, stream_chunk_rows(cols, 0, rows) * cols);
+  }
+  const std::size_t posted_at = total, block_at = posted_at + lines(sizeof(Posted) * static_cast<std::size_t>(comm.world()));
+  const std::size_t chunk_at = block_at + lines(2 * static_cast<std::size_t>(block_cap_) * sizeof(float));
+  total = chunk_at + lines(3 * static_cast<std::size_t>(chunk_cap_) * sizeof(float));
   share_ = comm.share_node(total);
   base_ = static_cast<unsigned char*>(share_->data());
+  posted_ = reinterpret_cast<Posted*>(base_ + posted_at);
+  block_slot_ = reinterpret_cast<float*>(base_ + block_at);
+  chunk_slot_ = reinterpret_cast<float*>(base_ + chunk_at);
   // Every rank of the node converts its share of each tensor.
   AlignedBuffer<float> tmp;
   for (std::size_t i = 0; i < table.size(); ++i) {
@@ -52,62 +84,131 @@ std::pair<int64_t, int64_t> NodeSharedStore::my_share(int64_t n) const {
   return {cut(r), cut(r + 1)};
 }
 
-void NodeSharedStore::update_unit(const BlockWork& work, const std::vector<Piece>& pieces) {
-  BlockWork upd = work;
-  upd.perturb = false;
+NodeSharedStore::UnitCopies NodeSharedStore::block_slots(const BlockWork& work) const {
+  // Several directions: each rank makes its later pairs itself (pair_copy), so
+  // the block's copies are private.
+  if (!work.perturb || work.directions() > 1) return {};
+  // fp32 one-sided: copy 1 is the stored θ itself; 16-bit: θ decoded into it.
+  return {block_slot_, work.one_sided && !codec_.lowbit() ? nullptr : block_slot_ + block_cap_, nullptr};
+}
+
+NodeSharedStore::UnitCopies NodeSharedStore::chunk_slots(const BlockWork& work, int64_t n) const {
+  if (!work.perturb || n > chunk_cap_) return {};
+  float* c = chunk_slot_;
+  return {c, work.one_sided ? nullptr : c + chunk_cap_, codec_.lowbit() ? c + 2 * chunk_cap_ : nullptr};
+}
+
+bool NodeSharedStore::node_pass(const BlockWork& work, const std::vector<Piece>& pieces, const UnitCopies& copies,
+                                unsigned& made) {
+  static_assert(sizeof(Posted) == 64, "one cache line per rank");
   int64_t total = 0;
   for (const Piece& p : pieces) total += p.n;
+  Posted& mine = posted_[share_->node_rank()];
+  mine = Posted{};
+  mine.seed = work.seed;
+  std::memcpy(&mine.eps_bits, &work.eps, sizeof mine.eps_bits);
+  mine.first_id = pieces.empty() ? -1 : pieces[0].id;
+  mine.first = pieces.empty() ? 0 : pieces[0].first;
+  mine.n = total;
+  mine.update = work.update ? 1 : 0;
+  mine.perturb = work.perturb ? 1 : 0;
+  mine.one_sided = work.one_sided ? 1 : 0;
+  mine.dist = static_cast<uint8_t>(work.dist);
+  mine.wanted = work.wanted;
+  mine.copies = copies.plus ? 1 : 0;
+  share_->barrier();  // nobody still reads the unit or the slots; every rank's work posted
+  bool same = true;
+  made = 0;  // every copy some rank of the node wants
+  for (int r = 0; r < share_->node_size(); ++r) {
+    const Posted& o = posted_[r];
+    check(o.first_id == mine.first_id && o.first == mine.first && o.n == mine.n && o.update == mine.update,
+          "node-shared store: rank ", share_->node_rank(), " of the node is at tensor ", mine.first_id, " element ",
+          mine.first, ", node rank ", r, " at tensor ", o.first_id, " element ", o.first,
+          " (calls that update or perturb are collective over the node's ranks)");
+    same = same && mine.same_copies(o);
+    made |= o.wanted;
+  }
+  BlockWork w = work;
+  w.wanted = made;
+  if (!same) w.perturb = false;
   const auto [lo, hi] = my_share(total);
-  share_->barrier();  // nobody still reads the unit
   int64_t at = 0;
   for (const Piece& p : pieces) {
     const int64_t a = std::max(lo, at), b = std::min(hi, at + p.n);
-    if (a < b) {
+    if (a < b && (w.update || w.perturb)) {
       const int64_t first = p.first + (a - at);
       const ThetaSlice s = slice(p.id, stored(p.id) + static_cast<std::size_t>(first) * codec_.bytes(), first, b - a);
-      count_draws(zo_apply(upd, s, nullptr, nullptr, nullptr));
-      count_bytes(b - a, upd);
+      auto out = [&](float* c) { return same && c ? c + a : nullptr; };
+      count_draws(zo_apply(w, s, out(copies.plus), out(copies.minus), out(copies.theta)));
+      count_bytes(b - a, w);
     }
     at += p.n;
   }
   share_->barrier();  // every share written
+  return same;
 }
 
 void NodeSharedStore::begin_block(int block, const BlockWork& work) {
   const auto& ids = block_tensors_[static_cast<std::size_t>(block)];
-  if (work.update) {
-    pieces_.clear();
-    for (int id : ids) pieces_.push_back({id, 0, arch_.tensors()[static_cast<std::size_t>(id)].numel()});
-    update_unit(work, pieces_);
-  }
   work_ = work;
   work_.update.reset();
   made_ = 0;
+  shared_copies_ = false;
   const bool lean = codec_.lowbit();
-  float* plus = lean || work.perturb ? blocks::ensure(slot_plus_, block_numel(block)) : nullptr;
-  float* minus = !lean && work.perturb && !work.one_sided ? blocks::ensure(slot_minus_, block_numel(block)) : nullptr;
+  if (work.update || work.perturb) {
+    pieces_.clear();
+    for (int id : ids) pieces_.push_back({id, 0, arch_.tensors()[static_cast<std::size_t>(id)].numel()});
+    const UnitCopies c = block_slots(work);
+    unsigned made = 0;
+    shared_copies_ = node_pass(work, pieces_, c, made);
+    if (shared_copies_) {
+      int64_t offset = 0;
+      for (int id : ids) {
+        const auto* theta = reinterpret_cast<const float*>(stored(id));  // fp32 one-sided copy 1
+        plus_[static_cast<std::size_t>(id)] = made & 1u ? c.plus + offset : nullptr;
+        minus_[static_cast<std::size_t>(id)] = c.minus ? (made & 2u ? c.minus + offset : nullptr) : theta;
+        offset += arch_.tensors()[static_cast<std::size_t>(id)].numel();
+      }
+      return;
+    }
+  }
+  // This rank's own copies of the whole unit (from the stored values, updated
+  // above); 16-bit: one lean copy, the first the work wants.
+  made_ = lean && !work.wants(0) ? 1 : 0;
+  float* plus = lean || work.makes(0) ? blocks::ensure(slot_plus_, block_numel(block)) : nullptr;
+  float* minus = !lean && work.makes(1) ? blocks::ensure(slot_minus_, block_numel(block)) : nullptr;
   int64_t offset = 0;
   for (int id : ids) {
     const ThetaSlice s = slice(id, stored(id));
     float* p = plus ? plus + offset : nullptr;
     float* m = minus ? minus + offset : nullptr;
-    if (p) {
-      count_draws(zo_apply(work_, s, p, m, nullptr));
+    if (lean) {
+      count_draws(zo_apply(work_, s, made_ == 0 ? p : nullptr, made_ == 1 ? p : nullptr, nullptr));
       count_bytes(s.n, work_);
+      plus_[static_cast<std::size_t>(id)] = p;
+      minus_[static_cast<std::size_t>(id)] = nullptr;
+    } else {
+      if (p || m) {
+        count_draws(zo_apply(work_, s, p, m, nullptr));
+        count_bytes(s.n, work_);
+      }
+      const auto* theta = reinterpret_cast<const float*>(stored(id));
+      plus_[static_cast<std::size_t>(id)] = p ? p : work.wants(0) ? theta : nullptr;
+      minus_[static_cast<std::size_t>(id)] = m ? m : work.wants(1) || work.one_sided ? theta : nullptr;
     }
-    const auto* theta = reinterpret_cast<const float*>(stored(id));  // fp32 only
-    plus_[static_cast<std::size_t>(id)] = p ? p : theta;
-    minus_[static_cast<std::size_t>(id)] = lean ? nullptr : m ? m : theta;
     offset += s.n;
   }
 }
 
 ParamPtrs NodeSharedStore::working_copy(int block, int k) {
-  if (!codec_.lowbit()) return pair_copy(block, k, made_, work_, [&](int id) -> void* { return stored(id); });
-  return lean_copy(block, k, made_, work_, plus_, [&](int id) -> void* { return stored(id); }, true);
+  if (shared_copies_) return k % 2 == 0 ? plus_ : minus_;  // one direction (block_slots)
+  const auto at = [&](int id) -> void* { return stored(id); };
+  if (!codec_.lowbit()) return pair_copy(block, k, made_, work_, at);
+  return lean_copy(block, k, made_, work_, plus_, at, true);
 }
 
 void NodeSharedStore::end_block(int block) {
+  shared_copies_ = false;
   for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
     const auto* theta = codec_.lowbit() ? nullptr : reinterpret_cast<const float*>(stored(id));
     plus_[static_cast<std::size_t>(id)] = minus_[static_cast<std::size_t>(id)] = theta;
@@ -117,24 +218,33 @@ void NodeSharedStore::end_block(int block) {
 void NodeSharedStore::stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) {
   const auto [rows, cols, cap] = stream_shape(id, chunk_rows);
   const bool lean = codec_.lowbit();
-  float* ct = lean ? blocks::ensure(chunk_theta_, cap) : nullptr;
-  float* cp = work.perturb ? blocks::ensure(chunk_plus_, cap) : nullptr;
-  float* cm = work.perturb && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
+  const UnitCopies shared = chunk_slots(work, cap);
   BlockWork copies = work;
   copies.update.reset();
   for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
     const int64_t nr = std::min(chunk_rows, rows - r0), n = nr * cols, b = r0 * cols;
-    if (work.update) {
-      pieces_.assign(1, Piece{id, b, n});
-      update_unit(work, pieces_);
-    }
     unsigned char* at = stored(id) + static_cast<std::size_t>(b) * codec_.bytes();
-    if (ct || cp) {
+    const float* stored_theta = lean ? nullptr : reinterpret_cast<const float*>(at);
+    if (work.update || work.perturb) {
+      pieces_.assign(1, Piece{id, b, n});
+      unsigned made = 0;
+      if (node_pass(work, pieces_, shared, made)) {
+        const float* theta = shared.theta ? shared.theta : stored_theta;
+        if (fn)
+          fn(row_chunk(work, r0, nr, cols, theta, made & 1u ? shared.plus : nullptr,
+                       made & 2u ? shared.minus : nullptr));
+        continue;
+      }
+    }
+    // This rank's own copies of the chunk (from the stored values, updated above).
+    float* ct = lean ? blocks::ensure(chunk_theta_, cap) : nullptr;
+    float* cp = work.makes(0) ? blocks::ensure(chunk_plus_, cap) : nullptr;
+    float* cm = work.makes(1) ? blocks::ensure(chunk_minus_, cap) : nullptr;
+    if (ct || cp || cm) {
       count_draws(zo_apply(copies, slice(id, at, b, n), cp, cm, ct));
       count_bytes(n, copies);
     }
-    const float* theta = lean ? ct : reinterpret_cast<const float*>(at);
-    if (fn) fn(RowChunk{r0, nr, cols, theta, cp ? cp : theta, cm ? cm : theta});
+    if (fn) fn(row_chunk(work, r0, nr, cols, lean ? ct : stored_theta, cp, cm));
   }
 }
 

@@ -1,26 +1,44 @@
 // One stored θ per node (--share-node-weights; DistZO2's shared master copy,
 // issue #12): the ranks of a node keep the weights in one region they all map
 // (dist/node_share.h: an MPI-3 shared window; one process: private memory), in
-// the storage dtype (fp32, or bf16 / fp16 with --offload ram). Each rank keeps
-// only its own working copies (fp32 W+ and W-; 16-bit: one lean copy, as
-// LowBitRamStore) and its chunk buffers for the streamed tensors.
+// the storage dtype (fp32, or bf16 / fp16 with --offload ram), and after it
+// the working-copy slots of a block and of a streamed chunk, once per node.
+// Private working copies (fp32 W+ and W-; 16-bit: one lean copy, as
+// LowBitRamStore) and chunk buffers serve reads and the fallback below.
 //
-// The deferred update is applied by all ranks of the node together, unit by
-// unit (a block's non-streamed tensors, or one chunk of rows of a streamed
-// tensor): node barrier; each rank runs zo_apply's update over its own share
-// of the unit's elements (the unit cut into node_size consecutive pieces);
-// node barrier; then every rank makes its working copies of the whole unit
-// from the updated stored values (zo_working_copy's arithmetic). z and the
+// The step's parameter pass is split over the node's ranks, unit by unit (a
+// block's non-streamed tensors, or one chunk of rows of a streamed tensor):
+//   node barrier; each rank runs the fused zo_apply over its own share of the
+//   unit's elements (the unit cut into node_size consecutive pieces): the
+//   deferred update, written back, and this step's working copies W+ / W- of
+//   its share, one z draw per element, written into working-copy slots that
+//   are also in the shared region; node barrier; every rank reads the whole
+//   unit's copies there.
+// So a rank does 1/node_size of the pass over parameters. z and the
 // stochastic-rounding uniforms are counter-RNG values of (seed, tensor,
-// element), so any cut gives the stored bits of a store that updates alone,
-// and the working copies equal the fused pass's. The first barrier keeps a
-// unit from being written while a rank still reads it (an evaluation on rank
-// 0 only, the previous sweep); the second makes every share visible.
+// element), so any cut gives the stored bits and the copies of a store that
+// works alone. The first barrier keeps a unit (and the copy slots) from being
+// written while a rank still reads them: an evaluation on rank 0 only, the
+// previous unit's copies; the second makes every share visible.
 //
-// Every call that applies an update is therefore collective over the node's
-// ranks: they must make the same sequence of acquire / stream_rows calls with
-// updates (the engine's sweeps, flush and replay on every rank). Calls without
-// an update only read and may come from one rank alone (rank 0's evaluation).
+// Shared copies need every rank of the node to perturb alike (the same seed,
+// eps, sidedness): true in data and perturbation parallelism, not for ranks of
+// different direction groups. With several directions per rank a block's
+// copies are private too (each rank makes the later pairs from the stored
+// values, ParamStore::pair_copy); a streamed chunk's shared copies are
+// direction 0's, the engine makes the others from its θ. Each rank posts its
+// call's work in a small table in the region before the first barrier; all
+// read the table after it and agree: when the works differ (or a chunk is
+// larger than the slots), the shares carry the update only and every rank
+// makes its own copies of the whole unit after the second barrier
+// (zo_working_copy's arithmetic, each rank's private slots) — the scheme of
+// the first version.
+//
+// Every call that applies an update or perturbs is therefore collective over
+// the node's ranks: they must make the same sequence of acquire / stream_rows
+// calls (the engine's sweeps, flush and replay on every rank). Calls that only
+// read (no update, no perturbation) may come from one rank alone (rank 0's
+// evaluation).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -43,7 +61,9 @@ class NodeSharedStore final : public ParamStore {
 
   int node_rank() const { return share_->node_rank(); }
   int node_size() const { return share_->node_size(); }
-  // Bytes of the shared region (every weight once, in the storage dtype).
+  // Bytes of the shared region: every weight once, in the storage dtype, then
+  // the working-copy slots (fp32 W+ and W- of the largest block, W+, W- and θ
+  // of the largest streamed chunk) and one 64-byte line per rank.
   std::size_t shared_bytes() const { return share_->size(); }
 
  private:
@@ -54,21 +74,42 @@ class NodeSharedStore final : public ParamStore {
   unsigned char* stored(int id) const { return base_ + offset_[static_cast<std::size_t>(id)]; }
   // This rank's share [lo, hi) of a unit of n elements.
   std::pair<int64_t, int64_t> my_share(int64_t n) const;
-  // The node applies work.update to the unit made of `pieces` (tensor id,
-  // first element, count), concatenated: barrier, this rank's share, barrier.
+  // A unit: pieces (tensor id, first element, count), concatenated.
   struct Piece {
     int id;
     int64_t first, n;
   };
-  void update_unit(const BlockWork& work, const std::vector<Piece>& pieces);
+  // The copies a collective pass writes into the shared slots, by unit element
+  // (null: not wanted / not shared).
+  struct UnitCopies {
+    float *plus = nullptr, *minus = nullptr, *theta = nullptr;
+  };
+  // The node's collective pass over a unit (work has an update or a
+  // perturbation): barrier; this rank's share gets work.update and, when every
+  // rank of the node asks for the same perturbation and `copies.plus` is set,
+  // its share of the copies some rank of the node wants (`made`, bits as
+  // BlockWork::wanted); barrier. Returns whether the copies were made.
+  bool node_pass(const BlockWork& work, const std::vector<Piece>& pieces, const UnitCopies& copies, unsigned& made);
+  // The shared working-copy slots: `copies` of the block slot or of the chunk slot.
+  UnitCopies block_slots(const BlockWork& work) const;
+  UnitCopies chunk_slots(const BlockWork& work, int64_t n) const;
 
   std::unique_ptr<NodeShare> share_;
   unsigned char* base_ = nullptr;
   std::vector<std::size_t> offset_;  // byte offset of each tensor in the region
+  // The region after the weights: the table of posted works (one 64-byte entry
+  // per rank), the block slot (W+, W- of the largest block) and the chunk slot
+  // (W+, W-, θ of the largest chunk of a streamed tensor).
+  struct Posted;
+  Posted* posted_ = nullptr;
+  float* block_slot_ = nullptr;
+  float* chunk_slot_ = nullptr;
+  int64_t block_cap_ = 0, chunk_cap_ = 0;
   std::vector<Piece> pieces_;
-  AlignedBuffer<float> slot_plus_, slot_minus_;  // the resident block's W+ / W- (16-bit: slot_plus_ only, lean)
+  AlignedBuffer<float> slot_plus_, slot_minus_;  // private W+ / W- (16-bit: slot_plus_ only, lean)
   BlockWork work_;                               // of the resident block, without its update
-  int made_ = 0;                                 // which working copy slot_plus_ holds (fp32: which direction's pair)
+  bool shared_copies_ = false;                   // the resident block's copies are in the block slot
+  int made_ = 0;  // private copies: which copy slot_plus_ holds (16-bit), which direction's pair (fp32)
   AlignedBuffer<float> chunk_theta_, chunk_plus_, chunk_minus_;
 };
 

@@ -16,6 +16,12 @@ int64_t stream_chunk_rows(int64_t width, int64_t nrows, int64_t V) {
   return std::min(std::max<int64_t>(r, 64), std::max<int64_t>(V, 1));
 }
 
+RowChunk row_chunk(const BlockWork& work, int64_t row0, int64_t rows, int64_t cols, const float* theta,
+                   const float* plus, const float* minus) {
+  return {row0, rows, cols, theta, plus ? plus : work.wants(0) ? theta : nullptr,
+          minus ? minus : work.wants(1) || work.one_sided ? theta : nullptr};
+}
+
 ParamStore::ParamStore(const Architecture& arch, DType storage, const char* who)
     : arch_(arch), codec_(storage, who) {
   const auto& table = arch.tensors();
@@ -43,6 +49,8 @@ BlockSession& BlockSession::operator=(BlockSession&& o) noexcept {
     end_quietly();
     store_ = std::exchange(o.store_, nullptr);
     block_ = o.block_;
+    copies_ = o.copies_;
+    wanted_ = o.wanted_;
   }
   return *this;
 }
@@ -62,6 +70,7 @@ ParamPtrs BlockSession::copy(int k) {
   check(store_ != nullptr, "block ", block_, ": the session has ended");
   check(k >= 0 && k < copies_, "block ", block_, ": no working copy ", k, " (this session has copies 0..", copies_ - 1,
         ")");
+  check(wants(k), "block ", block_, ": working copy ", k, " was not asked for (BlockWork::wanted)");
   return store_->working_copy(block_, k);
 }
 
@@ -147,20 +156,21 @@ RamStore::RamStore(const Architecture& arch, const Checkpoint& ckpt, DType stora
 
 void RamStore::begin_block(int block, const BlockWork& work) {
   work_ = without_update(work);
-  made_ = 0;
+  // Lean: the one copy is the first the work wants (a minus-only rank: W- at once).
+  made_ = lean_ && !work.wants(0) ? 1 : 0;
   const int64_t n = block_numel(block);
-  float* plus = lean_ || work.perturb ? blocks::ensure(slot_plus_, n) : nullptr;
-  float* minus = !lean_ && work.perturb && !work.one_sided ? blocks::ensure(slot_minus_, n) : nullptr;
+  float* plus = lean_ || work.makes(0) ? blocks::ensure(slot_plus_, n) : nullptr;
+  float* minus = !lean_ && work.makes(1) ? blocks::ensure(slot_minus_, n) : nullptr;
   int64_t offset = 0;
   for (int id : block_tensors_[static_cast<std::size_t>(block)]) {
     const auto i = static_cast<std::size_t>(id);
     const ThetaSlice s = slice(id, stored(id));
     float* p = plus ? plus + offset : nullptr;
     float* m = minus ? minus + offset : nullptr;
-    const PassDraws d = zo_apply(work, s, p, m, nullptr);
+    const PassDraws d = made_ == 1 ? zo_apply(work, s, nullptr, p, nullptr) : zo_apply(work, s, p, m, nullptr);
     const auto* theta = static_cast<const float*>(s.stored);  // fp32 only
-    plus_[i] = p ? p : theta;
-    minus_[i] = lean_ ? nullptr : m ? m : theta;
+    plus_[i] = p ? p : work.wants(0) ? theta : nullptr;
+    minus_[i] = lean_ ? nullptr : m ? m : work.wants(1) || work.one_sided ? theta : nullptr;
     if (lean_ || work.update || work.perturb) {
       count_draws(d);
       count_bytes(s.n, work);
@@ -177,8 +187,8 @@ ParamPtrs RamStore::working_copy(int block, int k) {
 void RamStore::stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) {
   const auto [rows, cols, cap] = stream_shape(id, chunk_rows);
   float* ct = lean_ ? blocks::ensure(chunk_theta_, cap) : nullptr;
-  float* cp = work.perturb ? blocks::ensure(chunk_plus_, cap) : nullptr;
-  float* cm = work.perturb && !work.one_sided ? blocks::ensure(chunk_minus_, cap) : nullptr;
+  float* cp = work.makes(0) ? blocks::ensure(chunk_plus_, cap) : nullptr;
+  float* cm = work.makes(1) ? blocks::ensure(chunk_minus_, cap) : nullptr;
   auto* base = static_cast<unsigned char*>(stored(id));
   for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
     const int64_t nr = std::min(chunk_rows, rows - r0), n = nr * cols, b = r0 * cols;
@@ -189,7 +199,7 @@ void RamStore::stream_rows(int id, const BlockWork& work, int64_t chunk_rows, co
       count_bytes(n, work);
     }
     const float* theta = ct ? ct : reinterpret_cast<const float*>(at);
-    if (fn) fn(RowChunk{r0, nr, cols, theta, cp ? cp : theta, cm ? cm : theta});
+    if (fn) fn(row_chunk(work, r0, nr, cols, theta, cp, cm));
   }
 }
 

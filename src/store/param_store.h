@@ -27,17 +27,22 @@ class ParamStore;
 // A resident block. Working copy k of its non-streamed tensors (fp32, indexed
 // by tensor id), k = 0..2q-1 for the q directions of the work it was acquired
 // with: copy 2d = θ + εz_d, copy 2d+1 = θ − εz_d (θ itself when the work does
-// not perturb, and for odd k when one-sided). A tier holds one or two copies at
-// a time and makes the others from the stored values when they are asked for
-// (a two-copy tier a direction's pair, a lean tier one copy), after which the
-// pointers of the copies it replaced are gone: ask for each copy when its pass
-// runs, in ascending k (a lean tier refuses a copy it has replaced). Ending the session (destructor or release()) writes the block back.
+// not perturb, and for odd k when one-sided). Only the copies the work wants
+// exist (BlockWork::wanted: a rank of a perturbation pair reads the W+ or the
+// W- copies). A tier holds one or two copies at a time and makes the others
+// from the stored values when they are asked for (a two-copy tier a
+// direction's pair, a lean tier one copy), after which the pointers of the
+// copies it replaced are gone: ask for each copy when its pass runs, in
+// ascending k (a lean tier refuses a copy it has replaced). Ending the session
+// (destructor or release()) writes the block back.
 class BlockSession {
  public:
   BlockSession() = default;
-  BlockSession(ParamStore& store, int block, int copies) : store_(&store), block_(block), copies_(copies) {}
+  // `wanted`: BlockWork::wanted of a perturbing work, else kAllCopies.
+  BlockSession(ParamStore& store, int block, int copies, unsigned wanted)
+      : store_(&store), block_(block), copies_(copies), wanted_(wanted) {}
   BlockSession(BlockSession&& o) noexcept
-      : store_(std::exchange(o.store_, nullptr)), block_(o.block_), copies_(o.copies_) {}
+      : store_(std::exchange(o.store_, nullptr)), block_(o.block_), copies_(o.copies_), wanted_(o.wanted_) {}
   BlockSession& operator=(BlockSession&& o) noexcept;
   BlockSession(const BlockSession&) = delete;
   BlockSession& operator=(const BlockSession&) = delete;
@@ -52,9 +57,11 @@ class BlockSession {
 
  private:
   void end_quietly() noexcept;
+  bool wants(int k) const { return (wanted_ >> (k % 2) & 1u) != 0; }
   ParamStore* store_ = nullptr;
   int block_ = -1;
   int copies_ = 2;
+  unsigned wanted_ = BlockWork::kAllCopies;
 };
 
 // Work done on parameter memory, for the bench report.
@@ -73,10 +80,14 @@ struct StoreCounters {
 struct RowChunk {
   int64_t row0 = 0, rows = 0, cols = 0;
   const float* theta = nullptr;  // stored value after this call's update, fp32 [rows, cols]
-  const float* plus = nullptr;   // W+ of the rows (theta when not perturbed)
-  const float* minus = nullptr;  // W- of the rows (theta when not perturbed or one-sided)
+  const float* plus = nullptr;   // W+ of the rows (theta when not perturbed; null when not wanted)
+  const float* minus = nullptr;  // W- of the rows (theta when not perturbed or one-sided; null when not wanted)
 };
 using RowChunkFn = std::function<void(const RowChunk&)>;
+// The chunk a tier hands out: its perturbed copies `plus` / `minus` where it
+// made them (BlockWork::makes), else θ, or null when the work does not want them.
+RowChunk row_chunk(const BlockWork& work, int64_t row0, int64_t rows, int64_t cols, const float* theta,
+                   const float* plus, const float* minus);
 
 // Rows per chunk when streaming a [V, width] tensor whose logits are taken for
 // `nrows` rows (0: no logits): about 2 MB of fp32 weights and at most 16 MB of
@@ -94,7 +105,7 @@ class ParamStore {
   // values) until the session ends. Streamed tensors are left alone.
   BlockSession acquire(int block, const BlockWork& work) {
     begin_block(block, work);
-    return BlockSession(*this, block, 2 * work.directions());
+    return BlockSession(*this, block, 2 * work.directions(), work.perturb ? work.wanted : BlockWork::kAllCopies);
   }
 
   // Streamed tensors: the token embedding and the lm_head weight ([V, width],

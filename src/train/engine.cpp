@@ -226,6 +226,8 @@ const std::vector<PassLosses>& ZoEngine::run_passes(int64_t t, const Batch& batc
   work.eps = opt_.eps;
   work.weight_decay = opt_.weight_decay;
   work.update = pending_;  // the deferred update rides on the sweep
+  // A rank of a perturbation pair reads the W+ or the W- copies: the tiers make only those.
+  if (half_ >= 0) work.wanted = 1u << half_;
   const uint64_t seed = step_seed(run_seed_, t);
   work.seed = direction_seed(seed, first_dir_);
   for (std::size_t i = 1; i < local_.size(); ++i)

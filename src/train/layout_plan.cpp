@@ -78,10 +78,14 @@ ClusterPlan plan_cluster(const Architecture& arch, const PlanInput& global, cons
 
   // plan_memory times one process with the whole node: both passes of its
   // slice and one parameter sweep. A rank runs K/G directions, 2/P passes
-  // each, with 1/R of the node, in one sweep (its blocks read once).
+  // each, with 1/R of the node, in one sweep (its blocks read once). With one
+  // θ per node whose ranks all belong to one direction group (the same
+  // perturbations) and run one direction, the node's ranks split the
+  // parameter pass (store/node_shared_store.h): the node makes it once, not R times.
   const double sweeps = static_cast<double>(in.directions / L.groups);
+  const bool split_pass = in.weights == NodeWeights::Shared && (L.data * L.pert) % R == 0 && sweeps == 1;
   p.compute_s = p.rank.compute_s * sweeps / L.pert * R;
-  p.param_pass_s = p.rank.param_pass_s * sweeps * R;
+  p.param_pass_s = p.rank.param_pass_s * sweeps * (split_pass ? 1 : R);
   p.disk_s = p.rank.disk_s;
 
   if (N > 1) {

@@ -17,7 +17,10 @@
 //               the node's sgemm rate shared by its R ranks
 //   param pass  (K/G) perturbations of every parameter (weights are replicated:
 //               data and perturbation parallelism do not shorten it), at the
-//               node's fused-ZO rate shared by R ranks
+//               node's fused-ZO rate shared by R ranks; with one θ per node
+//               (NodeWeights::Shared) whose R ranks are in one direction group
+//               and run one direction each, they split the pass, so it takes
+//               the node's rate whole
 //   disk        the one-process disk time, once per step: one sweep stages each
 //               block for all K/G directions (one rank only)
 //   collectives each allgather call is two MPI collectives (lengths, then

@@ -49,14 +49,21 @@ PassDraws apply_pass(const BlockWork& work, const UpdateRecord* update, int dir,
   }
   const kernels::ZoUpdate upd =
       terms ? kernel_update(*update, update->terms.back(), terms == 1 ? wd : 0.0f) : kernels::ZoUpdate{};
-  const kernels::ZoPerturb pert = kernel_perturb(work, dir, 1.0f);
-  float* plus = pert.active ? copy0 : nullptr;
-  float* minus = pert.active && !work.one_sided ? copy1 : nullptr;
-  check(!pert.active || plus != nullptr, "zo_apply: tensor ", s.tensor_id, ": a perturbed pass needs copy 0");
+  if (work.perturb) {
+    if (!work.wants(2 * dir)) copy0 = nullptr;
+    if (!work.wants(2 * dir + 1)) copy1 = nullptr;
+  }
+  // Only W- wanted: the perturbation with -eps into it (exact: x + (-a) == x - a).
+  const bool minus_only = work.perturb && !work.one_sided && !copy0 && copy1;
+  // No perturbed copy asked for (one-sided with copy 1 alone: θ): nothing drawn.
+  const kernels::ZoPerturb pert =
+      copy0 || minus_only ? kernel_perturb(work, dir, minus_only ? -1.0f : 1.0f) : kernels::ZoPerturb{};
+  float* plus = !pert.active ? nullptr : minus_only ? copy1 : copy0;
+  float* minus = pert.active && !work.one_sided && !minus_only ? copy1 : nullptr;
   // θ in fp32: asked for, or the unperturbed copies (16-bit: the kernel writes it).
-  float* th = theta ? theta : !pert.active && copy0 ? copy0 : copy1 && !minus ? copy1 : nullptr;
+  float* th = theta ? theta : !pert.active && copy0 ? copy0 : copy1 && !minus && !minus_only ? copy1 : nullptr;
   kernel_pass(work, s, upd, pert, plus, minus, th);
-  for (float* c : {pert.active ? nullptr : copy0, minus ? nullptr : copy1})
+  for (float* c : {pert.active ? nullptr : copy0, minus || minus_only ? nullptr : copy1})
     if (c && c != th) std::copy_n(th, s.n, c);
   d.z += z_draws(work, s.n, (upd.active ? 1 : 0) + (pert.active ? 1 : 0));
   if (upd.active && s.codec->lowbit()) d.rounding += static_cast<uint64_t>(s.n) * terms;

@@ -37,6 +37,16 @@ struct BlockWork {
   float weight_decay = 0;              // the run's; only tensors whose role decays get it
   bool perturb = false;                // make θ ± εz working copies
   bool one_sided = false;              // copy 2k+1 is θ itself (the L0 pass)
+  // The working copies the caller will ask for when perturbing: bit 0 the W+
+  // copies (even k), bit 1 the W- copies (odd k). A rank of a perturbation pair
+  // (--pert-parallel 2) runs the + or the - pass of every direction and wants
+  // one of the two; a tier makes only the copies wanted (zo_apply and
+  // zo_direction skip the others).
+  unsigned wanted = kAllCopies;
+  static constexpr unsigned kAllCopies = 3u;
+  bool wants(int k) const { return !perturb || (wanted >> (k % 2) & 1u) != 0; }
+  // Perturbed copy k is made (wanted, and not θ itself as a one-sided copy 2d+1).
+  bool makes(int k) const { return perturb && wants(k) && (k % 2 == 0 || !one_sided); }
   uint64_t seed = 0;                   // direction 0's seed (the step's seed with one direction)
   std::vector<uint64_t> more_seeds;    // directions 1..q-1 of the same passes (several per step)
   float eps = 0;
@@ -77,7 +87,9 @@ struct PassDraws {
 //   copy1  θ − εz when work.perturb and two-sided, else θ
 //   theta  θ
 // (θ: after the update). An fp32 slice's θ is its stored values: callers read
-// them there rather than asking for a copy.
+// them there rather than asking for a copy. A copy the work does not want
+// (work.wanted) is not written; with W- alone wanted it is made directly, as
+// the perturbation with -eps (the same bits as beside W+), one z draw.
 PassDraws zo_apply(const BlockWork& work, const ThetaSlice& s, float* copy0, float* copy1, float* theta);
 
 // Copies 2d and 2d+1 of direction d (0 <= d < work.directions()) of a slice

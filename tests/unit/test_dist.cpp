@@ -20,6 +20,7 @@
 #include "dist/comm.h"
 #include "io/safetensors.h"
 #include "store/param_store.h"
+#include "store/store_factory.h"
 #include "test_util.h"
 #include "thread_comm.h"
 #include "train/engine.h"
@@ -259,8 +260,9 @@ struct LayoutRun {
   std::vector<UpdateRecord> records;
 };
 LayoutRun run_layout(const fs::path& model, const std::vector<std::vector<int32_t>>& seqs, RankLayout layout, int K,
-                     int steps) {
+                     int steps, const StoreOptions& tier = {}) {
   const int world = layout.ranks();
+  testing::TempDir dir;  // disk tier: a working copy per rank
   testing::ThreadGroup group(world);
   std::vector<LayoutRun> runs(static_cast<std::size_t>(world));
   std::vector<std::thread> ts;
@@ -269,7 +271,10 @@ LayoutRun run_layout(const fs::path& model, const std::vector<std::vector<int32_
       set_compute_threads(1);
       auto arch = load_architecture(model);
       Checkpoint ckpt(model);
-      RamStore store(*arch, ckpt);
+      StoreOptions so = tier;
+      so.work_dir = dir / ("rank" + std::to_string(r));
+      auto owned = make_store(*arch, ckpt, so);
+      ParamStore& store = *owned;
       MezoOptions o;
       o.lr = 1e-3f;
       o.eps = 1e-3f;
@@ -285,6 +290,7 @@ LayoutRun run_layout(const fs::path& model, const std::vector<std::vector<int32_
         run.records.push_back(*engine.pending());
       }
       engine.flush();
+      store.sync();
       run.traj.weights = weights_of(store);
     });
   for (auto& t : ts) t.join();
@@ -339,6 +345,30 @@ TEST_P(Directions, SpreadOverRanksEqualsOneProcessAndReplays) {
   EXPECT_EQ(k1.records[0].terms.size(), 1u);
   EXPECT_EQ(k1.records[0].terms[0].seed, step_seed(21, 0));
   EXPECT_EQ(direction_seed(step_seed(21, 0), 0), step_seed(21, 0));
+}
+
+// Each rank of a perturbation pair asks its tier for the one working copy its
+// pass reads (BlockWork::wanted: the + rank W+, the - rank W- made directly):
+// on every tier (fp32 and 16-bit RAM, the disk tier in fp32 and bf16, blocks
+// and streamed rows; gpt2 ties its head, llama streams its own) the pair
+// equals the one process on that tier bit for bit.
+TEST(PerturbationPair, EachRankMakesItsCopyOnEveryTier) {
+  const std::vector<std::vector<int32_t>> seqs = {{5, 9, 17, 33, 41, 8, 12}, {7, 3, 99, 14}};
+  for (const char* name : {"gpt2", "llama"})
+    for (Offload off : {Offload::None, Offload::Ram, Offload::Disk})
+      for (DType d : {DType::F32, DType::BF16}) {
+        if (off == Offload::None && d != DType::F32) continue;
+        if (off == Offload::Ram && d == DType::F32) continue;
+        StoreOptions tier;
+        tier.offload = off;
+        tier.storage_dtype = d;
+        const std::string what = std::string(name) + " offload " + std::to_string(static_cast<int>(off)) + " " +
+                                 std::string(dtype_name(d));
+        const fs::path model = testing::golden_dir() / name;
+        const LayoutRun one = run_layout(model, seqs, {1, 1, 1}, 1, 3, tier);
+        EXPECT_NE(one.traj.steps[0].grad_k[0], 0.0) << what;
+        expect_identical(run_layout(model, seqs, {1, 2, 1}, 1, 3, tier), one, what.c_str());
+      }
 }
 
 INSTANTIATE_TEST_SUITE_P(Architectures, Directions, ::testing::Values("gpt2", "opt", "llama", "qwen3"),

@@ -108,6 +108,12 @@ TEST(LayoutPlan, EachFactorDividesItsShareOfTheStep) {
   const ClusterPlan pp1 = plan(*arch, in, {1, 2, 1}, 2, 1);
   EXPECT_NEAR(pp1.compute_s, one.compute_s, 1e-9 * one.compute_s);
   EXPECT_DOUBLE_EQ(pp1.param_pass_s, 2 * one.param_pass_s);
+  // ... unless they share one θ: then each makes half of every unit (both in
+  // one direction group; two groups perturb differently and each rank makes
+  // its own copies).
+  EXPECT_DOUBLE_EQ(plan(*arch, in, {1, 2, 1}, 2, 1, 1, NodeWeights::Shared).param_pass_s, one.param_pass_s);
+  EXPECT_DOUBLE_EQ(plan(*arch, in, {2, 1, 1}, 2, 1, 1, NodeWeights::Shared).param_pass_s, one.param_pass_s);
+  EXPECT_DOUBLE_EQ(plan(*arch, in, {1, 1, 2}, 2, 1, 2, NodeWeights::Shared).param_pass_s, 2 * one.param_pass_s);
   // K = 4 directions over 2 groups: two sweeps per rank.
   const ClusterPlan k1 = plan(*arch, in, {}, 1, 1, 4);
   const ClusterPlan k2 = plan(*arch, in, {1, 1, 2}, 1, 2, 4);

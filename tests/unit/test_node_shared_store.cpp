@@ -7,6 +7,7 @@
 // tests/mpi/share_node_weights.sh runs the same under mpirun.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -43,7 +44,7 @@ std::unique_ptr<ParamStore> store_of(const Architecture& arch, const Checkpoint&
 
 // 3 steps (two-sided, or one-sided) with weight decay, a flush, an evaluation.
 Result run_engine(const fs::path& model, DType dtype, Comm* shared, Comm& comm = single_process_comm(), RankLayout layout = {},
-        bool one_sided = false) {
+        bool one_sided = false, int directions = 1) {
   auto arch = load_architecture(model);
   Checkpoint ckpt(model);
   auto store = store_of(*arch, ckpt, dtype, shared);
@@ -52,6 +53,7 @@ Result run_engine(const fs::path& model, DType dtype, Comm* shared, Comm& comm =
   opt.eps = 1e-3f;
   opt.weight_decay = 0.05f;
   opt.one_sided = one_sided;
+  opt.directions = directions;
   ZoEngine engine(*arch, *store, opt, 7, comm, layout);
   const Batch batch = language_model_batch({{5, 9, 17, 33, 41, 8, 12, 19, 23}, {7, 3, 99, 14, 6}}, 0);
   Result r;
@@ -89,7 +91,7 @@ TEST(NodeSharedStore, OneProcessEqualsThePrivateStores) {
 }
 
 // Two ranks (threads) of one layout, with replicated stores or one shared θ.
-std::vector<Result> two_ranks(const fs::path& model, DType dtype, RankLayout layout, bool share) {
+std::vector<Result> two_ranks(const fs::path& model, DType dtype, RankLayout layout, bool share, bool one_sided = false) {
   testing::ThreadGroup group(2);
   std::vector<Result> runs(2);
   std::vector<std::thread> ts;
@@ -97,19 +99,29 @@ std::vector<Result> two_ranks(const fs::path& model, DType dtype, RankLayout lay
     ts.emplace_back([&, r] {
       set_compute_threads(1);
       Comm& c = group.rank(r);
-      runs[static_cast<std::size_t>(r)] = run_engine(model, dtype, share ? &c : nullptr, c, layout);
+      runs[static_cast<std::size_t>(r)] =
+          run_engine(model, dtype, share ? &c : nullptr, c, layout, one_sided, layout.groups);
     });
   for (auto& t : ts) t.join();
   return runs;
 }
 
+// Data and perturbation parallelism (the ranks share the working copies too,
+// each making its share), one-sided, and two direction groups (different
+// perturbations: each rank makes its own copies).
 TEST(NodeSharedStore, TwoRanksOnOneThetaEqualReplicatedRanks) {
+  struct Case {
+    RankLayout layout;
+    bool one_sided;
+  };
   for (const char* name : {"gpt2", "llama"})
     for (DType d : {DType::F32, DType::BF16})
-      for (RankLayout layout : {RankLayout{2, 1, 1}, RankLayout{1, 2, 1}}) {
+      for (Case c : {Case{{2, 1, 1}, false}, Case{{1, 2, 1}, false}, Case{{2, 1, 1}, true}, Case{{1, 1, 2}, false}}) {
         const fs::path model = testing::golden_dir() / name;
-        const std::string what = std::string(name) + " " + std::string(dtype_name(d)) + " " + layout.flags();
-        const std::vector<Result> rep = two_ranks(model, d, layout, false), shared = two_ranks(model, d, layout, true);
+        const std::string what = std::string(name) + " " + std::string(dtype_name(d)) + " " + c.layout.flags() +
+                                 (c.one_sided ? " one-sided" : "");
+        const std::vector<Result> rep = two_ranks(model, d, c.layout, false, c.one_sided),
+                                  shared = two_ranks(model, d, c.layout, true, c.one_sided);
         expect_same_bits(rep[0], shared[0], what + " rank 0");
         expect_same_bits(rep[1], shared[1], what + " rank 1");
         // The step changed the weights (the comparison is not of untouched bytes).
@@ -138,9 +150,22 @@ TEST(NodeSharedStore, BothRanksMapOneRegion) {
   for (const auto& t : arch->tensors()) params += static_cast<std::size_t>(t.numel());
   EXPECT_EQ(ranks, (std::vector<int>{0, 1}));
   EXPECT_EQ(sizes, (std::vector<int>{2, 2}));
-  // Every weight once, 2 bytes each (plus at most 63 bytes of alignment a tensor).
-  EXPECT_GE(bytes[0], 2 * params);
-  EXPECT_LE(bytes[0], 2 * params + 64 * arch->tensors().size());
+  // Every weight once, 2 bytes each (plus at most 63 bytes of alignment a
+  // tensor), then the working-copy slots: W+ and W- of the largest block, W+,
+  // W- and θ of the largest streamed chunk, fp32, and a line per rank.
+  std::vector<std::size_t> blocks(static_cast<std::size_t>(arch->num_blocks()), 0);
+  std::size_t chunk = 0;
+  for (const auto& t : arch->tensors()) {
+    const auto id = static_cast<int>(&t - arch->tensors().data());
+    if (id != arch->token_embedding_id() && id != arch->head_weight_id())
+      blocks[static_cast<std::size_t>(t.block)] += static_cast<std::size_t>(t.numel());
+    else
+      chunk = std::max(chunk, static_cast<std::size_t>(stream_chunk_rows(t.shape[1], 0, t.shape[0]) * t.shape[1]));
+  }
+  const std::size_t block = *std::max_element(blocks.begin(), blocks.end());
+  const std::size_t slots = 4 * (2 * block + 3 * chunk) + 64 * 2;
+  EXPECT_GE(bytes[0], 2 * params + slots);
+  EXPECT_LE(bytes[0], 2 * params + slots + 64 * (arch->tensors().size() + 3));
   EXPECT_EQ(bytes[0], bytes[1]);
 }
 
