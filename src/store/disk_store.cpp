@@ -104,8 +104,10 @@ void DiskStore::begin_block(int block, const BlockWork& work) {
   // one-sided with one direction needs no second pass: its copy 1 is the staged θ.)
   const bool lean = work.perturb && (lowbit || !work.one_sided || work.directions() > 1);
   Slot* slot = lowbit || work.perturb ? &slot_for(block) : nullptr;  // 16-bit: fp32 copies always
-  // The one copy is the first the work wants (a minus-only rank: W- at once).
+  // The one copy is the first the work wants (a minus-only rank: W- at once);
+  // the staged values stay until the last wanted copy is made.
   const int first = lean && !work.wants(0) ? 1 : 0;
+  lean_last_ = 2 * work.directions() - (work.wants(1) ? 1 : 2);
   for (int id : block_tensors_[bi]) {
     const auto ii = static_cast<std::size_t>(id);
     void* theta_stored = stored(*st, id);
@@ -123,9 +125,9 @@ void DiskStore::begin_block(int block, const BlockWork& work) {
     st->dirty = true;
   }
   // fp32: the copies point into the stage when unperturbed, copy 1 when
-  // one-sided; lean keeps it for copy 1 when that is wanted too. Otherwise the
+  // one-sided; lean keeps it while a later copy is wanted. Otherwise the
   // working copies are all the forward needs: write back at once and free the buffer.
-  const bool holds_pointers = lean ? first == 0 && work.wants(1) : !lowbit;
+  const bool holds_pointers = lean ? lean_last_ > first : !lowbit;
   if (!holds_pointers) retire_stage(block);
   if (block == arch_.num_blocks() - 1) io_.read_ahead(0, updates_[0]);  // the next step starts there
 }
@@ -138,7 +140,7 @@ ParamPtrs DiskStore::working_copy(int block, int k) {
     check(st != nullptr && slot_of_[bi] != nullptr, "disk tier: block ", block, " is not resident for working copy ", k);
   const ParamPtrs p = lean_copy(block, k, lean_made_, lean_work_, plus_, [&](int id) { return stored(*st, id); }, false);
   // The staged block is no longer needed: write it back now, as a two-copy tier would have.
-  if (lean_made_ == 2 * lean_work_.directions() - 1) retire_stage(block);
+  if (lean_made_ == lean_last_) retire_stage(block);
   return p;
 }
 

@@ -5,7 +5,10 @@
 # small "TN" kernel out (kernels/gemm_openblas.cpp). For every architecture ARCH
 # given, against the single process on the same global batch:
 #   - 2 ranks on batches of unequal lengths (each rank pads to its own longest),
-#   - 4 ranks (one example each) on batches of equal lengths.
+#   - 4 ranks (one example each) on batches of unequal lengths (each rank runs
+#     its sequence at its own length: attention takes its row path for a
+#     sequence under 8 tokens, the block path inside the padded batch; the two
+#     paths do the same arithmetic, kernels/attention.cpp) and of equal lengths.
 # Registered only on hosts with AVX-512 (tests/CMakeLists.txt). With other
 # kernel sets (Haswell: AVX2) rows depend on the row count and data_parallel.sh
 # holds the trajectories to a tolerance instead.
@@ -37,9 +40,13 @@ for kernels in SkylakeX Cooperlake; do
       die "$arch, $kernels: 2 data-parallel ranks left the single process"
     cmp "one-$arch-$kernels-ragged/updates.jsonl" "two-$arch-$kernels/updates.jsonl" ||
       die "$arch, $kernels: 2 data-parallel ranks logged other updates"
-    mpi 4 "$Z" "${train[@]}" --data even.jsonl --model "m-$arch" --out "four-$arch-$kernels" --data-parallel 4 2>/dev/null
-    cmp "one-$arch-$kernels-even/model.safetensors" "four-$arch-$kernels/model.safetensors" ||
-      die "$arch, $kernels: 4 data-parallel ranks left the single process"
+    for data in ragged even; do
+      mpi 4 "$Z" "${train[@]}" --data $data.jsonl --model "m-$arch" --out "four-$arch-$kernels-$data" --data-parallel 4 2>/dev/null
+      cmp "one-$arch-$kernels-$data/model.safetensors" "four-$arch-$kernels-$data/model.safetensors" ||
+        die "$arch, $kernels, $data: 4 data-parallel ranks left the single process"
+      cmp "one-$arch-$kernels-$data/updates.jsonl" "four-$arch-$kernels-$data/updates.jsonl" ||
+        die "$arch, $kernels, $data: 4 data-parallel ranks logged other updates"
+    done
   done
 done
 echo "data parallelism byte-identical: $* x SkylakeX, Cooperlake"

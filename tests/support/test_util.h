@@ -65,15 +65,27 @@ inline RunResult run_zotune(const std::string& args) { return run_zotune_env("",
 
 inline std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
 
-// B sequences of T tokens in [0, V) from a fixed LCG, every next token scored.
-inline Batch random_lm_batch(int64_t V, int64_t B, int64_t T, uint32_t seed) {
-  std::vector<int32_t> ids;
-  uint32_t x = seed;
-  for (int64_t i = 0; i < B * T; ++i) {
-    x = x * 1664525u + 1013904223u;
-    ids.push_back(static_cast<int32_t>((x >> 8) % static_cast<uint32_t>(V)));
+// Token sequences in [0, V) from a fixed LCG, one stream: each call goes on
+// where the last one stopped.
+class TokenStream {
+ public:
+  TokenStream(int64_t V, uint32_t seed) : V_(static_cast<uint32_t>(V)), x_(seed) {}
+  std::vector<int32_t> operator()(int64_t len) {
+    std::vector<int32_t> s;
+    for (int64_t i = 0; i < len; ++i) {
+      x_ = x_ * 1664525u + 1013904223u;
+      s.push_back(static_cast<int32_t>((x_ >> 8) % V_));
+    }
+    return s;
   }
-  return language_model_batch(std::move(ids), B, T);
+
+ private:
+  uint32_t V_, x_;
+};
+
+// B sequences of T tokens in [0, V) from TokenStream, every next token scored.
+inline Batch random_lm_batch(int64_t V, int64_t B, int64_t T, uint32_t seed) {
+  return language_model_batch(TokenStream(V, seed)(B * T), B, T);
 }
 
 // The records of a run's metrics.jsonl, in order.

@@ -351,7 +351,8 @@ TEST_P(Directions, SpreadOverRanksEqualsOneProcessAndReplays) {
 // pass reads (BlockWork::wanted: the + rank W+, the - rank W- made directly):
 // on every tier (fp32 and 16-bit RAM, the disk tier in fp32 and bf16, blocks
 // and streamed rows; gpt2 ties its head, llama streams its own) the pair
-// equals the one process on that tier bit for bit.
+// equals the one process on that tier bit for bit, with one direction per step
+// and with two (the + rank makes copies 0 and 2, the - rank 1 and 3).
 TEST(PerturbationPair, EachRankMakesItsCopyOnEveryTier) {
   const std::vector<std::vector<int32_t>> seqs = {{5, 9, 17, 33, 41, 8, 12}, {7, 3, 99, 14}};
   for (const char* name : {"gpt2", "llama"})
@@ -365,9 +366,12 @@ TEST(PerturbationPair, EachRankMakesItsCopyOnEveryTier) {
         const std::string what = std::string(name) + " offload " + std::to_string(static_cast<int>(off)) + " " +
                                  std::string(dtype_name(d));
         const fs::path model = testing::golden_dir() / name;
-        const LayoutRun one = run_layout(model, seqs, {1, 1, 1}, 1, 3, tier);
-        EXPECT_NE(one.traj.steps[0].grad_k[0], 0.0) << what;
-        expect_identical(run_layout(model, seqs, {1, 2, 1}, 1, 3, tier), one, what.c_str());
+        for (int K : {1, 2}) {
+          const std::string at = what + " K=" + std::to_string(K);
+          const LayoutRun one = run_layout(model, seqs, {1, 1, 1}, K, 3, tier);
+          EXPECT_NE(one.traj.steps[0].grad_k[static_cast<std::size_t>(K - 1)], 0.0) << at;
+          expect_identical(run_layout(model, seqs, {1, 2, 1}, K, 3, tier), one, at.c_str());
+        }
       }
 }
 

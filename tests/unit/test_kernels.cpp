@@ -401,9 +401,53 @@ TEST_P(Kernels, AttentionQueryWithoutVisibleKeyGetsZeros) {
   }
 }
 
-// ---- casts
-
 uint32_t bits(float f) { return std::bit_cast<uint32_t>(f); }
+
+// A query's output has the same bits whatever the number of queries in the
+// call: a sequence alone (Tq = its length, so queries of a block of fewer than
+// 8 take the row path), inside a right-padded batch of a longer one (the block
+// path), and its last queries decoded after a cache of the others (q_offset).
+// Data-parallel ranks rely on it: each pads its slice to its own longest.
+TEST_P(Kernels, AttentionOfASequenceDoesNotDependOnThePadding) {
+  for (int64_t D : {int64_t{16}, int64_t{17}, int64_t{64}}) {
+    const int64_t Hq = 4, Hkv = 2, T = 48, stride = Hq * D, kv_stride = Hkv * D;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    // Batch of 2: sequence 0 fills all T, sequence 1 has n real tokens.
+    const auto q = uniform(static_cast<size_t>(2 * T * stride), -2, 2, 31);
+    const auto k = uniform(static_cast<size_t>(2 * T * kv_stride), -2, 2, 32);
+    const auto v = uniform(static_cast<size_t>(2 * T * kv_stride), -1, 1, 33);
+    for (int64_t n : {1, 3, 7, 8, 20, 33, 35, 39}) {
+      std::vector<uint8_t> valid(static_cast<size_t>(2 * T), 1);
+      std::fill(valid.begin() + T + n, valid.end(), uint8_t{0});
+      const AttentionShape batch{2, T, T, Hq, Hkv, D, stride, kv_stride, stride, 0, scale};
+      std::vector<float> in_batch(static_cast<size_t>(2 * T * stride));
+      std::vector<float> scratch(static_cast<size_t>(attention_scratch_floats(batch, 1)));
+      attention(batch, q.data(), k.data(), v.data(), valid.data(), in_batch.data(), scratch.data());
+      const float* q1 = q.data() + T * stride;
+      const float* k1 = k.data() + T * kv_stride;
+      const float* v1 = v.data() + T * kv_stride;
+      const float* want = in_batch.data() + T * stride;  // sequence 1's rows
+      const AttentionShape one{1, n, n, Hq, Hkv, D, stride, kv_stride, stride, 0, scale};
+      std::vector<float> alone(static_cast<size_t>(n * stride));
+      attention(one, q1, k1, v1, nullptr, alone.data(), scratch.data());
+      for (int64_t i = 0; i < n * stride; ++i)
+        ASSERT_EQ(bits(alone[static_cast<size_t>(i)]), bits(want[i]))
+            << "D=" << D << " length " << n << ": query " << i / stride << " alone vs padded";
+      // The last r queries against the keys of all n (as decoding with a cache does).
+      for (int64_t r : {int64_t{1}, int64_t{2}}) {
+        if (r > n) continue;
+        const AttentionShape tail{1, r, n, Hq, Hkv, D, stride, kv_stride, stride, n - r, scale};
+        std::vector<float> got(static_cast<size_t>(r * stride));
+        attention(tail, q1 + (n - r) * stride, k1, v1, nullptr, got.data(), scratch.data());
+        for (int64_t i = 0; i < r * stride; ++i)
+          ASSERT_EQ(bits(got[static_cast<size_t>(i)]), bits(want[(n - r) * stride + i]))
+              << "D=" << D << " length " << n << ": query " << n - r + i / stride << " decoded vs padded";
+      }
+    }
+  }
+}
+
+// ---- casts
 
 TEST_P(Kernels, WideningCastsAreExactForAll16BitPatterns) {
   std::vector<uint16_t> all(65536);

@@ -91,7 +91,8 @@ TEST(NodeSharedStore, OneProcessEqualsThePrivateStores) {
 }
 
 // Two ranks (threads) of one layout, with replicated stores or one shared θ.
-std::vector<Result> two_ranks(const fs::path& model, DType dtype, RankLayout layout, bool share, bool one_sided = false) {
+std::vector<Result> two_ranks(const fs::path& model, DType dtype, RankLayout layout, bool share, bool one_sided = false,
+                              int directions = 0) {
   testing::ThreadGroup group(2);
   std::vector<Result> runs(2);
   std::vector<std::thread> ts;
@@ -100,7 +101,7 @@ std::vector<Result> two_ranks(const fs::path& model, DType dtype, RankLayout lay
       set_compute_threads(1);
       Comm& c = group.rank(r);
       runs[static_cast<std::size_t>(r)] =
-          run_engine(model, dtype, share ? &c : nullptr, c, layout, one_sided, layout.groups);
+          run_engine(model, dtype, share ? &c : nullptr, c, layout, one_sided, directions ? directions : layout.groups);
     });
   for (auto& t : ts) t.join();
   return runs;
@@ -108,20 +109,23 @@ std::vector<Result> two_ranks(const fs::path& model, DType dtype, RankLayout lay
 
 // Data and perturbation parallelism (the ranks share the working copies too,
 // each making its share), one-sided, and two direction groups (different
-// perturbations: each rank makes its own copies).
+// perturbations: each rank makes its own copies); DDP and PertP with two
+// directions per rank (a block's copies private, a chunk's shared for direction 0).
 TEST(NodeSharedStore, TwoRanksOnOneThetaEqualReplicatedRanks) {
   struct Case {
     RankLayout layout;
     bool one_sided;
+    int directions = 0;  // 0: one per direction group
   };
   for (const char* name : {"gpt2", "llama"})
     for (DType d : {DType::F32, DType::BF16})
-      for (Case c : {Case{{2, 1, 1}, false}, Case{{1, 2, 1}, false}, Case{{2, 1, 1}, true}, Case{{1, 1, 2}, false}}) {
+      for (Case c : {Case{{2, 1, 1}, false}, Case{{1, 2, 1}, false}, Case{{2, 1, 1}, true}, Case{{1, 1, 2}, false},
+                     Case{{2, 1, 1}, false, 2}, Case{{1, 2, 1}, false, 2}}) {
         const fs::path model = testing::golden_dir() / name;
         const std::string what = std::string(name) + " " + std::string(dtype_name(d)) + " " + c.layout.flags() +
-                                 (c.one_sided ? " one-sided" : "");
-        const std::vector<Result> rep = two_ranks(model, d, c.layout, false, c.one_sided),
-                                  shared = two_ranks(model, d, c.layout, true, c.one_sided);
+                                 (c.one_sided ? " one-sided" : "") + (c.directions ? " K=2" : "");
+        const std::vector<Result> rep = two_ranks(model, d, c.layout, false, c.one_sided, c.directions),
+                                  shared = two_ranks(model, d, c.layout, true, c.one_sided, c.directions);
         expect_same_bits(rep[0], shared[0], what + " rank 0");
         expect_same_bits(rep[1], shared[1], what + " rank 1");
         // The step changed the weights (the comparison is not of untouched bytes).

@@ -278,13 +278,7 @@ TEST_P(ThreadCount, WeightsAndLossesAreBitIdentical) {
   init_checkpoint(architecture_preset(c.arch, "tiny"), DType::F32, 7, model);
   auto arch = load_architecture(model);
   Checkpoint ckpt(model);
-  const int32_t V = static_cast<int32_t>(arch->config().vocab_size);
-  uint32_t x = 11;
-  auto seq = [&](int len) {
-    std::vector<int32_t> s;
-    for (int i = 0; i < len; ++i) s.push_back(static_cast<int32_t>((x = x * 1664525u + 1013904223u) >> 8) % V);
-    return s;
-  };
+  testing::TokenStream seq(arch->config().vocab_size, 11);
   const Batch padded = language_model_batch({seq(32), seq(20), seq(25), seq(12)}, 0);
   const Batch short_batch = language_model_batch({seq(9), seq(9)}, 0);
   ASSERT_EQ(padded.B * padded.T, 128);
