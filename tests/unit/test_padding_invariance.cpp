@@ -19,6 +19,7 @@
 #include <cblas.h>
 
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,6 @@
 namespace zotune {
 namespace {
 
-namespace fs = std::filesystem;
 
 class PaddingInvariance : public ::testing::TestWithParam<std::string> {
  protected:
@@ -40,16 +40,27 @@ class PaddingInvariance : public ::testing::TestWithParam<std::string> {
     ASSERT_NE(core, nullptr) << "run through ctest, which sets OPENBLAS_CORETYPE to SkylakeX or Cooperlake";
     ASSERT_EQ(strcasecmp(openblas_get_corename(), core), 0)
         << "OPENBLAS_CORETYPE=" << core << " but OpenBLAS runs " << openblas_get_corename();
+    init_checkpoint(architecture_preset(GetParam(), "tiny"), DType::F32, 7, tmp_ / "model");
+    arch_ = load_architecture(tmp_ / "model");
+    ckpt_ = std::make_unique<Checkpoint>(tmp_ / "model");
   }
+
+  // Step 0's loss terms of a batch of these sequences, as a rank's engine hands them on.
+  PassLosses terms(const std::vector<std::vector<int32_t>>& seqs) const {
+    RamStore store(*arch_, *ckpt_);
+    MezoOptions opt;
+    opt.eps = 1e-3f;
+    ZoEngine engine(*arch_, store, opt, 21);
+    return engine.run_passes(0, language_model_batch(seqs, 0)).at(0);
+  }
+
+  testing::TempDir tmp_;
+  std::unique_ptr<Architecture> arch_;
+  std::unique_ptr<Checkpoint> ckpt_;
 };
 
 TEST_P(PaddingInvariance, SlicesPaddedToTheirOwnLongestGiveTheBatchsLossTerms) {
-  testing::TempDir tmp;
-  const fs::path model = tmp / "model";
-  init_checkpoint(architecture_preset(GetParam(), "tiny"), DType::F32, 7, model);
-  auto arch = load_architecture(model);
-  Checkpoint ckpt(model);
-  testing::TokenStream seq(arch->config().vocab_size, 5);
+  testing::TokenStream seq(arch_->config().vocab_size, 5);
   // Alone, 6 and 3 tokens take attention's row path and 35 its last 3 queries
   // (one block of 32, then 3); in the batch (T = 40) every query takes the
   // block path. Slices of 2 and 3 pad to 40 / 35, 12 / 35, 9 and 40 / 12.
@@ -59,11 +70,7 @@ TEST_P(PaddingInvariance, SlicesPaddedToTheirOwnLongestGiveTheBatchsLossTerms) {
     std::vector<double> plus, minus;
   };
   auto run = [&](const std::vector<std::vector<int32_t>>& part) {
-    RamStore store(*arch, ckpt);
-    MezoOptions opt;
-    opt.eps = 1e-3f;
-    ZoEngine engine(*arch, store, opt, 21);
-    const PassLosses& l = engine.run_passes(0, language_model_batch(part, 0)).at(0);
+    const PassLosses l = terms(part);
     return Terms{l.plus, l.minus};
   };
   const Terms whole = run(seqs);
@@ -93,21 +100,12 @@ TEST_P(PaddingInvariance, SlicesPaddedToTheirOwnLongestGiveTheBatchsLossTerms) {
 // Before, the chunk shrank with the row count, which changed the order the
 // logsumexp was combined in.
 TEST_P(PaddingInvariance, ARankWithManyRowsCutsTheHeadAsOneWithFew) {
-  testing::TempDir tmp;
-  const fs::path model = tmp / "model";
-  init_checkpoint(architecture_preset(GetParam(), "tiny"), DType::F32, 7, model);
-  auto arch = load_architecture(model);
-  Checkpoint ckpt(model);
-  testing::TokenStream seq(arch->config().vocab_size, 9);
+  testing::TokenStream seq(arch_->config().vocab_size, 9);
   std::vector<std::vector<int32_t>> seqs;
   for (int i = 0; i < 40; ++i) seqs.push_back(seq(256));
   auto run = [&](std::size_t first, std::size_t count) {
-    RamStore store(*arch, ckpt);
-    MezoOptions opt;
-    opt.eps = 1e-3f;
-    ZoEngine engine(*arch, store, opt, 21);
     const auto b = seqs.begin() + static_cast<std::ptrdiff_t>(first);
-    return engine.run_passes(0, language_model_batch({b, b + static_cast<std::ptrdiff_t>(count)}, 0)).at(0).plus;
+    return terms({b, b + static_cast<std::ptrdiff_t>(count)}).plus;
   };
   const std::vector<double> whole = run(0, 40);
   ASSERT_EQ(whole.size(), 40u * 255u);
