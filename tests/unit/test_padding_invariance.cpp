@@ -32,7 +32,6 @@
 namespace zotune {
 namespace {
 
-
 class PaddingInvariance : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
