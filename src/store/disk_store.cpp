@@ -107,7 +107,6 @@ void DiskStore::begin_block(int block, const BlockWork& work) {
   // The one copy is the first the work wants (a minus-only rank: W- at once);
   // the staged values stay until the last wanted copy is made.
   const int first = lean && !work.wants(0) ? 1 : 0;
-  lean_last_ = 2 * work.directions() - (work.wants(1) ? 1 : 2);
   for (int id : block_tensors_[bi]) {
     const auto ii = static_cast<std::size_t>(id);
     void* theta_stored = stored(*st, id);
@@ -127,7 +126,7 @@ void DiskStore::begin_block(int block, const BlockWork& work) {
   // fp32: the copies point into the stage when unperturbed, copy 1 when
   // one-sided; lean keeps it while a later copy is wanted. Otherwise the
   // working copies are all the forward needs: write back at once and free the buffer.
-  const bool holds_pointers = lean ? lean_last_ > first : !lowbit;
+  const bool holds_pointers = lean ? work.last_wanted() > first : !lowbit;
   if (!holds_pointers) retire_stage(block);
   if (block == arch_.num_blocks() - 1) io_.read_ahead(0, updates_[0]);  // the next step starts there
 }
@@ -140,7 +139,7 @@ ParamPtrs DiskStore::working_copy(int block, int k) {
     check(st != nullptr && slot_of_[bi] != nullptr, "disk tier: block ", block, " is not resident for working copy ", k);
   const ParamPtrs p = lean_copy(block, k, lean_made_, lean_work_, plus_, [&](int id) { return stored(*st, id); }, false);
   // The staged block is no longer needed: write it back now, as a two-copy tier would have.
-  if (lean_made_ == lean_last_) retire_stage(block);
+  if (lean_made_ == lean_work_.last_wanted()) retire_stage(block);
   return p;
 }
 
@@ -190,11 +189,11 @@ void DiskStore::read_range(int id, int64_t first, int64_t count, float* out) con
   const bool rows = streamed(id);
   const int unit = rows ? layout_.rows_unit(id) : spec.block;
   const uint64_t off = kPage + static_cast<uint64_t>((rows ? 0 : layout_.tensor_offset(id)) + first) * layout_.elem();
+  check(first >= 0 && count >= 0 && first + count <= spec.numel(), "disk tier: elements [", first, ", ",
+        first + count, ") of ", spec.name, " are out of range");
   const fs::path path = layout_.unit_path(unit);
   Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
   check(f.fd >= 0, path.string(), ": cannot open: ", errno_text(errno));
-  check(first >= 0 && count >= 0 && first + count <= spec.numel(), "disk tier: elements [", first, ", ",
-        first + count, ") of ", spec.name, " are out of range");
   const int64_t n = count;
   if (!codec_.lowbit()) {
     pread_all(f.fd, out, static_cast<uint64_t>(n) * sizeof(float), off, path);

@@ -111,7 +111,6 @@ class DiskStore final : public ParamStore {
   int ring_next_ = 0;
   int lean_block_ = -1;  // resident block of a lean pass: one fp32 copy, staged θ held for the later copies
   int lean_made_ = 0;    // the copy its slot holds
-  int lean_last_ = 0;    // the last copy the work wants
   BlockWork lean_work_;
   AlignedBuffer<float> chunk_theta_, chunk_plus_, chunk_minus_;  // fp32 copies of a streamed chunk
 };

@@ -47,6 +47,8 @@ struct BlockWork {
   bool wants(int k) const { return !perturb || (wanted >> (k % 2) & 1u) != 0; }
   // Perturbed copy k is made (wanted, and not θ itself as a one-sided copy 2d+1).
   bool makes(int k) const { return perturb && wants(k) && (k % 2 == 0 || !one_sided); }
+  // The last copy the caller asks for: 2q-1, or 2q-2 when only W+ copies are wanted.
+  int last_wanted() const { return 2 * directions() - (wants(1) ? 1 : 2); }
   uint64_t seed = 0;                   // direction 0's seed (the step's seed with one direction)
   std::vector<uint64_t> more_seeds;    // directions 1..q-1 of the same passes (several per step)
   float eps = 0;
