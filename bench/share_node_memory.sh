@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Node memory with and without --share-node-weights (issue #12): the gpt2-124m
+# Node memory with one stored θ per node (the default for several ranks on a
+# node, --share-node-weights) and with one per rank (--no-share-node-weights;
+# issue #12): the gpt2-124m
 # preset under `zotune bench`, 1 rank against 2 data-parallel ranks on this
 # node. Node memory is the sum of the ranks' proportional set sizes (Pss of
 # /proc/PID/smaps_rollup: a page mapped by n processes counts 1/n in each, so
@@ -51,6 +53,6 @@ PY
 for round in 1 2; do  # interleaved: A B C D A B C D
   measure "1 rank" 1
   measure "1 rank, shared" 1 --share-node-weights
-  measure "2 ranks" 2
+  measure "2 ranks" 2 --no-share-node-weights
   measure "2 ranks, shared" 2 --share-node-weights
 done

@@ -158,6 +158,7 @@ void run_bench(BenchArgs a) {
   // (plan_run writes the tier --memory-budget chooses for the slice into `so`.)
   plan_run(*arch, so, a.batch / a.layout.data, a.seq_len, budget, mc, "zotune bench", true,
            a.directions / std::max(a.layout.groups, 1));
+  resolve_node_sharing(*arch, so, comm);  // after the tier is final
   const std::vector<std::string> hosts = host_names(comm);
   int nodes = 1;
   const std::vector<int> node = node_of_rank(hosts, nodes);
@@ -332,7 +333,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "seed of the random tokens and perturbations")->capture_default_str();
   cmd->add_option("--perturbation", args->perturbation, "gaussian, rademacher or ones")->capture_default_str();
   add_store_options(*cmd, args->offload, args->storage_dtype, args->store, args->overlap);
-  add_share_option(*cmd, args->store.share_node_weights);
+  add_share_option(*cmd, args->store.node_sharing);
   cmd->add_option("--work-dir", args->work_dir, "disk tier: where the working copy goes (default: a temp dir)");
   cmd->add_option("--memory-budget", args->memory_budget,
                   "pick the tier and resident blocks to fit SIZE (e.g. 4G, 512M), as train does");

@@ -58,10 +58,13 @@ int dry_run(const TrainArgs& a) {
   const MachineConstants mc = a.assumed_machine ? assumed_machine_constants()
                               : probe_machine(disk ? existing_directory_of(o.out) : std::filesystem::path{});
   StoreOptions so = o.store;
+  so.share_node_weights = planned_node_sharing(so, R);
   set_compute_threads(rank_threads);
   // The tier --memory-budget picks is the one a rank's slice fits in.
-  const MemoryPlan rank = plan_run(*arch, so, o.batch_size / L.data, o.max_length, o.memory_budget, mc,
-                                   "zotune train", false, o.mezo.directions / std::max(L.groups, 1));
+  MemoryPlan rank = plan_run(*arch, so, o.batch_size / L.data, o.max_length, o.memory_budget, mc,
+                             "zotune train", false, o.mezo.directions / std::max(L.groups, 1));
+  so.share_node_weights = planned_node_sharing(so, R);  // the tier may now be the disk
+  rank.input.share_node_weights = so.share_node_weights;
   std::printf("%s", plan_table(rank).c_str());
   Json j = plan_json(rank);
   if (cluster) {
@@ -70,7 +73,7 @@ int dry_run(const TrainArgs& a) {
     ci.directions = o.mezo.directions;
     ci.ranks_per_node = R;
     ci.nodes = M;
-    ci.weights = o.store.share_node_weights ? NodeWeights::Shared : NodeWeights::PerRank;
+    ci.weights = so.share_node_weights ? NodeWeights::Shared : NodeWeights::PerRank;
     ci.net = network_of(a.net, M);
     const ClusterPlan cp = plan_cluster(*arch, plan_input(so, o.batch_size, o.max_length, rank_threads), ci, mc);
     std::printf("%s", cluster_table(cp).c_str());
@@ -204,7 +207,7 @@ void register_train(CLI::App& app) {
   c->add_flag("--assumed-machine", a->assumed_machine,
               "--dry-run: time with the assumed machine constants instead of probing this one (reproducible plans)");
   add_store_options(*c, a->offload, a->storage_dtype, a->o.store, a->overlap);
-  add_share_option(*c, a->o.store.share_node_weights);
+  add_share_option(*c, a->o.store.node_sharing);
   c->add_option("--memory-budget", a->memory_budget, "pick the tier and resident blocks to fit SIZE (e.g. 4G, 512M)");
   c->add_flag("--dry-run", a->o.dry_run, "print the planned peak memory and time per step (per rank and per node for a layout); train nothing");
   c->add_option("--progress", a->progress, "auto (bar on a terminal), bar or log")->capture_default_str();

@@ -97,10 +97,15 @@ void add_store_options(CLI::App& cmd, std::string& offload, std::string& storage
       ->capture_default_str();
 }
 
-void add_share_option(CLI::App& cmd, bool& share) {
-  cmd.add_flag("--share-node-weights", share,
-               "the ranks of a node keep one copy of the weights in shared memory, each with its own working "
-               "copies (RAM tiers; docs/architecture.md, Processes)");
+void add_share_option(CLI::App& cmd, NodeSharing& sharing) {
+  auto* on = cmd.add_flag_callback(
+      "--share-node-weights", [&sharing] { sharing = NodeSharing::On; },
+      "the ranks of a node keep one copy of the weights in shared memory, each with its own working copies "
+      "(RAM tiers; the default when a node runs several ranks and /dev/shm has room; docs/architecture.md, Processes)");
+  auto* off = cmd.add_flag_callback(
+      "--no-share-node-weights", [&sharing] { sharing = NodeSharing::Off; },
+      "every rank keeps its own copy of the weights, also when it shares a node with others");
+  on->excludes(off);
 }
 
 void apply_store_options(const std::string& offload, const std::string& storage_dtype, const std::string& overlap,
@@ -117,7 +122,7 @@ void apply_store_options(const std::string& offload, const std::string& storage_
   else if (overlap == "off") out.overlap = false;
   else fail("--overlap: unknown value '", overlap, "' (on, off)");
   if (out.resident_blocks < 1) fail("--resident-blocks must be >= 1");
-  if (out.share_node_weights && out.offload == Offload::Disk)
+  if (out.node_sharing == NodeSharing::On && out.offload == Offload::Disk)
     fail("--share-node-weights keeps one copy of the weights in RAM per node; it does not combine with --offload disk");
 }
 

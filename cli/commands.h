@@ -24,8 +24,10 @@ int run_selected(CLI::App& app);
 // Shared options of the parameter tiers (train, bench).
 void add_store_options(CLI::App& cmd, std::string& offload, std::string& storage_dtype, StoreOptions& store,
                        std::string& overlap);
-// --share-node-weights (train, bench): one stored θ per node (store/node_shared_store.h).
-void add_share_option(CLI::App& cmd, bool& share);
+// --share-node-weights / --no-share-node-weights (train, bench): one stored θ
+// per node (store/node_shared_store.h) or one per rank; neither: the default
+// of resolve_node_sharing (store/store_factory.h).
+void add_share_option(CLI::App& cmd, NodeSharing& sharing);
 void apply_store_options(const std::string& offload, const std::string& storage_dtype, const std::string& overlap,
                          StoreOptions& out);
 // --perturbation NAME -> z's distribution (train, bench).

@@ -52,6 +52,12 @@ class Comm {
   // default is a node of one rank (private memory): right for one process and
   // for any context whose ranks share no memory.
   virtual std::unique_ptr<NodeShare> share_node(std::size_t bytes);
+  // How many ranks of the world run on this rank's node (1: none shares its
+  // memory), and the bytes share_node() could still get there (under MPI the
+  // free space of /dev/shm, where Open MPI backs the window). Local: no
+  // communication. The defaults are a node of one rank with no limit.
+  virtual int ranks_on_node() const { return 1; }
+  virtual std::size_t node_share_room() const { return SIZE_MAX; }
 
   // values[i] = the sum over ranks of values[i], added in rank order (0, 1, ...)
   // on every rank; every rank passes the same length.

@@ -6,6 +6,7 @@
 #define OMPI_SKIP_MPICXX 1  // the C API only (no deprecated C++ bindings to link)
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
+#include <sys/statvfs.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -95,6 +96,11 @@ class MpiComm final : public Comm {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &world_);
+    MPI_Comm node = MPI_COMM_NULL;
+    mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),
+              "MPI_Comm_split_type (node)");
+    MPI_Comm_size(node, &on_node_);
+    MPI_Comm_free(&node);
   }
   ~MpiComm() override {
     int done = 0;
@@ -140,6 +146,14 @@ class MpiComm final : public Comm {
   std::unique_ptr<NodeShare> share_node(std::size_t bytes) override {
     return std::make_unique<MpiNodeShare>(bytes, rank_);
   }
+  int ranks_on_node() const override { return on_node_; }
+  // Open MPI's shared windows are files in /dev/shm (its shmem mmap default):
+  // a window larger than the free space there fails, or faults on first touch.
+  std::size_t node_share_room() const override {
+    struct statvfs sv {};
+    if (::statvfs("/dev/shm", &sv) != 0) return 0;
+    return static_cast<std::size_t>(sv.f_bavail) * static_cast<std::size_t>(sv.f_frsize);
+  }
 
   [[noreturn]] void abort(const std::string& why) override {
     std::fprintf(stderr, "zotune: error (rank %d of %d): %s\n", rank_, world_, why.c_str());
@@ -149,7 +163,7 @@ class MpiComm final : public Comm {
   }
 
  private:
-  int rank_ = 0, world_ = 1;
+  int rank_ = 0, world_ = 1, on_node_ = 1;
   bool owns_ = false;
 };
 

@@ -38,30 +38,48 @@ struct NodeSharedStore::Posted {
   }
 };
 
+NodeSharedStore::Region NodeSharedStore::region(const Architecture& arch, DType storage, int world) {
+  const auto& table = arch.tensors();
+  const std::size_t bytes = dtype_size(storage);
+  auto lines = [](std::size_t n) { return (n + 63) / 64 * 64; };
+  auto streamed = [&](int id) { return id == arch.token_embedding_id() || id == arch.head_weight_id(); };
+  Region r;
+  r.offset.resize(table.size());
+  std::vector<int64_t> block_numel(static_cast<std::size_t>(arch.num_blocks()), 0);
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    r.offset[i] = r.total;
+    r.total += lines(static_cast<std::size_t>(table[i].numel()) * bytes);
+    if (streamed(static_cast<int>(i))) {  // the largest chunk stream_chunk_rows cuts
+      const int64_t rows = table[i].shape[0], cols = table[i].numel() / rows;
+      r.chunk_cap = std::max(r.chunk_cap, stream_chunk_rows(cols, rows) * cols);
+    } else {
+      block_numel[static_cast<std::size_t>(table[i].block)] += table[i].numel();
+    }
+  }
+  for (int64_t n : block_numel) r.block_cap = std::max(r.block_cap, n);
+  r.posted_at = r.total;
+  r.block_at = r.posted_at + lines(sizeof(Posted) * static_cast<std::size_t>(world));
+  r.chunk_at = r.block_at + lines(2 * static_cast<std::size_t>(r.block_cap) * sizeof(float));
+  r.total = r.chunk_at + lines(3 * static_cast<std::size_t>(r.chunk_cap) * sizeof(float));
+  return r;
+}
+
+std::size_t NodeSharedStore::region_bytes(const Architecture& arch, DType storage, int world) {
+  return region(arch, storage, world).total;
+}
+
 NodeSharedStore::NodeSharedStore(const Architecture& arch, const Checkpoint& ckpt, DType storage, Comm& comm)
     : ParamStore(arch, storage, "node-shared store") {
   const auto& table = arch.tensors();
-  offset_.resize(table.size());
-  auto lines = [](std::size_t bytes) { return (bytes + 63) / 64 * 64; };
-  std::size_t total = 0;
-  for (std::size_t i = 0; i < table.size(); ++i) {
-    offset_[i] = total;
-    total += lines(static_cast<std::size_t>(table[i].numel()) * codec_.bytes());
-  }
-  for (std::size_t b = 0; b < block_numel_.size(); ++b) block_cap_ = std::max(block_cap_, block_numel_[b]);
-  for (int id : streamed_ids_) {  // the largest chunk stream_chunk_rows cuts
-    const auto& spec = table[static_cast<std::size_t>(id)];
-    const int64_t rows = spec.shape[0], cols = spec.numel() / rows;
-    chunk_cap_ = std::max(chunk_cap_, stream_chunk_rows(cols, rows) * cols);
-  }
-  const std::size_t posted_at = total, block_at = posted_at + lines(sizeof(Posted) * static_cast<std::size_t>(comm.world()));
-  const std::size_t chunk_at = block_at + lines(2 * static_cast<std::size_t>(block_cap_) * sizeof(float));
-  total = chunk_at + lines(3 * static_cast<std::size_t>(chunk_cap_) * sizeof(float));
-  share_ = comm.share_node(total);
+  const Region r = region(arch, storage, comm.world());
+  offset_ = r.offset;
+  block_cap_ = r.block_cap;
+  chunk_cap_ = r.chunk_cap;
+  share_ = comm.share_node(r.total);
   base_ = static_cast<unsigned char*>(share_->data());
-  posted_ = reinterpret_cast<Posted*>(base_ + posted_at);
-  block_slot_ = reinterpret_cast<float*>(base_ + block_at);
-  chunk_slot_ = reinterpret_cast<float*>(base_ + chunk_at);
+  posted_ = reinterpret_cast<Posted*>(base_ + r.posted_at);
+  block_slot_ = reinterpret_cast<float*>(base_ + r.block_at);
+  chunk_slot_ = reinterpret_cast<float*>(base_ + r.chunk_at);
   // Every rank of the node converts its share of each tensor.
   AlignedBuffer<float> tmp;
   for (std::size_t i = 0; i < table.size(); ++i) {

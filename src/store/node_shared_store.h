@@ -65,6 +65,10 @@ class NodeSharedStore final : public ParamStore {
   // the working-copy slots (fp32 W+ and W- of the largest block, W+, W- and θ
   // of the largest streamed chunk) and one 64-byte line per rank.
   std::size_t shared_bytes() const { return share_->size(); }
+  // What shared_bytes() will be for `arch` in `storage` over a world of
+  // `world` ranks, before any store is built (the default choice of
+  // store_factory.h asks whether the node has room for it).
+  static std::size_t region_bytes(const Architecture& arch, DType storage, int world);
 
  private:
   void begin_block(int block, const BlockWork& work) override;
@@ -101,6 +105,13 @@ class NodeSharedStore final : public ParamStore {
   // per rank), the block slot (W+, W- of the largest block) and the chunk slot
   // (W+, W-, θ of the largest chunk of a streamed tensor).
   struct Posted;
+  // Where each part of the region starts; `total` is its size.
+  struct Region {
+    std::vector<std::size_t> offset;
+    std::size_t posted_at = 0, block_at = 0, chunk_at = 0, total = 0;
+    int64_t block_cap = 0, chunk_cap = 0;
+  };
+  static Region region(const Architecture& arch, DType storage, int world);
   Posted* posted_ = nullptr;
   float* block_slot_ = nullptr;
   float* chunk_slot_ = nullptr;

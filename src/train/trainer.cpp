@@ -161,7 +161,11 @@ int Trainer::run() {
   check(!opt_.dry_run, "run_training: --dry-run is planned by the CLI (train/layout_plan.h), not run");
   StopSignals signals;  // from here on the first SIGINT/SIGTERM stops at a safe point
   if (!fs::is_directory(opt_.model)) fail("--model ", opt_.model.string(), ": not a model directory");
-  check_train_options(opt_, load_architecture(opt_.model)->config());  // before anything is created
+  {
+    const auto arch = load_architecture(opt_.model);
+    check_train_options(opt_, arch->config());  // before anything is created
+    resolve_node_sharing(*arch, opt_.store, comm_);
+  }
   check(comm_.world() == 1 || opt_.store.offload != Offload::Disk, "--offload disk does not run with ",
         comm_.world(), " ranks yet (each rank would need its own working copy); use --offload none or ram");
   // Rank 0 owns the output directory; the others write nothing.

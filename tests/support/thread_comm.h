@@ -4,6 +4,7 @@
 // threads form one node: share_node() hands every rank the same memory.
 #pragma once
 #include <barrier>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -21,6 +22,8 @@ class ThreadGroup {
     for (int r = 0; r < world; ++r) ranks_.push_back(std::make_unique<Rank>(*this, r, world));
   }
   Comm& rank(int r) { return *ranks_[static_cast<std::size_t>(r)]; }
+  // What Comm::node_share_room reports on every rank (default: no limit).
+  void set_node_room(std::size_t bytes) { room_ = bytes; }
 
  private:
   class Rank final : public Comm {
@@ -43,6 +46,8 @@ class ThreadGroup {
       g_.sync_.arrive_and_wait();
     }
     void barrier() override { g_.sync_.arrive_and_wait(); }
+    int ranks_on_node() const override { return world_; }
+    std::size_t node_share_room() const override { return g_.room_; }
     [[noreturn]] void abort(const std::string& why) override { fail("rank ", rank_, ": ", why); }
     std::unique_ptr<NodeShare> share_node(std::size_t bytes) override {
       if (rank_ == 0) g_.mem_ = std::make_shared<AlignedBuffer<unsigned char>>(bytes);
@@ -74,6 +79,7 @@ class ThreadGroup {
   };
 
   std::barrier<> sync_;
+  std::size_t room_ = SIZE_MAX;
   std::shared_ptr<AlignedBuffer<unsigned char>> mem_;
   std::vector<std::vector<double>> doubles_;
   std::vector<uint8_t> blob_;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "model/model.h"
 #include "store/lowbit_store.h"
 #include "store/node_shared_store.h"
+#include "store/store_factory.h"
 #include "test_util.h"
 #include "thread_comm.h"
 #include "train/engine.h"
@@ -192,6 +194,88 @@ TEST(NodeSharedStore, PlanCountsSharedWeightsOncePerNode) {
   EXPECT_EQ(plan_node_bytes(shared, 4), w + 4 * rest);
   EXPECT_NE(plan_table(shared).find("weights (RAM, 1/node)"), std::string::npos);
   EXPECT_EQ(plan_json(shared)["share_node_weights"], true);
+}
+
+// The default of one stored θ per node (resolve_node_sharing): shared when a
+// node runs several ranks, a RAM tier and room in /dev/shm; what the user
+// asked otherwise. Every rank of the world decides alike.
+struct Sharing {
+  bool shared = false;
+  std::string error;
+};
+std::vector<Sharing> resolve_on_ranks(int world, std::size_t room, NodeSharing asked, Offload tier = Offload::None) {
+  const fs::path model = testing::golden_dir() / "gpt2";
+  testing::ThreadGroup group(world);
+  group.set_node_room(room);
+  std::vector<Sharing> out(static_cast<std::size_t>(world));
+  std::vector<std::thread> ts;
+  for (int r = 0; r < world; ++r)
+    ts.emplace_back([&, r] {
+      auto arch = load_architecture(model);
+      StoreOptions so;
+      so.offload = tier;
+      so.node_sharing = asked;
+      try {
+        resolve_node_sharing(*arch, so, group.rank(r));
+        out[static_cast<std::size_t>(r)].shared = so.share_node_weights;
+      } catch (const Error& e) {
+        out[static_cast<std::size_t>(r)].error = e.what();
+      }
+    });
+  for (auto& t : ts) t.join();
+  return out;
+}
+
+TEST(NodeSharedStore, SeveralRanksOnANodeShareByDefault) {
+  auto arch = load_architecture(testing::golden_dir() / "gpt2");
+  const std::size_t need = NodeSharedStore::region_bytes(*arch, DType::F32, 2);
+  // region_bytes is what the store maps.
+  {
+    testing::ThreadGroup group(2);
+    std::vector<std::size_t> bytes(2);
+    std::vector<std::thread> ts;
+    for (int r = 0; r < 2; ++r)
+      ts.emplace_back([&, r] {
+        Checkpoint ckpt(testing::golden_dir() / "gpt2");
+        bytes[static_cast<std::size_t>(r)] = NodeSharedStore(*arch, ckpt, DType::F32, group.rank(r)).shared_bytes();
+      });
+    for (auto& t : ts) t.join();
+    EXPECT_EQ(bytes[0], need);
+    EXPECT_EQ(bytes[1], need);
+  }
+  for (const Sharing& s : resolve_on_ranks(2, need, NodeSharing::Auto)) EXPECT_TRUE(s.shared) << s.error;
+  // No room: every rank keeps its own copy, without an error.
+  for (const Sharing& s : resolve_on_ranks(2, need - 1, NodeSharing::Auto)) {
+    EXPECT_FALSE(s.shared);
+    EXPECT_EQ(s.error, "");
+  }
+  // The disk tier keeps its own working copy; --no-share-node-weights.
+  for (const Sharing& s : resolve_on_ranks(2, need, NodeSharing::Auto, Offload::Disk)) EXPECT_FALSE(s.shared);
+  for (const Sharing& s : resolve_on_ranks(2, need, NodeSharing::Off)) EXPECT_FALSE(s.shared);
+  // --share-node-weights without room: the same clear error on every rank.
+  for (const Sharing& s : resolve_on_ranks(2, need / 2, NodeSharing::On)) {
+    EXPECT_FALSE(s.shared);
+    EXPECT_NE(s.error.find("/dev/shm"), std::string::npos) << s.error;
+    EXPECT_NE(s.error.find("--no-share-node-weights"), std::string::npos) << s.error;
+  }
+  for (const Sharing& s : resolve_on_ranks(2, need, NodeSharing::On, Offload::Disk))
+    EXPECT_NE(s.error.find("does not combine with --offload disk"), std::string::npos) << s.error;
+  // One process: a node of one rank keeps the plain store unless asked.
+  StoreOptions so;
+  resolve_node_sharing(*arch, so, single_process_comm());
+  EXPECT_FALSE(so.share_node_weights);
+  so.node_sharing = NodeSharing::On;
+  resolve_node_sharing(*arch, so, single_process_comm());
+  EXPECT_TRUE(so.share_node_weights);
+  // A plan of R ranks per node (--dry-run) makes the same choice.
+  StoreOptions plan;
+  EXPECT_FALSE(planned_node_sharing(plan, 1));
+  EXPECT_TRUE(planned_node_sharing(plan, 2));
+  plan.offload = Offload::Disk;
+  EXPECT_FALSE(planned_node_sharing(plan, 4));
+  plan.offload = Offload::Ram;
+  plan.node_sharing = NodeSharing::Off;
+  EXPECT_FALSE(planned_node_sharing(plan, 4));
 }
 
 }  // namespace
