@@ -1,5 +1,7 @@
 // Shared by the libFuzzer targets: inputs that parsers take from files are
-// written to a private directory under /dev/shm (or $TMPDIR); zotune::Error is
+// written to a private directory under $ZOTUNE_FUZZ_SCRATCH (scripts/fuzz.sh
+// makes one and removes it, also when libFuzzer ends the process without
+// running atexit handlers), else /dev/shm (or $TMPDIR); zotune::Error is
 // the expected outcome of bad input — anything else (a crash, a sanitizer
 // report, another exception escaping, a hang) is a finding.
 #pragma once
@@ -18,7 +20,8 @@ namespace zotune::fuzz {
 
 inline const std::filesystem::path& scratch_dir() {
   static const std::filesystem::path dir = [] {
-    const char* base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : std::getenv("TMPDIR");
+    const char* base = std::getenv("ZOTUNE_FUZZ_SCRATCH");
+    if (!base) base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : std::getenv("TMPDIR");
     std::filesystem::path d = std::filesystem::path(base ? base : "/tmp") / ("zotune-fuzz-" + std::to_string(::getpid()));
     std::filesystem::create_directories(d);
     std::atexit([] { std::error_code ec; std::filesystem::remove_all(scratch_dir(), ec); });

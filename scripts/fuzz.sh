@@ -21,6 +21,11 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CX
   -DCMAKE_CXX_COMPILER=clang++-14 -DZOTUNE_BUILD_FUZZERS=ON -DZOTUNE_BUILD_TESTS=OFF -DZOTUNE_BUILD_BENCH=OFF >/dev/null
 ninja -C "$BUILD_DIR" -j "$(nproc)" $(for t in $TARGETS; do printf 'fuzz_%s ' "$t"; done)
 mkdir -p "$BUILD_DIR/findings"
+# The targets' input files (fuzz/fuzz_util.h): one directory for the whole run,
+# in RAM when /dev/shm is there, removed at the end whatever ended a target.
+scratch=$(mktemp -d -p /dev/shm zotune-fuzz.XXXXXX 2>/dev/null || mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+export ZOTUNE_FUZZ_SCRATCH=$scratch
 status=0
 for t in $TARGETS; do
   corpus="$BUILD_DIR/corpus/$t"
