@@ -1,7 +1,12 @@
 #include "store/node_shared_store.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
+
+#include <sched.h>
 
 #include "base/error.h"
 #include "dist/comm.h"
@@ -17,6 +22,34 @@ namespace {
 constexpr int64_t kLoadChunk = int64_t{1} << 20;
 // Shares of a unit start on multiples of this many elements (whole cache lines).
 constexpr int64_t kShareAlign = 64;
+// Claimed passes: a rank takes a unit's elements at most this many at a time
+// (a multiple of kShareAlign; about 40 us of zo_apply per claim), and a unit
+// is cut into at least kClaimsPerRank claims per rank of the node.
+constexpr int64_t kClaim = int64_t{1} << 15;
+constexpr int64_t kClaimsPerRank = 8;
+// Posted works kept per rank: a rank checks the others' posts of the unit
+// before its own, and none of them is more than two units ahead of it.
+constexpr int kPostDepth = 4;
+
+using Atomic = std::atomic_ref<int64_t>;
+
+// Waits until `ready()`: spins first (the other rank of a node is usually a
+// few microseconds away), then yields the core (oversubscribed nodes), then
+// sleeps in short naps.
+template <class Ready>
+void wait_until(Ready ready) {
+  for (int i = 0; !ready(); ++i) {
+    if (i < 4000) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    } else if (i < 4100) {
+      sched_yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+}
 
 }  // namespace
 
@@ -38,6 +71,10 @@ struct NodeSharedStore::Posted {
   }
 };
 
+NodeSharedStore::Posted& NodeSharedStore::post(int node_rank, int64_t unit) const {
+  return posted_[static_cast<std::size_t>(node_rank) * kPostDepth + static_cast<std::size_t>(unit % kPostDepth)];
+}
+
 NodeSharedStore::Region NodeSharedStore::region(const Architecture& arch, DType storage, int world) {
   const auto& table = arch.tensors();
   const std::size_t bytes = dtype_size(storage);
@@ -57,10 +94,14 @@ NodeSharedStore::Region NodeSharedStore::region(const Architecture& arch, DType 
     }
   }
   for (int64_t n : block_numel) r.block_cap = std::max(r.block_cap, n);
+  const auto W = static_cast<std::size_t>(world);
   r.posted_at = r.total;
-  r.block_at = r.posted_at + lines(sizeof(Posted) * static_cast<std::size_t>(world));
-  r.chunk_at = r.block_at + lines(2 * static_cast<std::size_t>(r.block_cap) * sizeof(float));
-  r.total = r.chunk_at + lines(3 * static_cast<std::size_t>(r.chunk_cap) * sizeof(float));
+  r.sync_at = r.posted_at + sizeof(Posted) * kPostDepth * W;
+  r.block_at = r.sync_at + 64 * (W + 2);
+  r.block_slot = lines(2 * static_cast<std::size_t>(r.block_cap) * sizeof(float));
+  r.chunk_at = r.block_at + 2 * r.block_slot;
+  r.chunk_slot = lines(3 * static_cast<std::size_t>(r.chunk_cap) * sizeof(float));
+  r.total = r.chunk_at + 2 * r.chunk_slot;
   return r;
 }
 
@@ -78,8 +119,18 @@ NodeSharedStore::NodeSharedStore(const Architecture& arch, const Checkpoint& ckp
   share_ = comm.share_node(r.total);
   base_ = static_cast<unsigned char*>(share_->data());
   posted_ = reinterpret_cast<Posted*>(base_ + r.posted_at);
-  block_slot_ = reinterpret_cast<float*>(base_ + r.block_at);
-  chunk_slot_ = reinterpret_cast<float*>(base_ + r.chunk_at);
+  sync_ = reinterpret_cast<int64_t*>(base_ + r.sync_at);
+  for (int k = 0; k < 2; ++k) {
+    block_slot_[k] = reinterpret_cast<float*>(base_ + r.block_at + static_cast<std::size_t>(k) * r.block_slot);
+    chunk_slot_[k] = reinterpret_cast<float*>(base_ + r.chunk_at + static_cast<std::size_t>(k) * r.chunk_slot);
+  }
+  // The claim counters start at zero; the barrier at the end publishes them.
+  for (int k = 0; k < kPostDepth; ++k) post(share_->node_rank(), k) = Posted{};
+  Atomic(entered(share_->node_rank())).store(0);
+  if (share_->node_rank() == 0) {
+    Atomic(claimed()).store(0);
+    Atomic(finished()).store(0);
+  }
   // Every rank of the node converts its share of each tensor.
   AlignedBuffer<float> tmp;
   for (std::size_t i = 0; i < table.size(); ++i) {
@@ -107,21 +158,59 @@ NodeSharedStore::UnitCopies NodeSharedStore::block_slots(const BlockWork& work) 
   // the block's copies are private.
   if (!work.perturb || work.directions() > 1) return {};
   // fp32 one-sided: copy 1 is the stored θ itself; 16-bit: θ decoded into it.
-  return {block_slot_, work.one_sided && !codec_.lowbit() ? nullptr : block_slot_ + block_cap_, nullptr};
+  float* c = block_slot_[block_units_ % 2];
+  return {c, work.one_sided && !codec_.lowbit() ? nullptr : c + block_cap_, nullptr};
 }
 
 NodeSharedStore::UnitCopies NodeSharedStore::chunk_slots(const BlockWork& work, int64_t n) const {
   if (!work.perturb || n > chunk_cap_) return {};
-  float* c = chunk_slot_;
+  float* c = chunk_slot_[chunk_units_ % 2];
   return {c, work.one_sided ? nullptr : c + chunk_cap_, codec_.lowbit() ? c + 2 * chunk_cap_ : nullptr};
+}
+
+void NodeSharedStore::apply_range(const BlockWork& w, const std::vector<Piece>& pieces, int64_t lo, int64_t hi,
+                                  const UnitCopies& copies, bool shared) {
+  if (!w.update && !w.perturb) return;
+  int64_t at = 0;
+  for (const Piece& p : pieces) {
+    const int64_t a = std::max(lo, at), b = std::min(hi, at + p.n);
+    if (a < b) {
+      const int64_t first = p.first + (a - at);
+      const ThetaSlice s = slice(p.id, stored(p.id) + static_cast<std::size_t>(first) * codec_.bytes(), first, b - a);
+      auto out = [&](float* c) { return shared && c ? c + a : nullptr; };
+      count_draws(zo_apply(w, s, out(copies.plus), out(copies.minus), out(copies.theta)));
+      count_bytes(b - a, w);
+    }
+    at += p.n;
+  }
+}
+
+void NodeSharedStore::check_posts(int64_t unit, bool claimed) const {
+  const Posted& mine = post(share_->node_rank(), unit);
+  for (int r = 0; r < share_->node_size(); ++r) {
+    const Posted& o = post(r, unit);
+    check(o.first_id == mine.first_id && o.first == mine.first && o.n == mine.n && o.update == mine.update,
+          "node-shared store: rank ", share_->node_rank(), " of the node is at tensor ", mine.first_id, " element ",
+          mine.first, ", node rank ", r, " at tensor ", o.first_id, " element ", o.first,
+          " (calls that update or perturb are collective over the node's ranks)");
+    // Claimed passes share the copies by the rule learned (node_pass): every
+    // rank must still perturb alike.
+    check(!claimed || (o.copies == mine.copies && o.perturb == mine.perturb &&
+                       (!mine.copies || (mine.same_copies(o) && (o.wanted & ~node_wanted_) == 0))),
+          "node-shared store: node rank ", r, " perturbed tensor ", o.first_id, " element ", o.first,
+          " unlike rank ", share_->node_rank(), " of the node (seed, eps or copies differ) after the ranks had agreed");
+  }
 }
 
 bool NodeSharedStore::node_pass(const BlockWork& work, const std::vector<Piece>& pieces, const UnitCopies& copies,
                                 unsigned& made) {
   static_assert(sizeof(Posted) == 64, "one cache line per rank");
+  static_assert(Atomic::is_always_lock_free, "the claim counters are shared between processes");
   int64_t total = 0;
   for (const Piece& p : pieces) total += p.n;
-  Posted& mine = posted_[share_->node_rank()];
+  const int me = share_->node_rank();
+  const int64_t unit = units_++;
+  Posted& mine = post(me, unit);
   mine = Posted{};
   mine.seed = work.seed;
   std::memcpy(&mine.eps_bits, &work.eps, sizeof mine.eps_bits);
@@ -134,35 +223,66 @@ bool NodeSharedStore::node_pass(const BlockWork& work, const std::vector<Piece>&
   mine.dist = static_cast<uint8_t>(work.dist);
   mine.wanted = work.wanted;
   mine.copies = copies.plus ? 1 : 0;
+  // Entered `unit`: done reading every slot but the ones of the unit before
+  // (the same kind's other slot), and posted.
+  Atomic(entered(me)).store(unit + 1, std::memory_order_release);
+  BlockWork w = work;
+  if (mode_ == Mode::Claimed) {
+    // No barrier: once every rank has entered the previous unit, nobody reads
+    // what this one writes, and the ranks claim its elements kClaim at a time.
+    // A rank that finished its forward first does more of the pass instead of
+    // waiting for the other; the result does not depend on who does what
+    // (z is a function of the element).
+    wait_until([&] {
+      for (int r = 0; r < share_->node_size(); ++r)
+        if (Atomic(entered(r)).load(std::memory_order_acquire) < unit) return false;
+      return true;
+    });
+    if (unit > claimed_from_) check_posts(unit - 1, true);
+    const bool shared = work.perturb && copies.plus;
+    made = shared ? node_wanted_ | work.wanted : 0;
+    w.wanted = made;
+    if (!shared) w.perturb = false;
+    const int64_t claim =
+        std::clamp(total / (kClaimsPerRank * share_->node_size()) / kShareAlign * kShareAlign, kShareAlign, kClaim);
+    const int64_t end = claim_base_ + (total + claim - 1) / claim;
+    Atomic next(claimed()), done(finished());
+    for (int64_t c = next.load(std::memory_order_acquire); c < end;) {
+      if (next.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        const int64_t lo = (c - claim_base_) * claim;
+        apply_range(w, pieces, lo, std::min(total, lo + claim), copies, shared);
+        done.fetch_add(1, std::memory_order_release);
+        c = next.load(std::memory_order_acquire);
+      }
+    }
+    wait_until([&] { return done.load(std::memory_order_acquire) >= end; });
+    claim_base_ = end;
+    return shared;
+  }
   share_->barrier();  // nobody still reads the unit or the slots; every rank's work posted
-  bool same = true;
+  check_posts(unit, false);
+  bool same = true, offered = true;
   made = 0;  // every copy some rank of the node wants
   for (int r = 0; r < share_->node_size(); ++r) {
-    const Posted& o = posted_[r];
-    check(o.first_id == mine.first_id && o.first == mine.first && o.n == mine.n && o.update == mine.update,
-          "node-shared store: rank ", share_->node_rank(), " of the node is at tensor ", mine.first_id, " element ",
-          mine.first, ", node rank ", r, " at tensor ", o.first_id, " element ", o.first,
-          " (calls that update or perturb are collective over the node's ranks)");
+    const Posted& o = post(r, unit);
     same = same && mine.same_copies(o);
+    offered = offered && o.perturb && o.copies;
     made |= o.wanted;
   }
-  BlockWork w = work;
   w.wanted = made;
   if (!same) w.perturb = false;
   const auto [lo, hi] = my_share(total);
-  int64_t at = 0;
-  for (const Piece& p : pieces) {
-    const int64_t a = std::max(lo, at), b = std::min(hi, at + p.n);
-    if (a < b && (w.update || w.perturb)) {
-      const int64_t first = p.first + (a - at);
-      const ThetaSlice s = slice(p.id, stored(p.id) + static_cast<std::size_t>(first) * codec_.bytes(), first, b - a);
-      auto out = [&](float* c) { return same && c ? c + a : nullptr; };
-      count_draws(zo_apply(w, s, out(copies.plus), out(copies.minus), out(copies.theta)));
-      count_bytes(b - a, w);
-    }
-    at += p.n;
-  }
+  apply_range(w, pieces, lo, hi, copies, same);
   share_->barrier();  // every share written
+  // Every rank read the same table, so all change mode at the same unit: the
+  // first perturbing unit whose copies every rank could share decides. Alike
+  // (data and perturbation parallelism): the later units claim; unlike (ranks
+  // of different direction groups): barriers and private copies stay.
+  if (mode_ == Mode::Learning && offered) {
+    mode_ = same ? Mode::Claimed : Mode::Barriers;
+    node_wanted_ = made;
+    claimed_from_ = units_;
+  }
   return same;
 }
 
@@ -179,6 +299,7 @@ void NodeSharedStore::begin_block(int block, const BlockWork& work) {
     const UnitCopies c = block_slots(work);
     unsigned made = 0;
     shared_copies_ = node_pass(work, pieces_, c, made);
+    ++block_units_;
     if (shared_copies_) {
       int64_t offset = 0;
       for (int id : ids) {
@@ -236,7 +357,6 @@ void NodeSharedStore::end_block(int block) {
 void NodeSharedStore::stream_rows(int id, const BlockWork& work, int64_t chunk_rows, const RowChunkFn& fn) {
   const auto [rows, cols, cap] = stream_shape(id, chunk_rows);
   const bool lean = codec_.lowbit();
-  const UnitCopies shared = chunk_slots(work, cap);
   BlockWork copies = work;
   copies.update.reset();
   for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
@@ -246,7 +366,10 @@ void NodeSharedStore::stream_rows(int id, const BlockWork& work, int64_t chunk_r
     if (work.update || work.perturb) {
       pieces_.assign(1, Piece{id, b, n});
       unsigned made = 0;
-      if (node_pass(work, pieces_, shared, made)) {
+      const UnitCopies shared = chunk_slots(work, cap);
+      const bool ok = node_pass(work, pieces_, shared, made);
+      ++chunk_units_;
+      if (ok) {
         const float* theta = shared.theta ? shared.theta : stored_theta;
         if (fn)
           fn(row_chunk(work, r0, nr, cols, theta, made & 1u ? shared.plus : nullptr,

@@ -2,37 +2,56 @@
 // issue #12): the ranks of a node keep the weights in one region they all map
 // (dist/node_share.h: an MPI-3 shared window; one process: private memory), in
 // the storage dtype (fp32, or bf16 / fp16 with --offload ram), and after it
-// the working-copy slots of a block and of a streamed chunk, once per node.
+// the working-copy slots of a block and of a streamed chunk (two of each),
+// once per node.
 // Private working copies (fp32 W+ and W-; 16-bit: one lean copy, as
 // LowBitRamStore) and chunk buffers serve reads and the fallback below.
 //
 // The step's parameter pass is split over the node's ranks, unit by unit (a
-// block's non-streamed tensors, or one chunk of rows of a streamed tensor):
-//   node barrier; each rank runs the fused zo_apply over its own share of the
-//   unit's elements (the unit cut into node_size consecutive pieces): the
-//   deferred update, written back, and this step's working copies W+ / W- of
-//   its share, one z draw per element, written into working-copy slots that
-//   are also in the shared region; node barrier; every rank reads the whole
-//   unit's copies there.
-// So a rank does 1/node_size of the pass over parameters. z and the
-// stochastic-rounding uniforms are counter-RNG values of (seed, tensor,
-// element), so any cut gives the stored bits and the copies of a store that
-// works alone. The first barrier keeps a unit (and the copy slots) from being
-// written while a rank still reads them: an evaluation on rank 0 only, the
-// previous unit's copies; the second makes every share visible.
-//
+// block's non-streamed tensors, or one chunk of rows of a streamed tensor).
+// A rank's part of a unit is the fused zo_apply over some of its elements: the
+// deferred update, written back, and this step's working copies W+ / W- of
+// those elements, one z draw per element, written into working-copy slots
+// that are also in the shared region; then every rank reads the whole unit's
+// copies there. z and the stochastic-rounding uniforms are counter-RNG values
+// of (seed, tensor, element), so any cut gives the stored bits and the copies
+// of a store that works alone. Two ways to cut:
+//   barriers (the first perturbing unit, and always when the ranks of the
+//   node perturb differently): node barrier; each rank does its fixed share
+//   (the unit cut into node_size consecutive pieces); node barrier. The first
+//   barrier keeps the unit and its slots from being written while a rank
+//   still reads them; the second makes every share visible.
+//   claims (once the ranks have shown they perturb alike): no barrier. Each
+//   kind of slot (block, chunk) is doubled and the units of a kind alternate
+//   between the two, so a unit's slots were last read two units of its kind
+//   before; a rank waits only until every rank has entered the unit before
+//   (then nobody reads what this one writes), then takes claims of the unit
+//   (a few thousand elements each, from a counter in the region) until none
+//   is left, and waits until all claims are done. A rank that finished its
+//   forward first does most of the pass instead of waiting at a barrier for
+//   the other, so the ranks of a node need not keep in step within a sweep.
+// So the ranks do 1/node_size of the pass over parameters between them.
+// Nothing but the pass writes θ, and between sweeps the engine's collectives
+// (the step's losses, flush) keep the ranks together: a rank that reads θ
+// alone (rank 0's evaluation or checkpoint, after a flush) may see another
+// rank enter the next sweep's first unit, which then only makes copies.
 // Shared copies need every rank of the node to perturb alike (the same seed,
 // eps, sidedness): true in data and perturbation parallelism, not for ranks of
 // different direction groups. With several directions per rank a block's
 // copies are private too (each rank makes the later pairs from the stored
 // values, ParamStore::pair_copy); a streamed chunk's shared copies are
 // direction 0's, the engine makes the others from its θ. Each rank posts its
-// call's work in a small table in the region before the first barrier; all
-// read the table after it and agree: when the works differ (or a chunk is
-// larger than the slots), the shares carry the update only and every rank
-// makes its own copies of the whole unit after the second barrier
-// (zo_working_copy's arithmetic, each rank's private slots) — the scheme of
-// the first version.
+// call's work in a small table in the region when it enters a unit. With
+// barriers, all read the table after the first and agree: when the works
+// differ (or a chunk is larger than the slots), the shares carry the update
+// only and every rank makes its own copies of the whole unit after the second
+// barrier (zo_working_copy's arithmetic, each rank's private slots). The
+// first unit whose copies every rank offers to share decides the way for the
+// rest of the store's life (every rank reads the same table, so all switch
+// at the same unit): claims when the works agree, barriers otherwise. With
+// claims a rank checks the others' posts of the unit before its own (they
+// have entered it) and stops with a clear error when a rank is out of step
+// or perturbs otherwise.
 //
 // Every call that applies an update or perturbs is therefore collective over
 // the node's ranks: they must make the same sequence of acquire / stream_rows
@@ -94,28 +113,54 @@ class NodeSharedStore final : public ParamStore {
   // its share of the copies some rank of the node wants (`made`, bits as
   // BlockWork::wanted); barrier. Returns whether the copies were made.
   bool node_pass(const BlockWork& work, const std::vector<Piece>& pieces, const UnitCopies& copies, unsigned& made);
-  // The shared working-copy slots: `copies` of the block slot or of the chunk slot.
+  // work over elements [lo, hi) of the unit; the copies into the slots when `shared`.
+  void apply_range(const BlockWork& w, const std::vector<Piece>& pieces, int64_t lo, int64_t hi,
+                   const UnitCopies& copies, bool shared);
+  // Every rank of the node posted the same unit as this one for `unit`
+  // (and, `claimed`, perturbed alike); a clear error otherwise.
+  void check_posts(int64_t unit, bool claimed) const;
+  // The shared working-copy slots of the next block or chunk unit: `copies`
+  // of one of the two block slots or chunk slots (they alternate).
   UnitCopies block_slots(const BlockWork& work) const;
   UnitCopies chunk_slots(const BlockWork& work, int64_t n) const;
 
   std::unique_ptr<NodeShare> share_;
   unsigned char* base_ = nullptr;
   std::vector<std::size_t> offset_;  // byte offset of each tensor in the region
-  // The region after the weights: the table of posted works (one 64-byte entry
-  // per rank), the block slot (W+, W- of the largest block) and the chunk slot
-  // (W+, W-, θ of the largest chunk of a streamed tensor).
+  // The region after the weights: the table of posted works (kPostDepth
+  // 64-byte entries per rank, by unit), the claim lines (per rank the units it
+  // entered; the next claim and the claims done, of all units so far, each on
+  // its own 64-byte line), two block slots (W+, W- of the largest block) and
+  // two chunk slots (W+, W-, θ of the largest chunk of a streamed tensor).
   struct Posted;
   // Where each part of the region starts; `total` is its size.
   struct Region {
     std::vector<std::size_t> offset;
-    std::size_t posted_at = 0, block_at = 0, chunk_at = 0, total = 0;
+    std::size_t posted_at = 0, sync_at = 0, block_at = 0, chunk_at = 0, total = 0;
+    std::size_t block_slot = 0, chunk_slot = 0;  // bytes of one slot
     int64_t block_cap = 0, chunk_cap = 0;
   };
   static Region region(const Architecture& arch, DType storage, int world);
+  Posted& post(int node_rank, int64_t unit) const;
+  int64_t& entered(int node_rank) const { return sync_[8 * node_rank]; }
+  int64_t& claimed() const { return sync_[8 * share_->node_size()]; }
+  int64_t& finished() const { return sync_[8 * share_->node_size() + 8]; }
   Posted* posted_ = nullptr;
-  float* block_slot_ = nullptr;
-  float* chunk_slot_ = nullptr;
+  int64_t* sync_ = nullptr;
+  float* block_slot_[2] = {};
+  float* chunk_slot_[2] = {};
   int64_t block_cap_ = 0, chunk_cap_ = 0;
+  // How a pass is shared among the node's ranks: Learning (barriers, until
+  // the first perturbing unit every rank offers to share), then Claimed (the
+  // ranks perturb alike: no barrier, elements claimed) or Barriers (they do
+  // not: node barriers, private copies).
+  enum class Mode { Learning, Claimed, Barriers };
+  Mode mode_ = Mode::Learning;
+  unsigned node_wanted_ = 0;    // Claimed: the copies some rank of the node wants
+  int64_t claimed_from_ = 0;    // Claimed: the first claimed unit
+  int64_t units_ = 0;           // node passes entered
+  int64_t block_units_ = 0, chunk_units_ = 0;  // of each kind (which slot is next)
+  int64_t claim_base_ = 0;      // the first claim of the current unit
   std::vector<Piece> pieces_;
   AlignedBuffer<float> slot_plus_, slot_minus_;  // private W+ / W- (16-bit: slot_plus_ only, lean)
   BlockWork work_;                               // of the resident block, without its update
