@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev
   libhwy-dev                 # SIMD with run-time ISA dispatch
   libdnnl-dev                # oneDNN: the optional compute backend (ZOTUNE_GEMM=onednn); zotune builds without it
+  ocl-icd-opencl-dev         # oneDNN's CMake package requires OpenCL (only recommended by libdnnl-dev)
   libicu-dev libpcre2-dev    # Unicode normalization and regex for tokenizers
   libxxhash-dev              # XXH3: disk-tier checksums, the base model's identity
   libgtest-dev libgmock-dev libbenchmark-dev
