@@ -27,9 +27,14 @@ constexpr int64_t kShareAlign = 64;
 // is cut into at least kClaimsPerRank claims per rank of the node.
 constexpr int64_t kClaim = int64_t{1} << 15;
 constexpr int64_t kClaimsPerRank = 8;
-// Posted works kept per rank: a rank checks the others' posts of the unit
-// before its own, and none of them is more than two units ahead of it.
+// Posted works kept per rank (a rank checks the others' posts of the unit
+// before its own when it finds them still there).
 constexpr int kPostDepth = 4;
+// Slots of each kind: a block's copies are read until the next block's pass,
+// a chunk's only until the next pass of any kind, so more chunk slots let a
+// rank run further ahead through the many small units of the streamed tensors.
+constexpr int kBlockSlots = 2;
+constexpr int kChunkSlots = 4;
 
 using Atomic = std::atomic_ref<int64_t>;
 
@@ -57,13 +62,14 @@ void wait_until(Ready ready) {
 // share the unit's working copies, the copies it wants, and the unit, to catch
 // calls out of step.
 struct NodeSharedStore::Posted {
+  int64_t unit;  // which unit (-1 while being written): a seqlock for readers that do not wait
   uint64_t seed;
   int64_t first, n;
   uint32_t eps_bits;
   int32_t first_id;
   uint32_t wanted;
   uint8_t update, perturb, one_sided, dist, copies;
-  uint8_t pad[64 - 3 * 8 - 3 * 4 - 5];
+  uint8_t pad[64 - 4 * 8 - 3 * 4 - 5];
 
   bool same_copies(const Posted& o) const {
     return copies && o.copies && perturb == o.perturb && one_sided == o.one_sided && dist == o.dist &&
@@ -99,9 +105,9 @@ NodeSharedStore::Region NodeSharedStore::region(const Architecture& arch, DType 
   r.sync_at = r.posted_at + sizeof(Posted) * kPostDepth * W;
   r.block_at = r.sync_at + 64 * (W + 2);
   r.block_slot = lines(2 * static_cast<std::size_t>(r.block_cap) * sizeof(float));
-  r.chunk_at = r.block_at + 2 * r.block_slot;
+  r.chunk_at = r.block_at + kBlockSlots * r.block_slot;
   r.chunk_slot = lines(3 * static_cast<std::size_t>(r.chunk_cap) * sizeof(float));
-  r.total = r.chunk_at + 2 * r.chunk_slot;
+  r.total = r.chunk_at + kChunkSlots * r.chunk_slot;
   return r;
 }
 
@@ -120,12 +126,17 @@ NodeSharedStore::NodeSharedStore(const Architecture& arch, const Checkpoint& ckp
   base_ = static_cast<unsigned char*>(share_->data());
   posted_ = reinterpret_cast<Posted*>(base_ + r.posted_at);
   sync_ = reinterpret_cast<int64_t*>(base_ + r.sync_at);
-  for (int k = 0; k < 2; ++k) {
-    block_slot_[k] = reinterpret_cast<float*>(base_ + r.block_at + static_cast<std::size_t>(k) * r.block_slot);
-    chunk_slot_[k] = reinterpret_cast<float*>(base_ + r.chunk_at + static_cast<std::size_t>(k) * r.chunk_slot);
-  }
+  for (int k = 0; k < kBlockSlots; ++k)
+    block_slot_.push_back(reinterpret_cast<float*>(base_ + r.block_at + static_cast<std::size_t>(k) * r.block_slot));
+  for (int k = 0; k < kChunkSlots; ++k)
+    chunk_slot_.push_back(reinterpret_cast<float*>(base_ + r.chunk_at + static_cast<std::size_t>(k) * r.chunk_slot));
+  block_unit_at_.assign(kBlockSlots, -1);
+  chunk_unit_at_.assign(kChunkSlots, -1);
   // The claim counters start at zero; the barrier at the end publishes them.
-  for (int k = 0; k < kPostDepth; ++k) post(share_->node_rank(), k) = Posted{};
+  for (int k = 0; k < kPostDepth; ++k) {
+    post(share_->node_rank(), k) = Posted{};
+    post(share_->node_rank(), k).unit = -1;
+  }
   Atomic(entered(share_->node_rank())).store(0);
   if (share_->node_rank() == 0) {
     Atomic(claimed()).store(0);
@@ -158,13 +169,13 @@ NodeSharedStore::UnitCopies NodeSharedStore::block_slots(const BlockWork& work) 
   // the block's copies are private.
   if (!work.perturb || work.directions() > 1) return {};
   // fp32 one-sided: copy 1 is the stored θ itself; 16-bit: θ decoded into it.
-  float* c = block_slot_[block_units_ % 2];
+  float* c = block_slot_[static_cast<std::size_t>(block_units_ % kBlockSlots)];
   return {c, work.one_sided && !codec_.lowbit() ? nullptr : c + block_cap_, nullptr};
 }
 
 NodeSharedStore::UnitCopies NodeSharedStore::chunk_slots(const BlockWork& work, int64_t n) const {
   if (!work.perturb || n > chunk_cap_) return {};
-  float* c = chunk_slot_[chunk_units_ % 2];
+  float* c = chunk_slot_[static_cast<std::size_t>(chunk_units_ % kChunkSlots)];
   return {c, work.one_sided ? nullptr : c + chunk_cap_, codec_.lowbit() ? c + 2 * chunk_cap_ : nullptr};
 }
 
@@ -188,7 +199,18 @@ void NodeSharedStore::apply_range(const BlockWork& w, const std::vector<Piece>& 
 void NodeSharedStore::check_posts(int64_t unit, bool claimed) const {
   const Posted& mine = post(share_->node_rank(), unit);
   for (int r = 0; r < share_->node_size(); ++r) {
-    const Posted& o = post(r, unit);
+    Posted o;
+    if (claimed) {
+      // Without a barrier rank r may not have posted this unit yet, or be far
+      // enough ahead to write the line again: check what is there, whole.
+      Posted& line = post(r, unit);
+      if (Atomic(line.unit).load(std::memory_order_acquire) != unit) continue;
+      std::memcpy(&o, &line, sizeof o);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (Atomic(line.unit).load(std::memory_order_relaxed) != unit) continue;
+    } else {
+      o = post(r, unit);
+    }
     check(o.first_id == mine.first_id && o.first == mine.first && o.n == mine.n && o.update == mine.update,
           "node-shared store: rank ", share_->node_rank(), " of the node is at tensor ", mine.first_id, " element ",
           mine.first, ", node rank ", r, " at tensor ", o.first_id, " element ", o.first,
@@ -203,7 +225,7 @@ void NodeSharedStore::check_posts(int64_t unit, bool claimed) const {
 }
 
 bool NodeSharedStore::node_pass(const BlockWork& work, const std::vector<Piece>& pieces, const UnitCopies& copies,
-                                unsigned& made) {
+                                int64_t free_after, unsigned& made) {
   static_assert(sizeof(Posted) == 64, "one cache line per rank");
   static_assert(Atomic::is_always_lock_free, "the claim counters are shared between processes");
   int64_t total = 0;
@@ -211,7 +233,8 @@ bool NodeSharedStore::node_pass(const BlockWork& work, const std::vector<Piece>&
   const int me = share_->node_rank();
   const int64_t unit = units_++;
   Posted& mine = post(me, unit);
-  mine = Posted{};
+  Atomic(mine.unit).store(-1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
   mine.seed = work.seed;
   std::memcpy(&mine.eps_bits, &work.eps, sizeof mine.eps_bits);
   mine.first_id = pieces.empty() ? -1 : pieces[0].id;
@@ -223,23 +246,26 @@ bool NodeSharedStore::node_pass(const BlockWork& work, const std::vector<Piece>&
   mine.dist = static_cast<uint8_t>(work.dist);
   mine.wanted = work.wanted;
   mine.copies = copies.plus ? 1 : 0;
-  // Entered `unit`: done reading every slot but the ones of the unit before
-  // (the same kind's other slot), and posted.
+  Atomic(mine.unit).store(unit, std::memory_order_release);
+  // Entered `unit`: done reading the copies of every chunk before it and of
+  // every block before the last, and posted.
   Atomic(entered(me)).store(unit + 1, std::memory_order_release);
   BlockWork w = work;
   if (mode_ == Mode::Claimed) {
-    // No barrier: once every rank has entered the previous unit, nobody reads
-    // what this one writes, and the ranks claim its elements kClaim at a time.
-    // A rank that finished its forward first does more of the pass instead of
-    // waiting for the other; the result does not depend on who does what
-    // (z is a function of the element).
-    wait_until([&] {
-      for (int r = 0; r < share_->node_size(); ++r)
-        if (Atomic(entered(r)).load(std::memory_order_acquire) < unit) return false;
-      return true;
-    });
-    if (unit > claimed_from_) check_posts(unit - 1, true);
+    // No barrier: once every rank has entered unit `free_after`, nobody reads
+    // the slots this one writes (a unit that writes none, or θ alone, waits
+    // for nobody), and the ranks claim its elements. A rank that finished its
+    // forward first does more of the pass instead of waiting for the other;
+    // the result does not depend on who does what (z is a function of the
+    // element).
     const bool shared = work.perturb && copies.plus;
+    if (shared && free_after >= 0)
+      wait_until([&] {
+        for (int r = 0; r < share_->node_size(); ++r)
+          if (Atomic(entered(r)).load(std::memory_order_acquire) <= free_after) return false;
+        return true;
+      });
+    if (unit > claimed_from_) check_posts(unit - 1, true);
     made = shared ? node_wanted_ | work.wanted : 0;
     w.wanted = made;
     if (!shared) w.perturb = false;
@@ -298,7 +324,12 @@ void NodeSharedStore::begin_block(int block, const BlockWork& work) {
     for (int id : ids) pieces_.push_back({id, 0, arch_.tensors()[static_cast<std::size_t>(id)].numel()});
     const UnitCopies c = block_slots(work);
     unsigned made = 0;
-    shared_copies_ = node_pass(work, pieces_, c, made);
+    // The slot was last read in block (block_units_ - 2)'s session, which
+    // ended before its rank entered the next block's pass.
+    const auto at = static_cast<std::size_t>(block_units_ % kBlockSlots);
+    const int64_t free_after = block_unit_at_[(at + kBlockSlots - 1) % kBlockSlots];
+    block_unit_at_[at] = units_;
+    shared_copies_ = node_pass(work, pieces_, c, free_after, made);
     ++block_units_;
     if (shared_copies_) {
       int64_t offset = 0;
@@ -367,7 +398,12 @@ void NodeSharedStore::stream_rows(int id, const BlockWork& work, int64_t chunk_r
       pieces_.assign(1, Piece{id, b, n});
       unsigned made = 0;
       const UnitCopies shared = chunk_slots(work, cap);
-      const bool ok = node_pass(work, pieces_, shared, made);
+      // The slot was last read by the chunk kChunkSlots chunks ago, before
+      // its rank entered the next pass.
+      int64_t& last = chunk_unit_at_[static_cast<std::size_t>(chunk_units_ % kChunkSlots)];
+      const int64_t free_after = last < 0 ? -1 : last + 1;
+      last = units_;
+      const bool ok = node_pass(work, pieces_, shared, free_after, made);
       ++chunk_units_;
       if (ok) {
         const float* theta = shared.theta ? shared.theta : stored_theta;

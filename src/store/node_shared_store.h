@@ -2,7 +2,7 @@
 // issue #12): the ranks of a node keep the weights in one region they all map
 // (dist/node_share.h: an MPI-3 shared window; one process: private memory), in
 // the storage dtype (fp32, or bf16 / fp16 with --offload ram), and after it
-// the working-copy slots of a block and of a streamed chunk (two of each),
+// the working-copy slots of a block (two) and of a streamed chunk (four),
 // once per node.
 // Private working copies (fp32 W+ and W-; 16-bit: one lean copy, as
 // LowBitRamStore) and chunk buffers serve reads and the fallback below.
@@ -21,15 +21,17 @@
 //   (the unit cut into node_size consecutive pieces); node barrier. The first
 //   barrier keeps the unit and its slots from being written while a rank
 //   still reads them; the second makes every share visible.
-//   claims (once the ranks have shown they perturb alike): no barrier. Each
-//   kind of slot (block, chunk) is doubled and the units of a kind alternate
-//   between the two, so a unit's slots were last read two units of its kind
-//   before; a rank waits only until every rank has entered the unit before
-//   (then nobody reads what this one writes), then takes claims of the unit
-//   (a few thousand elements each, from a counter in the region) until none
-//   is left, and waits until all claims are done. A rank that finished its
-//   forward first does most of the pass instead of waiting at a barrier for
-//   the other, so the ranks of a node need not keep in step within a sweep.
+//   claims (once the ranks have shown they perturb alike): no barrier. The
+//   units of a kind take turns in its slots (2 block slots: a block's copies
+//   are read until the next block's pass; 4 chunk slots: a chunk's only
+//   until the next pass). A unit that writes slots waits only until every
+//   rank has entered the unit after which nobody reads them (the block
+//   before; the pass after the chunk 4 chunks ago); one that writes θ alone
+//   waits for nobody. Then the ranks take claims of the unit (a few thousand
+//   elements each, from a counter in the region) until none is left, and
+//   wait until all claims are done. A rank that finished its forward first
+//   does most of the pass instead of waiting at a barrier for the other, so
+//   the ranks of a node need not keep in step within a sweep.
 // So the ranks do 1/node_size of the pass over parameters between them.
 // Nothing but the pass writes θ, and between sweeps the engine's collectives
 // (the step's losses, flush) keep the ranks together: a rank that reads θ
@@ -112,7 +114,10 @@ class NodeSharedStore final : public ParamStore {
   // rank of the node asks for the same perturbation and `copies.plus` is set,
   // its share of the copies some rank of the node wants (`made`, bits as
   // BlockWork::wanted); barrier. Returns whether the copies were made.
-  bool node_pass(const BlockWork& work, const std::vector<Piece>& pieces, const UnitCopies& copies, unsigned& made);
+  // With claims, the unit waits until every rank has entered unit
+  // `free_after` (-1: nobody) before it writes shared slots.
+  bool node_pass(const BlockWork& work, const std::vector<Piece>& pieces, const UnitCopies& copies,
+                 int64_t free_after, unsigned& made);
   // work over elements [lo, hi) of the unit; the copies into the slots when `shared`.
   void apply_range(const BlockWork& w, const std::vector<Piece>& pieces, int64_t lo, int64_t hi,
                    const UnitCopies& copies, bool shared);
@@ -120,7 +125,7 @@ class NodeSharedStore final : public ParamStore {
   // (and, `claimed`, perturbed alike); a clear error otherwise.
   void check_posts(int64_t unit, bool claimed) const;
   // The shared working-copy slots of the next block or chunk unit: `copies`
-  // of one of the two block slots or chunk slots (they alternate).
+  // of one of the block slots or chunk slots (the units take turns).
   UnitCopies block_slots(const BlockWork& work) const;
   UnitCopies chunk_slots(const BlockWork& work, int64_t n) const;
 
@@ -131,7 +136,7 @@ class NodeSharedStore final : public ParamStore {
   // 64-byte entries per rank, by unit), the claim lines (per rank the units it
   // entered; the next claim and the claims done, of all units so far, each on
   // its own 64-byte line), two block slots (W+, W- of the largest block) and
-  // two chunk slots (W+, W-, θ of the largest chunk of a streamed tensor).
+  // four chunk slots (W+, W-, θ of the largest chunk of a streamed tensor).
   struct Posted;
   // Where each part of the region starts; `total` is its size.
   struct Region {
@@ -147,8 +152,9 @@ class NodeSharedStore final : public ParamStore {
   int64_t& finished() const { return sync_[8 * share_->node_size() + 8]; }
   Posted* posted_ = nullptr;
   int64_t* sync_ = nullptr;
-  float* block_slot_[2] = {};
-  float* chunk_slot_[2] = {};
+  std::vector<float*> block_slot_, chunk_slot_;
+  // The unit index of the last block / chunk unit that used each slot.
+  std::vector<int64_t> block_unit_at_, chunk_unit_at_;
   int64_t block_cap_ = 0, chunk_cap_ = 0;
   // How a pass is shared among the node's ranks: Learning (barriers, until
   // the first perturbing unit every rank offers to share), then Claimed (the

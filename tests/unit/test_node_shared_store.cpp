@@ -270,8 +270,8 @@ TEST(NodeSharedStore, BothRanksMapOneRegion) {
   EXPECT_EQ(ranks, (std::vector<int>{0, 1}));
   EXPECT_EQ(sizes, (std::vector<int>{2, 2}));
   // Every weight once, 2 bytes each (plus at most 63 bytes of alignment a
-  // tensor), then the working-copy slots, twice (the units alternate): W+ and
-  // W- of the largest block, W+, W- and θ of the largest streamed chunk, fp32;
+  // tensor), then the working-copy slots: W+ and W- of the largest block
+  // (twice), W+, W- and θ of the largest streamed chunk (four times), fp32;
   // 4 posted-work lines per rank and the claim lines (one per rank, two more).
   std::vector<std::size_t> blocks(static_cast<std::size_t>(arch->num_blocks()), 0);
   std::size_t chunk = 0;
@@ -283,7 +283,7 @@ TEST(NodeSharedStore, BothRanksMapOneRegion) {
       chunk = std::max(chunk, static_cast<std::size_t>(stream_chunk_rows(t.shape[1], t.shape[0]) * t.shape[1]));
   }
   const std::size_t block = *std::max_element(blocks.begin(), blocks.end());
-  const std::size_t slots = 2 * 4 * (2 * block + 3 * chunk) + 64 * 4 * 2 + 64 * (2 + 2);
+  const std::size_t slots = 4 * (2 * 2 * block + 4 * 3 * chunk) + 64 * 4 * 2 + 64 * (2 + 2);
   EXPECT_GE(bytes[0], 2 * params + slots);
   EXPECT_LE(bytes[0], 2 * params + slots + 64 * (arch->tensors().size() + 4));
   EXPECT_EQ(bytes[0], bytes[1]);
