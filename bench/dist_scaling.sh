@@ -24,8 +24,9 @@
 #   bash bench/dist_scaling.sh [ROUNDS] [MODEL_DIR]
 # BATCH (default 4), SEQ (64) and STEPS (2) set each bench run; CASES (a
 # space-separated list of the names above, default all) picks cases (1x1 is
-# always run). The load average is printed, since on a shared machine it
-# moves every figure.
+# always run); RAW=FILE keeps every run's JSON line. The load average is
+# printed, since on a shared machine it moves every figure, and so are the
+# round-by-round ratios of the 2-rank cases to 1x1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-2}
@@ -83,7 +84,7 @@ for i in $(seq "$rounds"); do
   ! want 1x1-k2 || run 1x1-k2 1 1 "$model" --directions 2
   ! want groups || run groups 2 1 "$model" --directions 2 --direction-groups 2
   ! want tiny-ddp || run tiny-ddp 2 1 "$tiny" --data-parallel 2
-done | python3 -c '
+done | tee "${RAW:-/dev/null}" | python3 -c '
 import json, statistics, sys
 rows, loads = {}, []
 for l in sys.stdin:
@@ -119,6 +120,10 @@ for case in ("ddp", "pertp", "ddp-own", "pertp-own"):
     if case in rows and "pair" in rows:
         print("%s (2x1) / pair (two independent processes: the machine ceiling) tokens/s: %.2f" % (
               case, med(case, "tokens_per_sec") / med("pair", "tokens_per_sec")))
+for case in ("1x2", "pair", "ddp", "pertp", "ddp-own", "pertp-own"):
+    if case in rows and len(rows[case]) == len(rows["1x1"]):
+        print("%s / 1x1 tokens/s, round by round: %s" % (case, " ".join("%.2f" % (r["tokens_per_sec"] / b["tokens_per_sec"])
+              for r, b in zip(rows[case], rows["1x1"]))))
 if "tiny-ddp" not in rows or "ddp" not in rows: sys.exit(0)
 t = rows["tiny-ddp"][0]
 print("bytes per rank per step, --data-parallel 2: %d on the tiny preset (%d parameters), %d on the model (%d parameters)" % (
