@@ -30,11 +30,6 @@ constexpr int64_t kClaimsPerRank = 8;
 // Posted works kept per rank (a rank checks the others' posts of the unit
 // before its own when it finds them still there).
 constexpr int kPostDepth = 4;
-// Slots of each kind: a block's copies are read until the next block's pass,
-// a chunk's only until the next pass of any kind, so more chunk slots let a
-// rank run further ahead through the many small units of the streamed tensors.
-constexpr int kBlockSlots = 2;
-constexpr int kChunkSlots = 4;
 
 using Atomic = std::atomic_ref<int64_t>;
 
@@ -126,12 +121,12 @@ NodeSharedStore::NodeSharedStore(const Architecture& arch, const Checkpoint& ckp
   base_ = static_cast<unsigned char*>(share_->data());
   posted_ = reinterpret_cast<Posted*>(base_ + r.posted_at);
   sync_ = reinterpret_cast<int64_t*>(base_ + r.sync_at);
-  for (int k = 0; k < kBlockSlots; ++k)
-    block_slot_.push_back(reinterpret_cast<float*>(base_ + r.block_at + static_cast<std::size_t>(k) * r.block_slot));
-  for (int k = 0; k < kChunkSlots; ++k)
-    chunk_slot_.push_back(reinterpret_cast<float*>(base_ + r.chunk_at + static_cast<std::size_t>(k) * r.chunk_slot));
-  block_unit_at_.assign(kBlockSlots, -1);
-  chunk_unit_at_.assign(kChunkSlots, -1);
+  for (std::size_t k = 0; k < block_slot_.size(); ++k)
+    block_slot_[k] = reinterpret_cast<float*>(base_ + r.block_at + k * r.block_slot);
+  for (std::size_t k = 0; k < chunk_slot_.size(); ++k)
+    chunk_slot_[k] = reinterpret_cast<float*>(base_ + r.chunk_at + k * r.chunk_slot);
+  block_unit_at_.fill(-1);
+  chunk_unit_at_.fill(-1);
   // The claim counters start at zero; the barrier at the end publishes them.
   for (int k = 0; k < kPostDepth; ++k) {
     post(share_->node_rank(), k) = Posted{};

@@ -61,6 +61,7 @@
 // read (no update, no perturbation) may come from one rank alone (rank 0's
 // evaluation).
 #pragma once
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -82,10 +83,15 @@ class NodeSharedStore final : public ParamStore {
 
   int node_rank() const { return share_->node_rank(); }
   int node_size() const { return share_->node_size(); }
-  // Bytes of the shared region: every weight once, in the storage dtype, then
-  // the working-copy slots (fp32 W+ and W- of the largest block, W+, W- and θ
-  // of the largest streamed chunk) and one 64-byte line per rank.
+  // Bytes of the shared region: every weight once, in the storage dtype, the
+  // posted works and claim lines (64-byte lines), then the working-copy slots
+  // (2 of fp32 W+ and W- of the largest block, 4 of W+, W- and θ of the
+  // largest streamed chunk).
   std::size_t shared_bytes() const { return share_->size(); }
+  // Whether the node's ranks now claim the units' elements (they have shown
+  // that they perturb alike) rather than meet at barriers; every rank of the
+  // node switches at the same unit.
+  bool claims_units() const { return mode_ == Mode::Claimed; }
   // What shared_bytes() will be for `arch` in `storage` over a world of
   // `world` ranks, before any store is built (the default choice of
   // store_factory.h asks whether the node has room for it).
@@ -152,9 +158,17 @@ class NodeSharedStore final : public ParamStore {
   int64_t& finished() const { return sync_[8 * share_->node_size() + 8]; }
   Posted* posted_ = nullptr;
   int64_t* sync_ = nullptr;
-  std::vector<float*> block_slot_, chunk_slot_;
-  // The unit index of the last block / chunk unit that used each slot.
-  std::vector<int64_t> block_unit_at_, chunk_unit_at_;
+  // Slots of each kind: a block's copies are read until the next block's
+  // pass, a chunk's only until the next pass of any kind, so more chunk slots
+  // let a rank run further ahead through the many small units of the streamed
+  // tensors.
+  static constexpr int kBlockSlots = 2;
+  static constexpr int kChunkSlots = 4;
+  std::array<float*, kBlockSlots> block_slot_{};
+  std::array<float*, kChunkSlots> chunk_slot_{};
+  // The unit index of the last block / chunk unit that used each slot (-1: none yet).
+  std::array<int64_t, kBlockSlots> block_unit_at_{};
+  std::array<int64_t, kChunkSlots> chunk_unit_at_{};
   int64_t block_cap_ = 0, chunk_cap_ = 0;
   // How a pass is shared among the node's ranks: Learning (barriers, until
   // the first perturbing unit every rank offers to share), then Claimed (the

@@ -8,9 +8,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
-#include <functional>
 #include <cstring>
+#include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -180,10 +182,14 @@ std::vector<double> sweep_sums(ParamStore& store, const Architecture& arch, cons
   return sums;
 }
 
-// Ranks that reach the units at different times (rank 1 sleeps before each):
-// once the ranks have shown they perturb alike they claim a unit's elements
-// instead of meeting at barriers, so the early rank does most of the pass,
-// and the copies and the stored bits are still those of a store that works alone.
+// Ranks that reach the units at different times: once the ranks have shown
+// they perturb alike they claim a unit's elements instead of meeting at
+// barriers, so the early rank does most of the pass, and the copies and the
+// stored bits are still those of a store that works alone. Rank 1 is the late
+// one by construction, not by a sleep (a loaded machine can stall either
+// thread): once its store claims units it enters each unit only after rank 0
+// has left it (between two calls of `pause` a rank runs at most one unit), so
+// every claim of those units is left to rank 0.
 TEST(NodeSharedStore, TheRankThatComesFirstDoesMoreOfThePass) {
   const fs::path model = testing::golden_dir() / "llama";  // untied head: both streamed tensors updated
   set_compute_threads(1);
@@ -209,17 +215,30 @@ TEST(NodeSharedStore, TheRankThatComesFirstDoesMoreOfThePass) {
     std::vector<uint64_t> draws(2);
     std::vector<std::vector<std::vector<float>>> weights(2);
     std::vector<std::thread> ts;
+    std::atomic<int64_t> pauses0{0};  // rank 0's calls of pause (INT64_MAX once it has swept)
     for (int r = 0; r < 2; ++r)
       ts.emplace_back([&, r] {
         set_compute_threads(1);
         auto a = load_architecture(model);
         Checkpoint c(model);
         NodeSharedStore store(*a, c, d, group.rank(r));
-        const auto pause = [r] {
-          if (r == 1) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        int64_t mine = 0;
+        const auto pause = [&, r] {
+          ++mine;
+          if (r == 0) {
+            pauses0.store(mine);
+            return;
+          }
+          // Barriers (before the switch) need both ranks: no waiting there.
+          // The 10 s bound keeps a store that wrongly waits for rank 1 from
+          // hanging the test.
+          const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+          while (store.claims_units() && pauses0.load() <= mine && std::chrono::steady_clock::now() < until)
+            std::this_thread::yield();
         };
         for (int t = 0; t < kSweeps; ++t)
           sums[static_cast<std::size_t>(r)][static_cast<std::size_t>(t)] = sweep_sums(store, *a, sweep_work(t), pause);
+        if (r == 0) pauses0.store(std::numeric_limits<int64_t>::max());
         draws[static_cast<std::size_t>(r)] = store.counters().rng_draws;
         for (std::size_t id = 0; id < a->tensors().size(); ++id) {
           weights[static_cast<std::size_t>(r)].emplace_back(static_cast<std::size_t>(a->tensors()[id].numel()));
@@ -237,13 +256,15 @@ TEST(NodeSharedStore, TheRankThatComesFirstDoesMoreOfThePass) {
                   0)
             << what << " rank " << r << ": tensor " << id << " differs";
     }
-    // Rank 1 did at most its share of the first unit (the barriers that
-    // decide; llama's block 0 holds only streamed tensors, so none) and of
-    // units it reached while rank 0 was still at them.
+    // Rank 1 did at most its share of the units before the switch (the
+    // barriers that decide; llama's block 0 holds only streamed tensors, so
+    // none).
     EXPECT_GT(draws[0], 4 * draws[1]) << what << ": rank 0 " << draws[0] << ", rank 1 " << draws[1];
     // fp32: between them the ranks drew z once per element and pass, as the
     // store alone (16-bit: that one makes its W- later, with a second draw).
-    if (d == DType::F32) EXPECT_EQ(draws[0] + draws[1], ref_draws) << what;
+    if (d == DType::F32) {
+      EXPECT_EQ(draws[0] + draws[1], ref_draws) << what;
+    }
     EXPECT_NE(ref[1], ref[0]) << what;  // the sweeps made different copies
   }
 }
